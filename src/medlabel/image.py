@@ -1,0 +1,221 @@
+"""The one in-memory image type: :class:`MedicalImage`.
+
+Conventions (the same as SimpleITK, so conversions are exact and free of surprises):
+
+* ``array`` is in NumPy order: ``[y, x]`` for 2D, ``[z, y, x]`` for 3D, with a trailing
+  channel axis for multi-channel images (RGB exports, ultrasound), e.g. ``[y, x, 3]``.
+* ``spacing``, ``origin`` and ``size`` are in ITK order ``(x, y[, z])``, in millimetres.
+* ``direction`` is the row-major ``dim x dim`` matrix whose *columns* are the world
+  directions of the x, y (and z) index axes, in the patient LPS frame used by DICOM and ITK.
+* The world position of voxel index ``(i, j, k)`` is
+  ``origin + direction @ (spacing * (i, j, k))``.
+
+Source metadata (patient, study and series identifiers) travels in ``metadata`` but is kept
+out of ``repr`` so that it never reaches a log line.
+
+Example:
+    >>> import numpy as np
+    >>> from medlabel.image import MedicalImage
+    >>> img = MedicalImage(np.zeros((4, 5, 6), np.int16), spacing=(0.5, 0.5, 2.0))
+    >>> img.size, img.ndim, img.channels
+    ((6, 5, 4), 3, 0)
+    >>> img.index_to_world((1, 0, 2)).tolist()
+    [0.5, 0.0, 4.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["MedicalImage", "same_grid"]
+
+_ORTHO_TOL = 1e-3
+
+
+def _as_tuple(values: Sequence[float] | np.ndarray, n: int, name: str) -> tuple[float, ...]:
+    out = tuple(float(v) for v in np.asarray(values, dtype=float).ravel())
+    if len(out) != n:
+        raise ValueError(f"{name} must have {n} values, got {len(out)}")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MedicalImage:
+    """Voxels plus the geometry that places them in the patient.
+
+    Args:
+        array: voxel values in NumPy order (see module docstring).
+        spacing: voxel size in mm along x, y(, z). Defaults to 1 mm.
+        origin: world position (LPS, mm) of the first voxel's centre. Defaults to 0.
+        direction: row-major direction cosine matrix. Defaults to identity.
+        modality: DICOM-style modality code (``CT``, ``MR``, ``CR``, ``DX``, ``US``, ...).
+        metadata: source metadata; identifiers live here and are never printed by ``repr``.
+        is_label: ``True`` for label maps (integer classes): writers keep integer types and
+            resamplers use nearest-neighbour interpolation.
+
+    Example:
+        >>> import numpy as np
+        >>> xray = MedicalImage(np.zeros((256, 200), np.uint16), spacing=(0.2, 0.2), modality="DX")
+        >>> xray.size
+        (200, 256)
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...] = ()
+    origin: tuple[float, ...] = ()
+    direction: tuple[float, ...] = ()
+    modality: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    is_label: bool = False
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.array)
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        object.__setattr__(self, "array", arr)
+        dim = len(self.spacing) or len(self.origin) or (int(np.sqrt(len(self.direction))) or 0)
+        if dim == 0:
+            dim = arr.ndim if arr.ndim in (2, 3) else 0
+        if dim not in (2, 3):
+            raise ValueError(f"cannot infer 2D/3D from array shape {arr.shape}; give spacing")
+        if arr.ndim not in (dim, dim + 1):
+            raise ValueError(f"array of shape {arr.shape} does not fit a {dim}D image")
+        spacing = _as_tuple(self.spacing if len(self.spacing) else (1.0,) * dim, dim, "spacing")
+        if any(not np.isfinite(s) or s <= 0 for s in spacing):
+            raise ValueError(f"spacing must be positive, got {spacing}")
+        origin = _as_tuple(self.origin if len(self.origin) else (0.0,) * dim, dim, "origin")
+        direction = _as_tuple(
+            self.direction if len(self.direction) else np.eye(dim).ravel(), dim * dim, "direction"
+        )
+        mat = np.asarray(direction).reshape(dim, dim)
+        if not np.allclose(mat.T @ mat, np.eye(dim), atol=_ORTHO_TOL):
+            raise ValueError(f"direction {direction} is not orthonormal")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "metadata", dict(self.metadata))
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def ndim(self) -> int:
+        """Number of spatial dimensions (2 or 3)."""
+        return len(self.spacing)
+
+    @property
+    def channels(self) -> int:
+        """Number of channels: 0 for a scalar image, else the length of the last axis."""
+        return 0 if self.array.ndim == self.ndim else int(self.array.shape[-1])
+
+    @property
+    def size(self) -> tuple[int, ...]:
+        """Number of voxels along x, y(, z) (ITK order)."""
+        return tuple(int(s) for s in self.array.shape[: self.ndim][::-1])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """NumPy dtype of the voxels."""
+        return self.array.dtype
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        """Direction as a ``dim x dim`` array (columns are axis directions)."""
+        return np.asarray(self.direction, dtype=float).reshape(self.ndim, self.ndim)
+
+    # --------------------------------------------------------------- geometry
+    def index_to_world(self, index: Sequence[float]) -> np.ndarray:
+        """World (LPS, mm) position of a continuous index given in ITK order ``(i, j[, k])``."""
+        idx = np.asarray(index, dtype=float)
+        return np.asarray(self.origin) + self.direction_matrix @ (np.asarray(self.spacing) * idx)
+
+    def world_to_index(self, point: Sequence[float]) -> np.ndarray:
+        """Continuous ITK-order index of a world point (inverse of :meth:`index_to_world`)."""
+        offset = np.asarray(point, dtype=float) - np.asarray(self.origin)
+        return (self.direction_matrix.T @ offset) / np.asarray(self.spacing)
+
+    def affine(self) -> np.ndarray:
+        """4x4 (or 3x3 for 2D) matrix mapping ITK-order indices to LPS world coordinates."""
+        n = self.ndim
+        aff = np.eye(n + 1)
+        aff[:n, :n] = self.direction_matrix * np.asarray(self.spacing)[None, :]
+        aff[:n, n] = self.origin
+        return aff
+
+    def with_array(self, array: np.ndarray, **changes: Any) -> MedicalImage:
+        """Copy of this image with new voxels (same grid unless ``changes`` say otherwise).
+
+        Example:
+            >>> import numpy as np
+            >>> img = MedicalImage(np.ones((2, 3, 4)), spacing=(1, 1, 3))
+            >>> img.with_array(img.array * 2).spacing
+            (1.0, 1.0, 3.0)
+        """
+        return replace(self, array=array, **changes)
+
+    # ------------------------------------------------------------- SimpleITK
+    def to_sitk(self) -> sitk.Image:
+        """Convert to a ``SimpleITK.Image`` with identical geometry."""
+        arr = self.array
+        if arr.dtype == np.float16:
+            arr = arr.astype(np.float32)
+        out = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=self.channels > 0)
+        out.SetSpacing(self.spacing)
+        out.SetOrigin(self.origin)
+        out.SetDirection(self.direction)
+        return out
+
+    @classmethod
+    def from_sitk(
+        cls,
+        image: sitk.Image,
+        *,
+        modality: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        is_label: bool = False,
+    ) -> MedicalImage:
+        """Build from a ``SimpleITK.Image`` (array copied; geometry taken as is)."""
+        return cls(
+            sitk.GetArrayFromImage(image),
+            spacing=image.GetSpacing(),
+            origin=image.GetOrigin(),
+            direction=image.GetDirection(),
+            modality=modality,
+            metadata=dict(metadata or {}),
+            is_label=is_label,
+        )
+
+    def geometry(self) -> dict[str, Any]:
+        """Geometry and value summary in SimpleITK's conventions (used by ``medlabel info``)."""
+        finite = self.array[np.isfinite(self.array)] if self.array.dtype.kind == "f" else self.array
+        return {
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+            "modality": self.modality,
+            "dtype": str(self.array.dtype),
+            "channels": self.channels,
+            "min": float(finite.min()) if finite.size else None,
+            "max": float(finite.max()) if finite.size else None,
+        }
+
+
+def same_grid(a: MedicalImage, b: MedicalImage, *, tol: float = 1e-4) -> bool:
+    """Whether two images share size, spacing, origin and direction (within ``tol``).
+
+    Example:
+        >>> import numpy as np
+        >>> a = MedicalImage(np.zeros((3, 3)))
+        >>> same_grid(a, a.with_array(np.ones((3, 3))))
+        True
+    """
+    return (
+        a.size == b.size
+        and np.allclose(a.spacing, b.spacing, rtol=0, atol=tol)
+        and np.allclose(a.origin, b.origin, rtol=0, atol=tol * max(1.0, max(a.spacing)))
+        and np.allclose(a.direction, b.direction, rtol=0, atol=tol)
+    )

@@ -1,0 +1,67 @@
+"""Reading DICOM Segmentation objects (SEG) into label maps, through highdicom.
+
+Segments are combined into one label map whose values are the segment numbers; segment labels
+are kept in ``metadata["segments"]``.
+
+Example:
+    >>> from pydicom.data import get_testdata_file
+    >>> path = get_testdata_file("seg_fractional.dcm")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medlabel.errors import ReadError
+from medlabel.image import MedicalImage
+
+__all__ = ["read_dicom_seg"]
+
+
+def read_dicom_seg(path: str | Path, dataset: Dataset | None = None) -> MedicalImage:
+    """Read a DICOM SEG file as a label map (``is_label=True``) on the SEG's own grid.
+
+    Raises:
+        ReadError: the segmentation cannot be decoded or its frames do not form a volume.
+    """
+    p = Path(path)
+    try:
+        seg = (
+            hd.seg.Segmentation.from_dataset(dataset, copy=False) if dataset else hd.seg.segread(p)
+        )
+        volume = seg.get_volume(combine_segments=True, relabel=False)
+    except Exception as exc:  # highdicom raises plain ValueError/RuntimeError on bad input
+        raise ReadError(p, f"DICOM SEG cannot be turned into a label map ({exc})") from exc
+    if volume is None:
+        raise ReadError(p, "DICOM SEG frames do not lie on a regular 3D grid")
+    # highdicom orders axes (slice, row, column); ITK wants x = column, y = row, z = slice.
+    aff = np.asarray(volume.affine, dtype=float)
+    array = np.asarray(volume.array)
+    steps = [aff[:3, 2], aff[:3, 1], aff[:3, 0]]
+    spacing = [float(np.linalg.norm(v)) for v in steps]
+    direction = np.column_stack([v / s for v, s in zip(steps, spacing, strict=True)])
+    origin = aff[:3, 3].copy()
+    if np.linalg.det(direction) < 0:  # slices run against the normal: flip to a proper frame
+        origin = origin + steps[2] * (array.shape[0] - 1)
+        direction[:, 2] *= -1
+        array = array[::-1]
+    segments = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    meta = {
+        "segments": segments,
+        "SeriesInstanceUID": str(seg.SeriesInstanceUID),
+        "StudyInstanceUID": str(seg.StudyInstanceUID),
+        "source_files": [str(p)],
+    }
+    return MedicalImage(
+        np.ascontiguousarray(array),
+        spacing=tuple(spacing),
+        origin=tuple(origin),
+        direction=tuple(direction.ravel()),
+        modality="SEG",
+        metadata=meta,
+        is_label=True,
+    )

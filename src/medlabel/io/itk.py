@@ -1,0 +1,111 @@
+"""NIfTI, NRRD and MetaImage (MHA/MHD) through SimpleITK, with exact geometry.
+
+SimpleITK converts NIfTI's RAS affine to the LPS frame used everywhere in medlabel, so a file
+read here has the geometry SimpleITK (and 3D Slicer and ITK-SNAP) show for it.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> from medlabel.image import MedicalImage
+    >>> img = MedicalImage(np.arange(24, dtype=np.int16).reshape(2, 3, 4), spacing=(1, 2, 3))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "vol.nii.gz"
+    >>> write_itk(img, path)
+    >>> back = read_itk(path)
+    >>> back.spacing, bool((back.array == img.array).all())
+    ((1.0, 2.0, 3.0), True)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medlabel.errors import ReadError, WriteError
+from medlabel.image import MedicalImage
+from medlabel.io.atomic import atomic_output
+from medlabel.io.formats import full_suffix
+
+__all__ = ["itk_reason", "label_dtype", "read_itk", "write_itk"]
+
+
+def itk_reason(exc: Exception) -> str:
+    """The useful sentence of an ITK exception (they carry file/line noise)."""
+    text = str(exc)
+    found = re.findall(r"(?:Description|ERROR):\s*(.+)", text)
+    reason = found[-1] if found else text.strip().splitlines()[-1] if text.strip() else repr(exc)
+    return reason.strip().rstrip(".")[:300]
+
+
+def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> MedicalImage:
+    """Read a NIfTI, NRRD or MetaImage file.
+
+    Raises:
+        ReadError: the file is missing, truncated or not in the format its extension says.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ReadError(p, "no such file")
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise ReadError(p, f"cannot read image ({itk_reason(exc)})") from exc
+    meta = {"format": full_suffix(p).lstrip(".")}
+    for key in image.GetMetaDataKeys():
+        if key in ("descrip", "intent_name", "modality", "Modality"):
+            meta[key] = image.GetMetaData(key)
+    modality = meta.get("modality") or meta.get("Modality")
+    return MedicalImage.from_sitk(
+        image, modality=modality or None, metadata=meta, is_label=is_label
+    )
+
+
+def label_dtype(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """Cast a label map to the smallest unsigned (or signed) integer type holding its values.
+
+    Raises:
+        WriteError: values are not whole numbers.
+    """
+    if array.dtype.kind in "iu":
+        return array
+    if not np.all(np.isfinite(array)) or not np.all(np.mod(array, 1) == 0):
+        raise WriteError(path, f"label map has non-integer values (dtype {array.dtype})")
+    lo, hi = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    for t in (np.uint8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return array.astype(t)
+    return array.astype(np.int64)
+
+
+def write_itk(image: MedicalImage, path: str | os.PathLike[str], *, compress: bool = True) -> None:
+    """Write NIfTI/NRRD/MHA atomically; label maps keep an integer type.
+
+    Raises:
+        WriteError: the image cannot be stored in that format.
+    """
+    p = Path(path)
+    if image.is_label:
+        image = image.with_array(label_dtype(image.array, p))
+    if image.array.dtype in (np.int64, np.uint64) and full_suffix(p) in (".nii", ".nii.gz"):
+        lo, hi = int(image.array.min()), int(image.array.max())
+        if np.iinfo(np.int32).min <= lo and hi <= np.iinfo(np.int32).max:
+            image = image.with_array(image.array.astype(np.int32))
+    sitk_image = image.to_sitk()
+    if image.modality and full_suffix(p) in (".nrrd", ".mha", ".mhd"):
+        sitk_image.SetMetaData("modality", image.modality)
+    try:
+        with atomic_output(p) as tmp:
+            if full_suffix(p) == ".mhd":
+                # An .mhd header names its .raw data file: write both under the final names.
+                sitk.WriteImage(sitk_image, str(tmp), compress)
+                raw = tmp.with_suffix(".zraw" if compress else ".raw")
+                text = tmp.read_text().replace(raw.name, p.with_suffix(raw.suffix).name)
+                os.replace(raw, p.with_suffix(raw.suffix))
+                tmp.write_text(text)
+            else:
+                sitk.WriteImage(sitk_image, str(tmp), compress)
+    except RuntimeError as exc:
+        raise WriteError(p, f"cannot write image ({itk_reason(exc)})") from exc

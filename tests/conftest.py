@@ -1,0 +1,149 @@
+"""Shared fixtures: the real data folder (skip when absent) and a synthetic DICOM series maker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$MEDLABEL_DATA`` or ``../shared/data`` beside the repository, when present."""
+    env = os.environ.get("MEDLABEL_DATA")
+    for candidate in (Path(env) if env else None, REPO.parent / "shared" / "data"):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data set; tests using it skip with a reason when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real data not found: set MEDLABEL_DATA or place it at ../shared/data")
+    return path
+
+
+def _unit(v: Sequence[float]) -> np.ndarray:
+    a = np.asarray(v, dtype=float)
+    return a / np.linalg.norm(a)
+
+
+def write_ct_slice(
+    path: Path,
+    *,
+    pixels: np.ndarray,
+    ipp: Sequence[float],
+    iop: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: Sequence[float] = (0.8, 0.7),
+    series_uid: str = "1.2.3.4",
+    instance: int = 1,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    photometric: str = "MONOCHROME2",
+    modality: str = "CT",
+    bits_stored: int = 12,
+) -> Path:
+    """Write one uncompressed CT-like slice with the given geometry and stored values."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.3"
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = "SYNTHETIC-PATIENT-42"
+    ds.Modality = modality
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+    ds.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    ds.SliceThickness = "2.5"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope = f"{slope:g}"
+    ds.RescaleIntercept = f"{intercept:g}"
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+SeriesMaker = Callable[..., list[Path]]
+
+
+@pytest.fixture
+def make_series(tmp_path: Path) -> SeriesMaker:
+    """Factory writing a synthetic series; slice k holds values ``100 * (k + 1) + pattern``.
+
+    Keyword arguments: ``folder`` (name under tmp_path), ``n``, ``step`` (mm along the normal),
+    ``positions`` (explicit offsets along the normal, overriding n/step), ``iop``, ``origin``,
+    ``shape`` (rows, cols), ``shuffle_names`` (file names in random order), ``series_uid``,
+    ``inplane_drift`` (mm per slice along the row direction: gantry tilt), ``prefix`` (of
+    file names), and any
+    :func:`write_ct_slice` argument.
+    """
+
+    def make(
+        folder: str = "series",
+        *,
+        n: int = 6,
+        step: float = 2.5,
+        positions: Sequence[float] | None = None,
+        iop: Sequence[float] = (1, 0, 0, 0, 1, 0),
+        origin: Sequence[float] = (-20.0, -30.0, 40.0),
+        shape: tuple[int, int] = (12, 10),
+        shuffle_names: bool = True,
+        series_uid: str = "1.2.3.4",
+        inplane_drift: float = 0.0,
+        prefix: str = "IM",
+        **kwargs: object,
+    ) -> list[Path]:
+        out = tmp_path / folder
+        out.mkdir(parents=True, exist_ok=True)
+        row, col = _unit(iop[:3]), _unit(iop[3:])
+        normal = np.cross(row, col)
+        offsets = list(positions) if positions is not None else [k * step for k in range(n)]
+        rng = np.random.default_rng(len(offsets))
+        names = rng.permutation(len(offsets)) if shuffle_names else np.arange(len(offsets))
+        pattern = np.add.outer(np.arange(shape[0]), np.arange(shape[1])).astype(np.int64)
+        paths = []
+        for k, off in enumerate(offsets):
+            ipp = np.asarray(origin, float) + off * normal + k * inplane_drift * row
+            pixels = 100 * (k + 1) + pattern
+            path = out / f"{prefix}{names[k]:04d}"
+            write_ct_slice(
+                path,
+                pixels=pixels,
+                ipp=ipp,
+                iop=iop,
+                series_uid=series_uid,
+                instance=int(names[k]) + 1,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            paths.append(path)
+        return paths
+
+    return make
+
+
+@pytest.fixture
+def ct_small() -> Path:
+    """pydicom's bundled CT slice (always installed)."""
+    return Path(pydicom.data.get_testdata_file("CT_small.dcm"))
