@@ -124,7 +124,7 @@ def test_3d_multichannel_image_properties() -> None:
     assert (img.ndim, img.channels, img.size) == (3, 2, (6, 5, 4))
 
 
-def test_bool_array_is_stored_as_uint8_and_values_are_tuples_of_floats() -> None:
+def test_bool_array_and_numpy_geometry_are_normalised() -> None:
     img = MedicalImage(
         np.array([[True, False], [False, True]]),
         spacing=np.array([1, 2]),
@@ -263,7 +263,7 @@ def test_same_grid_false_when_size_spacing_origin_or_direction_differs(change: d
     assert not same_grid(img, img.with_array(array, **change))
 
 
-def test_same_grid_false_for_channel_free_size_mismatch_2d() -> None:
+def test_same_grid_2d_compares_size_but_not_channels() -> None:
     a = MedicalImage(np.zeros((3, 4)), spacing=(1, 1))
     b = MedicalImage(np.zeros((4, 3)), spacing=(1, 1))
     assert not same_grid(a, b)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medlabel.errors import PreprocessError
+from medlabel.errors import GeometryMismatchError, PreprocessError
 from medlabel.image import MedicalImage
 from medlabel.preprocess.crop import crop_to_bbox, crop_to_foreground, foreground_bbox, pad_or_crop
 
@@ -74,7 +74,8 @@ def test_crop_to_foreground_margin_clipped_and_mask(
     out = crop_to_foreground(ct_volume, threshold=-500, margin_mm=100.0)
     assert out.size == ct_volume.size
     assert out.origin == pytest.approx(ct_volume.origin)
-    by_mask = crop_to_foreground(ct_volume, mask=label_volume)
+    mask = ct_volume.with_array(label_volume.array, is_label=True)  # same grid as the CT
+    by_mask = crop_to_foreground(ct_volume, mask=mask)
     fg = np.argwhere(label_volume.array > 0)
     assert by_mask.size == tuple((fg.max(0) - fg.min(0) + 1)[::-1])
     _same_world(by_mask, ct_volume, (0, 0, 0), tuple(fg.min(0)[::-1]))
@@ -91,6 +92,14 @@ def test_crop_to_foreground_labels_and_errors(label_volume: MedicalImage) -> Non
         crop_to_foreground(label_volume, margin_mm=-1)
     with pytest.raises(PreprocessError, match="mask shape"):
         crop_to_foreground(label_volume, mask=np.ones((2, 2, 2)))
+
+
+def test_mask_image_on_another_grid_refused(
+    ct_volume: MedicalImage, label_volume: MedicalImage
+) -> None:
+    # same array shape, different origin: voxel-wise use would be silently wrong
+    with pytest.raises(GeometryMismatchError, match="resample the mask first"):
+        crop_to_foreground(ct_volume, mask=label_volume)
 
 
 def test_pad_or_crop_pads_with_minimum_and_centres(ct_volume: MedicalImage) -> None:

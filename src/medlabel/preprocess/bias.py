@@ -53,6 +53,7 @@ def n4_bias_correction(
     Raises:
         PreprocessError: label or multi-channel image, bad mask, empty mask, or invalid
             parameters.
+        GeometryMismatchError: ``mask`` is an image on a different grid.
     """
     require_intensity(image, "n4_bias_correction")
     require_scalar(image, "n4_bias_correction")

@@ -137,6 +137,7 @@ def crop_to_foreground(
 
     Raises:
         PreprocessError: empty foreground, negative margin or mask of the wrong shape.
+        GeometryMismatchError: ``mask`` is an image on a different grid.
 
     Example:
         >>> import numpy as np

@@ -47,13 +47,14 @@ def zscore(image: MedicalImage, mask: MedicalImage | np.ndarray | None = None) -
 
     Raises:
         PreprocessError: label image, mask of the wrong shape, or an empty mask.
+        GeometryMismatchError: ``mask`` is an image on a different grid.
 
     Example:
         >>> import numpy as np
         >>> from medlabel.image import MedicalImage
         >>> img = MedicalImage(np.array([[0.0, 10.0, 20.0, 99.0]]), spacing=(1, 1))
-        >>> zscore(img, mask=np.array([[1, 0, 1, 0]])).array.tolist()
-        [[-1.0, 0.0, 1.0, 8.899999618530273]]
+        >>> zscore(img, mask=np.array([[1, 0, 1, 0]])).array.astype(float).round(2).tolist()
+        [[-1.0, 0.0, 1.0, 8.9]]
     """
     require_intensity(image, "zscore")
     m = None if mask is None else as_mask_array(image, mask, "zscore")
@@ -92,6 +93,7 @@ def percentile_scale(
 
     Raises:
         PreprocessError: label image, invalid percentiles or range, bad or empty mask.
+        GeometryMismatchError: ``mask`` is an image on a different grid.
 
     Example:
         >>> import numpy as np
