@@ -16,12 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
-    """``$MEDLABEL_DATA`` or ``../shared/data`` beside the repository, when present."""
+    """``$MEDLABEL_DATA`` when set, else ``../shared/data`` beside the repo; None if absent."""
     env = os.environ.get("MEDLABEL_DATA")
-    for candidate in (Path(env) if env else None, REPO.parent / "shared" / "data"):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    return None
+    candidate = Path(env) if env else REPO.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +145,32 @@ def make_series(tmp_path: Path) -> SeriesMaker:
 def ct_small() -> Path:
     """pydicom's bundled CT slice (always installed)."""
     return Path(pydicom.data.get_testdata_file("CT_small.dcm"))
+
+
+def _real_images() -> list[tuple[str, Path | None]]:
+    """Every real volume and DICOM file of the shared data, as (id, path)."""
+    root = shared_data_dir()
+    if root is None:
+        return [("no-shared-data", None)]
+    files = [root / "ct-abdomen" / "dicom-series"]
+    for pattern in ("ct-abdomen/*.nii.gz", "mri-lesions/*.nrrd", "msd-hippocampus/*/*.nii.gz"):
+        files += sorted(root.glob(pattern))
+    files += sorted(root.glob("dicom-samples/*.dcm"))
+    files += sorted(root.glob("jsrt-lungs-224/*/*.png"))[:3]
+    files += sorted(root.glob("cxr-pneumonia-224/train/*/*.jpeg"))[:3]
+    return [(str(f.relative_to(root)), f) for f in files]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``real_image`` over the real data (one skipped case when it is absent)."""
+    if "real_image" in metafunc.fixturenames:
+        cases = _real_images()
+        metafunc.parametrize("real_image", [c[1] for c in cases], ids=[c[0] for c in cases])
+
+
+@pytest.fixture
+def skip_without_data(real_image: Path | None) -> Path:
+    """The parametrised real image, or a skip with the reason when the data is absent."""
+    if real_image is None:
+        pytest.skip("real data not found: set MEDLABEL_DATA or place it at ../shared/data")
+    return real_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from medlabel.image import MedicalImage, same_grid
 
@@ -234,7 +234,9 @@ def test_affine_agrees_with_index_to_world() -> None:
 
 def test_2d_geometry_matches_simpleitk() -> None:
     c, s = np.cos(0.3), np.sin(0.3)
-    img = MedicalImage(np.zeros((5, 7)), spacing=(0.2, 0.5), origin=(1.0, -2.0), direction=(c, s, -s, c))
+    img = MedicalImage(
+        np.zeros((5, 7)), spacing=(0.2, 0.5), origin=(1.0, -2.0), direction=(c, s, -s, c)
+    )
     expected = img.to_sitk().TransformContinuousIndexToPhysicalPoint((3.0, 4.0))
     np.testing.assert_allclose(img.index_to_world((3, 4)), expected, atol=1e-12)
     np.testing.assert_allclose(img.world_to_index(expected), (3, 4), atol=1e-12)

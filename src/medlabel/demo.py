@@ -52,12 +52,13 @@ class _Case:
 
 
 def find_shared_data() -> Path | None:
-    """``$MEDLABEL_DATA``, else ``../shared/data`` from the working directory, if it exists."""
+    """``$MEDLABEL_DATA`` when set, else ``../shared/data`` from the working directory.
+
+    Returns ``None`` when that folder does not exist.
+    """
     env = os.environ.get("MEDLABEL_DATA")
-    for candidate in (Path(env) if env else None, Path.cwd().parent / "shared" / "data"):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    return None
+    candidate = Path(env) if env else Path.cwd().parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
 
 
 def _xray(src: str, name: str) -> Callable[[Path], tuple[list[str], MedicalImage]]:

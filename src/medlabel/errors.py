@@ -30,6 +30,10 @@ class MedlabelError(Exception):
         self.reason = " ".join(str(reason).split())
         super().__init__(self.reason if path is None else f"{path}: {self.reason}")
 
+    def __reduce__(self) -> tuple[type[MedlabelError], tuple[Path | None, str]]:
+        """Pickle with both arguments, so errors survive worker processes."""
+        return (self.__class__, (self.path, self.reason))
+
 
 class ReadError(MedlabelError):
     """A file exists but cannot be decoded (corrupt, truncated, not an image)."""

@@ -59,6 +59,8 @@ def test_gaussian_zero_sigma_and_per_axis(xray: MedicalImage) -> None:
     np.testing.assert_allclose(out[40, :], xray.array[40, :], atol=0.5)
     with pytest.raises(PreprocessError, match="sigma_mm"):
         gaussian_smooth(xray, -1.0)
+    with pytest.raises(PreprocessError, match="needs 2 values"):
+        gaussian_smooth(xray, (1.0, 1.0, 1.0))
 
 
 def test_gaussian_tiny_image_uses_discrete_kernel() -> None:
@@ -96,6 +98,10 @@ def test_median_radius_per_axis_and_errors() -> None:
     np.testing.assert_array_equal(median_filter(img, radius=(0, 1)).array, 1)  # along y
     with pytest.raises(PreprocessError, match="radius"):
         median_filter(img, radius=-1)
+    with pytest.raises(PreprocessError, match="radius"):
+        median_filter(img, radius=1.5)
+    with pytest.raises(PreprocessError, match="needs 2 values"):
+        median_filter(img, radius=(1, 1, 1))
 
 
 def test_noise_sigma_estimate_in_image_units() -> None:

@@ -16,8 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,40 @@ def itk_reason(exc: Exception) -> str:
     return reason.strip().rstrip(".")[:300]
 
 
+def _decoded_length(path: Path, expected: int) -> int:
+    """Uncompressed length of a gzip file (the trailer when it agrees, else by decoding)."""
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() >= 4:
+            fh.seek(-4, os.SEEK_END)
+            if int.from_bytes(fh.read(4), "little") == expected % 2**32:
+                return expected
+    count = 0
+    with contextlib.suppress(EOFError, OSError, zlib.error), gzip.open(path, "rb") as gz:
+        while chunk := gz.read(1 << 22):
+            count += len(chunk)
+    return count
+
+
+def _nifti_truncation(path: Path) -> str | None:
+    """Why a NIfTI file holds fewer voxel bytes than its header says, else ``None``.
+
+    ITK's NIfTI reader fills the missing part of a truncated file with zeros without a word.
+    """
+    import nibabel as nib  # only needed here; keeps `import medlabel.io` light
+
+    try:
+        nii = nib.load(path)
+        voxels = int(np.prod(nii.header.get_data_shape()))
+        need = int(nii.dataobj.offset) + voxels * nii.header.get_data_dtype().itemsize
+    except (AttributeError, OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):
+        return None  # ITK could read it; nothing more to check
+    have = _decoded_length(path, need) if full_suffix(path) == ".nii.gz" else path.stat().st_size
+    if have < need:
+        return f"file is truncated: {have} of the {need} bytes its header promises"
+    return None
+
+
 def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> MedicalImage:
     """Read a NIfTI, NRRD or MetaImage file.
 
@@ -52,6 +89,10 @@ def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> Medical
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         raise ReadError(p, f"cannot read image ({itk_reason(exc)})") from exc
+    if full_suffix(p) in (".nii", ".nii.gz"):
+        missing = _nifti_truncation(p)
+        if missing:
+            raise ReadError(p, missing)
     meta = {"format": full_suffix(p).lstrip(".")}
     for key in image.GetMetaDataKeys():
         if key in ("descrip", "intent_name", "modality", "Modality"):
@@ -100,11 +141,14 @@ def write_itk(image: MedicalImage, path: str | os.PathLike[str], *, compress: bo
         with atomic_output(p) as tmp:
             if full_suffix(p) == ".mhd":
                 # An .mhd header names its .raw data file: write both under the final names.
-                sitk.WriteImage(sitk_image, str(tmp), compress)
                 raw = tmp.with_suffix(".zraw" if compress else ".raw")
-                text = tmp.read_text().replace(raw.name, p.with_suffix(raw.suffix).name)
-                os.replace(raw, p.with_suffix(raw.suffix))
-                tmp.write_text(text)
+                try:
+                    sitk.WriteImage(sitk_image, str(tmp), compress)
+                    text = tmp.read_text().replace(raw.name, p.with_suffix(raw.suffix).name)
+                    os.replace(raw, p.with_suffix(raw.suffix))
+                    tmp.write_text(text)
+                finally:
+                    raw.unlink(missing_ok=True)  # left behind only when writing failed
             else:
                 sitk.WriteImage(sitk_image, str(tmp), compress)
     except RuntimeError as exc:

@@ -64,9 +64,12 @@ class MedMNISTArchive:
     def _get(self, key: str) -> np.ndarray:
         if key not in self._cache:
             try:
-                self._cache[key] = self._npz[key]
-            except (OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+                value = self._npz[key]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
                 raise ReadError(self.path, f"array {key!r} cannot be read ({exc})") from exc
+            if not isinstance(value, np.ndarray):  # NpzFile returns raw bytes for non-.npy members
+                raise ReadError(self.path, f"array {key!r} cannot be read (not a .npy array)")
+            self._cache[key] = value
         return self._cache[key]
 
     def _check(self, split: str) -> None:

@@ -31,6 +31,7 @@ from medlabel.preprocess._common import (
     from_sitk_like,
     map_channel_images,
     map_channels,
+    per_axis,
     require_intensity,
 )
 
@@ -78,7 +79,7 @@ def gaussian_smooth(image: MedicalImage, sigma_mm: float | Sequence[float]) -> M
         (1.0, 0.04)
     """
     require_intensity(image, "gaussian_smooth")
-    sigma = np.broadcast_to(np.asarray(sigma_mm, dtype=float), (image.ndim,)).copy()
+    sigma = np.asarray(per_axis(sigma_mm, image.ndim, "gaussian_smooth sigma_mm"))
     if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
         raise PreprocessError(None, f"gaussian_smooth sigma_mm must be >= 0, got {sigma_mm}")
 
@@ -118,7 +119,7 @@ def median_filter(image: MedicalImage, radius: int | Sequence[int] = 1) -> Medic
         [[1, 1, 1, 1]]
     """
     require_intensity(image, "median_filter")
-    radii = np.broadcast_to(np.asarray(radius), (image.ndim,))
+    radii = np.asarray(per_axis(radius, image.ndim, "median_filter radius"))
     if np.any(radii < 0) or np.any(radii != np.round(radii)):
         raise PreprocessError(None, f"median_filter radius must be whole voxels >= 0: {radius}")
     radii_list = [int(r) for r in radii]

@@ -33,7 +33,9 @@ def assert_same_as_sitk(img, ref: sitk.Image) -> None:
     np.testing.assert_allclose(img.spacing, ref.GetSpacing(), rtol=1e-6)
     np.testing.assert_allclose(img.origin, ref.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(img.direction, ref.GetDirection(), atol=1e-6)
-    np.testing.assert_array_equal(img.array, sitk.GetArrayFromImage(ref))
+    ref_arr = sitk.GetArrayFromImage(ref)
+    assert img.dtype == ref_arr.dtype
+    np.testing.assert_array_equal(img.array, ref_arr)
 
 
 def test_axial_series_sorted_by_position_not_name(make_series, tmp_path):
@@ -157,6 +159,7 @@ def test_empty_folder(tmp_path):
         read_image(tmp_path / "empty")
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached")
 def test_corrupt_file_in_series_is_named(make_series, tmp_path):
     paths = make_series(n=4)
     data = paths[2].read_bytes()
@@ -234,3 +237,33 @@ def test_dicomdir_lists_and_reads_series(tmp_path):
     brain = next(s for s in scan.series if s.description == "Routine Brain")
     with pytest.raises(SliceSpacingError, match="missing slice"):
         read_image(dst / "DICOMDIR", series=brain.uid)
+
+
+def _compress_rle(paths):
+    from pydicom.uid import RLELossless
+
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.compress(RLELossless)
+        ds.save_as(p)
+
+
+def test_compressed_series_decodes_in_worker_processes(make_series, tmp_path):
+    plain = read_image(Path(make_series("plain", n=6)[0]).parent)
+    paths = make_series("rle", n=6)
+    _compress_rle(paths)
+    assert scan_series(tmp_path / "rle").series[0].first.compressed
+    img = read_dicom(tmp_path / "rle", workers=2)
+    np.testing.assert_array_equal(img.array, plain.array)
+    assert img.origin == plain.origin
+
+
+def test_error_in_a_worker_process_names_the_file(make_series, tmp_path):
+    paths = make_series("rle", n=6)
+    _compress_rle(paths)
+    ds = pydicom.dcmread(paths[3])
+    ds.PixelData = ds.PixelData[:40]  # a broken RLE stream
+    ds.save_as(paths[3])
+    with pytest.raises(ReadError) as info:
+        read_dicom(tmp_path / "rle", workers=2)
+    assert paths[3].name in str(info.value)

@@ -79,6 +79,7 @@ class DicomFileInfo:
     series_description: str
     has_pixels: bool
     enhanced: bool
+    compressed: bool = False
 
     @property
     def is_image(self) -> bool:
@@ -147,7 +148,13 @@ def read_header(path: str | os.PathLike[str], dataset: Dataset | None = None) ->
         series_description=str(ds.get("SeriesDescription", "") or ""),
         has_pixels=has_pixels,
         enhanced=enhanced,
+        compressed=_compressed(ds),
     )
+
+
+def _compressed(ds: Dataset) -> bool:
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    return bool(syntax is not None and syntax.is_compressed)
 
 
 def _functional(ds: Dataset, sequence: str, keyword: str) -> tuple[float, ...] | None:

@@ -10,15 +10,18 @@ Example:
     >>> from pydicom.data import get_testdata_file
     >>> img = read_dicom(get_testdata_file("CT_small.dcm"))
     >>> img.modality, img.size, img.dtype.name
-    ('CT', (128, 128, 1), 'int16')
+    ('CT', (128, 128, 1), 'int32')
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from tqdm import tqdm
 
 from medlabel.errors import ReadError, SeriesError
 from medlabel.image import MedicalImage
@@ -329,6 +333,52 @@ def _read_enhanced(
     )
 
 
+@dataclass
+class _Slice:
+    """One decoded slice: stored values (MONOCHROME1 already inverted) and its rescale."""
+
+    values: np.ndarray
+    slope: float
+    intercept: float
+    inverted: bool
+    srange: tuple[int, int]
+
+
+def _decode_slice(path: Path, invert_monochrome1: bool) -> _Slice:
+    ds = _dcmread(path)
+    check_decodable(ds, path)
+    stored = decode_pixels(ds, path)
+    if stored.shape[0] != 1:
+        raise SeriesError(path, "multi-frame file inside a multi-file series")
+    values, inverted = _values(ds, stored[0], invert_monochrome1)
+    slope, intercept = _rescale(ds) or (1.0, 0.0)
+    return _Slice(values, slope, intercept, inverted, stored_range(ds))
+
+
+def _decode_all(
+    paths: Sequence[Path], invert: bool, workers: int | None, *, compressed: bool
+) -> list[_Slice]:
+    """Decode slices in input order, in parallel when it pays.
+
+    Compressed slices (JPEG-2000, JPEG, RLE) spend their time in decoders that hold the GIL,
+    so they go to a pool of forked processes; uncompressed ones are I/O bound and use threads.
+    """
+    n = workers or min(8, os.cpu_count() or 1)
+    task = functools.partial(_decode_slice, invert_monochrome1=invert)
+    progress = functools.partial(
+        tqdm, total=len(paths), desc="decoding slices", unit="slice", leave=False, disable=None
+    )
+    if n <= 1 or len(paths) < 4:
+        return [task(p) for p in progress(paths)]
+    if compressed and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(n, mp_context=context) as pool:
+            chunk = max(1, len(paths) // (4 * n))
+            return list(progress(pool.map(task, paths, chunksize=chunk)))
+    with ThreadPoolExecutor(n) as pool:
+        return list(progress(pool.map(task, paths)))
+
+
 def read_dicom_series(
     info: SeriesInfo,
     *,
@@ -344,7 +394,8 @@ def read_dicom_series(
         invert_monochrome1: turn MONOCHROME1 into high = bright.
         irregular: policy for missing slices or uneven spacing.
         tilt: policy for gantry tilt.
-        workers: threads decoding slices in parallel (default: up to 4, at most the CPUs).
+        workers: processes (compressed slices) or threads (uncompressed) decoding slices in
+            parallel; default: one per CPU, at most 8; 1 decodes in this process.
     """
     if len(info.files) == 1:
         return read_dicom_file(
@@ -369,38 +420,23 @@ def read_dicom_series(
         tilt=tilt,
     )
 
-    def load(path: Path) -> tuple[np.ndarray, tuple[float, float], bool, Dataset]:
-        ds = _dcmread(path)
-        check_decodable(ds, path)
-        stored = decode_pixels(ds, path)
-        if stored.shape[0] != 1:
-            raise SeriesError(path, "multi-frame file inside a multi-file series")
-        values, inverted = _values(ds, stored[0], invert_monochrome1)
-        del ds.PixelData
-        return values, _rescale(ds) or (1.0, 0.0), inverted, ds
-
-    n_workers = workers or min(4, os.cpu_count() or 1)
     paths = [f.path for f in info.files]
-    if n_workers > 1 and len(paths) > 1:
-        with ThreadPoolExecutor(n_workers) as pool:
-            loaded = list(pool.map(load, paths))
-    else:
-        loaded = [load(p) for p in paths]
-    ds0 = loaded[0][3]
-    shapes = {v.shape for v, *_ in loaded}
+    loaded = _decode_all(paths, invert_monochrome1, workers, compressed=first.compressed)
+    shapes = {d.values.shape for d in loaded}
     if len(shapes) > 1:
         raise SeriesError(source, f"slices have different shapes {sorted(shapes)}")
     dtype = rescaled_dtype(
-        stored_range(ds0),
-        [r[0] for _, r, _, _ in loaded],
-        [r[1] for _, r, _, _ in loaded],
-        loaded[0][0].dtype,
+        loaded[0].srange,
+        [d.slope for d in loaded],
+        [d.intercept for d in loaded],
+        loaded[0].values.dtype,
     )
-    slices = [modality_transform(v, r[0], r[1], dtype) for v, r, _, _ in loaded]
+    slices = [modality_transform(d.values, d.slope, d.intercept, dtype) for d in loaded]
+    ds0 = pydicom.dcmread(first.path, stop_before_pixels=True, force=True)
     volume = apply_plan(plan, slices, fill=float(min(s.min() for s in slices)))
     dy, dx = _positive(first.pixel_spacing) or (1.0, 1.0)
     extra: dict[str, Any] = {}
-    if any(inv for _, _, inv, _ in loaded):
+    if any(d.inverted for d in loaded):
         extra["inverted_monochrome1"] = True
     if plan.warnings:
         extra["warnings"] = plan.warnings

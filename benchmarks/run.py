@@ -1,0 +1,13 @@
+"""Run every benchmark; each writes its results (with machine and date) to benchmarks/results/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_io
+
+if __name__ == "__main__":
+    bench_io.main()

@@ -1,0 +1,255 @@
+"""The command line: info/convert/preprocess/preview, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from medlabel.cli import app
+from medlabel.image import MedicalImage
+from medlabel.io import read_image, write_image
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def sitk_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+# ------------------------------------------------------------------------------ geometry
+def check_info_against_sitk(folder: Path) -> None:
+    result = run("info", folder, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    ref = sitk_series(folder)
+    assert info["size"] == list(ref.GetSize())
+    np.testing.assert_allclose(info["spacing"], ref.GetSpacing(), rtol=1e-9)
+    np.testing.assert_allclose(info["origin"], ref.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(info["direction"], ref.GetDirection(), atol=1e-6)
+    arr = sitk.GetArrayFromImage(ref)
+    assert info["min"] == arr.min() and info["max"] == arr.max()
+    assert info["dtype"] == str(arr.dtype)
+
+
+def check_convert_against_sitk(folder: Path, out: Path) -> None:
+    result = run("convert", folder, out)
+    assert result.exit_code == 0, result.output
+    ref = sitk_series(folder)
+    written = sitk.ReadImage(str(out))
+    assert written.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(written.GetSpacing(), ref.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(written.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(written.GetDirection(), ref.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(ref))
+    if out.name.endswith((".nii", ".nii.gz")):
+        # what 3D Slicer and nibabel see: the RAS affine is the LPS one with x and y negated
+        img = read_image(folder)
+        ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine()
+        np.testing.assert_allclose(nib.load(out).affine, ras, atol=1e-4)
+
+
+def test_info_and_convert_synthetic_oblique_series(make_series, tmp_path):
+    make_series(n=5, step=1.5, iop=(0.8660254, 0.5, 0, -0.35355339, 0.61237244, 0.70710678))
+    check_info_against_sitk(tmp_path / "series")
+    for ext in ("nii.gz", "nrrd", "mha"):
+        check_convert_against_sitk(tmp_path / "series", tmp_path / f"out.{ext}")
+
+
+@pytest.mark.realdata
+def test_info_and_convert_real_ct_series(shared_data, tmp_path):
+    folder = shared_data / "ct-abdomen" / "dicom-series"
+    check_info_against_sitk(folder)
+    check_convert_against_sitk(folder, tmp_path / "ct.nii.gz")
+
+
+def test_info_lists_series_of_a_mixed_folder(make_series, tmp_path):
+    make_series("mixed", n=3, series_uid="1.2.3.10")
+    make_series("mixed", n=2, series_uid="1.2.3.20", prefix="B")
+    result = run("info", tmp_path / "mixed", "--json")
+    assert result.exit_code == 0
+    listing = json.loads(result.stdout)["series"]
+    assert {s["uid"] for s in listing} == {"1.2.3.10", "1.2.3.20"}
+    result = run("info", tmp_path / "mixed", "--series", "1.2.3.20", "--json")
+    assert json.loads(result.stdout)["size"][2] == 2
+
+
+def test_info_medmnist_summary(tmp_path):
+    path = tmp_path / "toy.npz"
+    np.savez(
+        path,
+        train_images=np.zeros((5, 28, 28), np.uint8),
+        train_labels=np.array([[0], [1], [1], [0], [1]]),
+    )
+    result = run("info", path, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["splits"]["train"]["labels"] == {"0": 2, "1": 3}
+    result = run("info", path, "--index", "2", "--split", "train", "--json")
+    assert json.loads(result.stdout)["size"] == [28, 28]
+
+
+# ------------------------------------------------------------------------------ preprocess
+def ct_phantom(tmp_path: Path) -> Path:
+    _z, y, x = np.mgrid[:16, :40, :40]
+    body = ((y - 20) ** 2 + (x - 20) ** 2 < 15**2).astype(np.int16)
+    arr = np.where(body, 40, -1000).astype(np.int16)
+    arr[:, 18:22, 18:22] = 700  # "bone"
+    img = MedicalImage(arr, spacing=(0.8, 0.8, 2.5), origin=(10, -5, 3), modality="CT")
+    path = tmp_path / "ct.nii.gz"
+    write_image(img, path)
+    return path
+
+
+def test_preprocess_window_resample_and_saved_pipeline(tmp_path):
+    src = ct_phantom(tmp_path)
+    out = tmp_path / "pre.nii.gz"
+    steps = tmp_path / "steps.json"
+    result = run(
+        "preprocess",
+        src,
+        out,
+        "--spacing",
+        "1.6,1.6,2.5",
+        "--window",
+        "bone",
+        "--save-pipeline",
+        steps,
+    )
+    assert result.exit_code == 0, result.output
+    img = read_image(out)
+    assert img.size == (20, 20, 16)
+    assert img.spacing == pytest.approx((1.6, 1.6, 2.5))
+    assert img.array.min() >= 0.0 and img.array.max() <= 1.0
+    # re-applying the saved pipeline gives the same voxels: one code path for train and infer
+    again = tmp_path / "again.nii.gz"
+    assert run("preprocess", src, again, "--pipeline", steps).exit_code == 0
+    np.testing.assert_array_equal(read_image(again).array, img.array)
+
+
+def test_preprocess_png_output_of_an_xray(tmp_path):
+    arr = (np.outer(np.linspace(0, 1, 64), np.linspace(0, 1, 48)) * 4000).astype(np.uint16)
+    src = tmp_path / "xray.png"
+    write_image(MedicalImage(arr, spacing=(0.2, 0.2), modality="DX"), src)
+    out = tmp_path / "xray_clahe.png"
+    result = run("preprocess", src, out, "--clahe", "--size", "32,32")
+    assert result.exit_code == 0, result.output
+    img = read_image(out)
+    assert img.size == (32, 32) and img.dtype == np.uint8
+    assert img.spacing == pytest.approx((0.3, 0.4))
+
+
+def test_preview_with_mask(tmp_path):
+    src = ct_phantom(tmp_path)
+    mask = read_image(src).array > 500
+    mask_path = tmp_path / "mask.nii.gz"
+    write_image(read_image(src).with_array(mask.astype(np.uint8), is_label=True), mask_path)
+    out = tmp_path / "preview.png"
+    result = run("preview", src, out, "--mask", mask_path, "--window", "bone", "--slices", "4")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_missing_path(tmp_path):
+    assert_one_line_error(run("info", tmp_path / "nope.nii.gz"), "nope.nii.gz", "no such file")
+
+
+def test_non_image_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    assert_one_line_error(run("info", path), "notes.txt", "unknown file type")
+
+
+def test_corrupt_nifti(tmp_path):
+    path = tmp_path / "broken.nii.gz"
+    path.write_bytes(b"\x1f\x8b" + b"garbage" * 20)
+    before = digest(tmp_path)
+    assert_one_line_error(run("convert", path, tmp_path / "out.nrrd"), "broken.nii.gz")
+    assert digest(tmp_path) == before  # input unchanged, no output, no temp file left
+
+
+def test_corrupt_dicom_file(make_series, tmp_path):
+    paths = make_series(n=1)
+    paths[0].write_bytes(paths[0].read_bytes()[:200])
+    assert_one_line_error(run("info", paths[0]), paths[0].name)
+
+
+def test_truncated_pixel_buffer(make_series, tmp_path):
+    paths = make_series(n=1, shape=(64, 64))
+    paths[0].write_bytes(paths[0].read_bytes()[:-2000])
+    assert_one_line_error(run("info", paths[0]), paths[0].name, "truncated")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("convert", tmp_path / "empty", tmp_path / "x.nii.gz"), "empty")
+
+
+def test_mixed_series_folder(make_series, tmp_path):
+    make_series("mixed", n=3, series_uid="1.2.3.10")
+    make_series("mixed", n=2, series_uid="1.2.3.20", prefix="B")
+    result = run("convert", tmp_path / "mixed", tmp_path / "x.nii.gz")
+    assert_one_line_error(result, "mixed", "2 series", "--series")
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_mismatched_mask_geometry(tmp_path):
+    src = ct_phantom(tmp_path)
+    img = read_image(src)
+    shifted = MedicalImage(
+        np.zeros(img.array.shape, np.uint8), spacing=img.spacing, origin=(0, 0, 0), is_label=True
+    )
+    mask_path = tmp_path / "mask.nii.gz"
+    write_image(shifted, mask_path)
+    result = run("preview", src, tmp_path / "p.png", "--mask", mask_path)
+    assert_one_line_error(result, "mask.nii.gz", "origin")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_write_failure_leaves_nothing_behind(tmp_path):
+    src = ct_phantom(tmp_path)
+    before = set(tmp_path.iterdir())
+    result = run("convert", src, tmp_path / "volume.png")  # a 3D volume cannot be a PNG
+    assert_one_line_error(result, "volume.png", "2D")
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_refuses_to_overwrite_its_input(tmp_path):
+    src = ct_phantom(tmp_path)
+    before = digest(tmp_path)
+    assert_one_line_error(run("convert", src, src), "overwrite the input")
+    assert digest(tmp_path) == before
+
+
+def test_bad_option_value(tmp_path):
+    src = ct_phantom(tmp_path)
+    result = run("preprocess", src, tmp_path / "o.nii.gz", "--window", "nonsense")
+    assert_one_line_error(result, "nonsense")
