@@ -1,6 +1,6 @@
 # medlabel: the three commands a newcomer needs.
 #   make demo   create .venv, install everything, run the demo on real sample studies
-#   make test   create/update .venv with dev extras, lint, run the whole test suite
+#   make test   create/update .venv with dev extras, lint and type-check, run all tests
 #   make bench  run the benchmarks (results land in benchmarks/results/)
 
 PYTHON ?= python3
@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -22,6 +22,7 @@ import os
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -65,7 +66,7 @@ def _nifti_truncation(path: Path) -> str | None:
     import nibabel as nib  # only needed here; keeps `import medlabel.io` light
 
     try:
-        nii = nib.load(path)
+        nii: Any = nib.load(path)  # Nifti1Image or Nifti2Image
         voxels = int(np.prod(nii.header.get_data_shape()))
         need = int(nii.dataobj.offset) + voxels * nii.header.get_data_dtype().itemsize
     except (AttributeError, OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):

@@ -41,7 +41,7 @@ _GEOMETRY_KEY = "medlabel:geometry"
 _TIFF_DESCRIPTION = 270
 
 
-def _geometry_from(info: dict[str, Any], tiff_description: str | None) -> dict[str, Any] | None:
+def _geometry_from(info: dict[Any, Any], tiff_description: str | None) -> dict[str, Any] | None:
     raw = info.get(_GEOMETRY_KEY)
     if raw is None and tiff_description and tiff_description.startswith("{"):
         try:

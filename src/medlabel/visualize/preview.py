@@ -137,7 +137,7 @@ def render_preview(
         GeometryMismatchError: the mask is not on the image grid.
     """
     if mask is not None:
-        check_same_grid(image, mask, mask.metadata.get("source_files", [None])[0])
+        check_same_grid(image, mask, (mask.metadata.get("source_files") or [None])[0])
     if image.ndim == 3:
         image = reorient(image, "LPS")
         mask = reorient(mask, "LPS") if mask is not None else None

@@ -180,9 +180,9 @@ def _frame_group(ds: Dataset, frame: int, name: str) -> Dataset | None:
 def _image(
     array: np.ndarray,
     *,
-    spacing: Sequence[float],
-    origin: Sequence[float],
-    direction: Sequence[float],
+    spacing: Sequence[float] | np.ndarray,
+    origin: Sequence[float] | np.ndarray,
+    direction: Sequence[float] | np.ndarray,
     ds: Dataset,
     files: Sequence[Path],
     extra: dict[str, Any],
@@ -192,9 +192,9 @@ def _image(
     modality = str(ds.Modality) if ds.get("Modality") else None
     return MedicalImage(
         array,
-        spacing=tuple(spacing),
-        origin=tuple(origin),
-        direction=tuple(direction),
+        spacing=tuple(float(v) for v in spacing),
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in direction),
         modality=modality,
         metadata=meta,
     )
