@@ -20,6 +20,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from tqdm import tqdm
 
 from medlabel.errors import ReadError, UnsupportedFormatError
 from medlabel.io.formats import has_dicom_preamble, is_dicom_file
@@ -179,7 +180,14 @@ def iter_dicom_files(
     """
     root = Path(folder)
     paths = sorted(root.rglob("*") if recursive else root.iterdir())
-    for p in paths:
+    # Large archives take a while: show progress on a terminal (tqdm stays quiet otherwise).
+    for p in tqdm(
+        paths,
+        desc="scanning DICOM headers",
+        unit="file",
+        leave=False,
+        disable=None if len(paths) > 200 else True,
+    ):
         if not p.is_file() or p.name.upper() == "DICOMDIR" or p.name.startswith("."):
             continue
         if not is_dicom_file(p):
