@@ -27,6 +27,7 @@ from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy
 from medlabel.io.formats import READ_FORMATS, WRITE_FORMATS, detect_format, full_suffix
 from medlabel.io.itk import read_itk, write_itk
 from medlabel.io.medmnist import MedMNISTArchive
+from medlabel.io.nifti import read_nifti
 from medlabel.io.raster import read_raster, write_raster
 
 __all__ = [
@@ -105,6 +106,8 @@ def read_image(
         if index is None:
             raise ReadError(p, "a MedMNIST archive holds many images: give an index (CLI: --index)")
         image = archive.image(split, index)
+    elif fmt == "nifti":
+        image = read_nifti(p)
     else:
         image = read_itk(p)
     return image.with_array(image.array, is_label=True) if is_label else image

@@ -32,7 +32,7 @@ from medlabel.image import MedicalImage
 from medlabel.io.atomic import atomic_output
 from medlabel.io.formats import full_suffix
 
-__all__ = ["itk_reason", "label_dtype", "read_itk", "write_itk"]
+__all__ = ["itk_reason", "label_dtype", "nifti_truncation", "read_itk", "write_itk"]
 
 
 def itk_reason(exc: Exception) -> str:
@@ -58,15 +58,17 @@ def _decoded_length(path: Path, expected: int) -> int:
     return count
 
 
-def _nifti_truncation(path: Path) -> str | None:
+def nifti_truncation(path: Path, nii: Any = None) -> str | None:
     """Why a NIfTI file holds fewer voxel bytes than its header says, else ``None``.
 
     ITK's NIfTI reader fills the missing part of a truncated file with zeros without a word.
+    ``nii`` is the file already opened with nibabel, if it was.
     """
-    import nibabel as nib  # only needed here; keeps `import medlabel.io` light
+    import nibabel as nib  # only needed here
 
     try:
-        nii: Any = nib.load(path)  # Nifti1Image or Nifti2Image
+        if nii is None:
+            nii = nib.load(path)  # Nifti1Image or Nifti2Image
         voxels = int(np.prod(nii.header.get_data_shape()))
         need = int(nii.dataobj.offset) + voxels * nii.header.get_data_dtype().itemsize
     except (AttributeError, OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):
@@ -91,7 +93,7 @@ def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> Medical
     except RuntimeError as exc:
         raise ReadError(p, f"cannot read image ({itk_reason(exc)})") from exc
     if full_suffix(p) in (".nii", ".nii.gz"):
-        missing = _nifti_truncation(p)
+        missing = nifti_truncation(p)
         if missing:
             raise ReadError(p, missing)
     meta = {"format": full_suffix(p).lstrip(".")}
