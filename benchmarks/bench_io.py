@@ -94,9 +94,10 @@ def main() -> Path | None:
     )
     rows += _preprocess_rows(read_image(series))
     notes = (
-        "medlabel reads DICOM with pydicom + pylibjpeg-openjpeg and decodes slices on a thread "
-        "pool; NIfTI/NRRD go through SimpleITK. The pydicom loop does no validation (no gap, "
-        "tilt or mixed-series checks) and gives float64."
+        "medlabel reads DICOM with pydicom + pylibjpeg-openjpeg, decoding compressed slices in "
+        "forked worker processes; NIfTI with nibabel (plus a truncation check and SimpleITK's "
+        "geometry rules); NRRD/MHA with SimpleITK. The pydicom loop does no validation (no gap, "
+        "tilt or mixed-series checks) and gives float64; plain nibabel does no truncation check."
     )
     md = write_results("io", rows, notes)
     print(f"results: {md}")
