@@ -30,7 +30,7 @@ def _sample(arr: np.ndarray, mask: np.ndarray | None, op: str) -> np.ndarray:
     if values.size == 0:
         where = "inside the mask" if mask is not None else "in the image"
         raise PreprocessError(None, f"{op}: no finite voxels {where} to compute statistics from")
-    return values.astype(np.float64, copy=False)
+    return values
 
 
 def zscore(image: MedicalImage, mask: MedicalImage | np.ndarray | None = None) -> MedicalImage:
@@ -61,10 +61,13 @@ def zscore(image: MedicalImage, mask: MedicalImage | np.ndarray | None = None) -
 
     def one(arr: np.ndarray) -> np.ndarray:
         values = _sample(arr, m, "zscore")
-        mean = float(values.mean())
-        std = float(values.std())
+        mean = float(values.mean(dtype=np.float64))
+        std = float(values.std(dtype=np.float64))
         scale = std if std > 0 and np.isfinite(std) else 1.0
-        return ((arr.astype(np.float64) - mean) / scale).astype(np.float32)
+        out = arr.astype(np.float32)  # statistics in float64, the transform in place in float32
+        out -= np.float32(mean)
+        out *= np.float32(1.0 / scale)
+        return out
 
     return map_channels(image, one)
 

@@ -90,8 +90,14 @@ def window(
     if output not in ("float", "uint8"):
         raise PreprocessError(None, f"window output must be 'float' or 'uint8', got {output!r}")
     low = lvl - wid / 2.0
-    scaled = np.clip((image.array.astype(np.float64) - low) / wid, 0.0, 1.0)
+    # in place, in float32 for float output (one temporary array); float64 for uint8 so that
+    # values on a rounding boundary round as written
+    work = np.float64 if output == "uint8" else np.float32
+    scaled = image.array.astype(work)
+    scaled -= work(low)
+    scaled /= work(wid)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
     if output == "uint8":
         scaled = np.nan_to_num(scaled, nan=0.0)  # NaN has no display value: show it black
         return image.with_array(np.rint(scaled * 255.0).astype(np.uint8))
-    return image.with_array(scaled.astype(np.float32))
+    return image.with_array(scaled)
