@@ -92,10 +92,10 @@ def window(
     low = lvl - wid / 2.0
     # in place, in float32 for float output (one temporary array); float64 for uint8 so that
     # values on a rounding boundary round as written
-    work = np.float64 if output == "uint8" else np.float32
-    scaled = image.array.astype(work)
-    scaled -= work(low)
-    scaled /= work(wid)
+    work = np.dtype(np.float64 if output == "uint8" else np.float32)
+    scaled: np.ndarray = image.array.astype(work)
+    np.subtract(scaled, low, out=scaled, dtype=work)
+    np.divide(scaled, wid, out=scaled, dtype=work)
     np.clip(scaled, 0.0, 1.0, out=scaled)
     if output == "uint8":
         scaled = np.nan_to_num(scaled, nan=0.0)  # NaN has no display value: show it black
