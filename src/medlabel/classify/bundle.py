@@ -1,0 +1,384 @@
+"""Model bundles: a folder holding everything needed to reproduce a classifier's predictions.
+
+Layout::
+
+    bundle/
+      bundle.json     format version, task, class names, input spec, normalisation,
+                      temperature, threshold, members, training config and history, metrics,
+                      data description and licence
+      member-0.onnx   the network with normalisation built in (input: uint8 values as float)
+      member-0.pt     the PyTorch weights (for fine-tuning and deep features)
+      MODEL_CARD.md   intended use, data and licence, metrics, limits, the training command
+
+A bundle with several members is an ensemble: their logits are averaged before the temperature
+and the threshold apply. Bundles are written to a temporary folder and renamed into place.
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "no-bundle"
+    >>> try:
+    ...     load_bundle(path)
+    ... except BundleError as err:
+    ...     print(err.reason)
+    not a model bundle (no bundle.json)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medlabel import __version__
+from medlabel.classify.networks import build_network
+from medlabel.classify.train import TrainConfig, TrainedClassifier, probabilities
+from medlabel.errors import MedlabelError
+from medlabel.image import MedicalImage
+from medlabel.preprocess.network import InputSpec, network_input
+
+__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+
+
+class BundleError(MedlabelError):
+    """A bundle is missing, incomplete or from an incompatible version."""
+
+
+class _Normalised(nn.Module):
+    """Network with input scaling built in, so ONNX takes raw 0..255 values."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean * 255.0))
+        self.register_buffer("scale", torch.tensor(1.0 / (std * 255.0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) * self.scale)
+
+
+def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
+    example = torch.zeros(2, spec.channels, *spec.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with Path(os.devnull).open("w") as sink, contextlib.redirect_stdout(sink):
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+                dynamo=True,
+                verbose=False,
+            )
+
+
+def _model_card(meta: dict[str, Any]) -> str:
+    data = meta.get("data", {})
+    source = data.get("source", {})
+    metrics = meta.get("metrics", {})
+    lines = [
+        f"# Model card: {meta['name']}",
+        "",
+        f"- Task: {meta['task']} classification into {', '.join(meta['class_names'])}",
+        f"- Input: {meta['input']['channels']} channel(s), {meta['input']['size']} pixels, "
+        "any readable image (grey conversion and percentile scaling applied automatically)",
+        f"- Architecture: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
+        f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
+        f"- Training command: `{meta.get('command') or 'Python API'}`",
+        "",
+        "## Training data",
+        f"- Source: {source.get('path', '?')} ({source.get('kind', '?')})",
+        f"- Licence: {meta.get('licence') or source.get('licence', 'unknown')}",
+        f"- Counts per split: {json.dumps(data.get('counts', {}))}",
+        "",
+        "## Metrics (validation split, never test)",
+        "```",
+        json.dumps(metrics, indent=2),
+        "```",
+        "",
+        "## Intended use and limits",
+        meta.get("intended_use")
+        or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "
+        "device; not validated for diagnosis. Performance on data from other scanners, sites or "
+        "populations than the training data is unknown until measured.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_bundle(
+    members: TrainedClassifier | Sequence[TrainedClassifier],
+    out: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    temperature: float | None = None,
+    threshold: float | None = None,
+    licence: str | None = None,
+    intended_use: str | None = None,
+    command: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a bundle folder (atomically: temp folder, then rename).
+
+    Args:
+        members: one trained classifier, or several (an ensemble; same classes and input).
+        out: the bundle folder (replaced if it exists).
+        name: bundle name (default: the folder name).
+        temperature: ensemble temperature (default: the single member's).
+        threshold: ensemble binary threshold (default: the single member's).
+        licence: licence of the training data, for the model card.
+        intended_use: text for the model card.
+        command: the command that trained it, for the model card.
+        extra: more metadata (e.g. benchmark metrics).
+    """
+    items = [members] if isinstance(members, TrainedClassifier) else list(members)
+    first = items[0]
+    if any(m.class_names != first.class_names or m.spec != first.spec for m in items):
+        raise BundleError(out, "ensemble members differ in classes or input size")
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        member_meta = []
+        for i, m in enumerate(items):
+            torch.save(m.net.state_dict(), tmp / f"member-{i}.pt")
+            _export_onnx(_Normalised(m.net, m.mean, m.std).eval(), m.spec, tmp / f"member-{i}.onnx")
+            member_meta.append(
+                {
+                    "onnx": f"member-{i}.onnx",
+                    "weights": f"member-{i}.pt",
+                    "mean": m.mean,
+                    "std": m.std,
+                    "seed": m.config.seed,
+                    "val_metrics": m.val_metrics,
+                    "seconds": m.seconds,
+                    "history": m.history,
+                }
+            )
+        meta: dict[str, Any] = {
+            "format": "medlabel.bundle",
+            "format_version": BUNDLE_FORMAT,
+            "kind": "cnn",
+            "name": name or target.name,
+            "task": first.task,
+            "class_names": first.class_names,
+            "input": first.spec.to_dict(),
+            "architecture": {
+                "name": first.config.model,
+                "spatial_dims": first.spec.dims,
+                "in_channels": first.spec.channels,
+                "num_classes": len(first.class_names),
+                "kwargs": first.config.model_kwargs,
+            },
+            "temperature": temperature if temperature is not None else first.temperature,
+            "threshold": threshold if threshold is not None else first.threshold,
+            "tta_flips": bool(first.config.augment.flip),
+            "members": member_meta,
+            "train_config": first.config.to_dict(),
+            "metrics": {"validation": first.val_metrics if len(items) == 1 else None},
+            "data": first.data,
+            "licence": licence,
+            "intended_use": intended_use,
+            "command": command,
+            "medlabel_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
+        }
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / "MODEL_CARD.md").write_text(_model_card(meta))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: predicts calibrated probabilities with ONNX Runtime (or torch)."""
+
+    path: Path
+    meta: dict[str, Any]
+    spec: InputSpec
+    class_names: list[str]
+    task: str
+    temperature: float
+    threshold: float | None
+    engine: str = "onnx"
+    _sessions: list[Any] = field(default_factory=list, repr=False)
+    _nets: list[nn.Module] = field(default_factory=list, repr=False)
+
+    @property
+    def name(self) -> str:
+        """Bundle name."""
+        return str(self.meta.get("name", self.path.name))
+
+    def _load_engine(self) -> None:
+        if self.engine == "onnx" and not self._sessions:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, torch.get_num_threads())
+            opts.log_severity_level = 3
+            for m in self.meta["members"]:
+                self._sessions.append(
+                    ort.InferenceSession(
+                        str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
+                    )
+                )
+        if self.engine == "torch" and not self._nets:
+            self._nets = [self.torch_member(i) for i in range(len(self.meta["members"]))]
+
+    def torch_member(self, i: int) -> nn.Module:
+        """Member ``i`` as a torch module with normalisation built in (eval mode)."""
+        arch = self.meta["architecture"]
+        net = build_network(
+            arch["name"],
+            spatial_dims=arch["spatial_dims"],
+            in_channels=arch["in_channels"],
+            num_classes=arch["num_classes"],
+            **arch.get("kwargs", {}),
+        )
+        member = self.meta["members"][i]
+        state = torch.load(self.path / member["weights"], map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        return _Normalised(net, member["mean"], member["std"]).eval()
+
+    def logits(self, images: np.ndarray, *, batch_size: int = 128, tta: bool = False) -> np.ndarray:
+        """Ensemble-mean logits of ``uint8`` network inputs ``(N, C, ...)``."""
+        self._load_engine()
+        views = [images]
+        if tta and self.meta.get("tta_flips"):
+            views += [np.flip(images, axis=-1).copy()]
+        total = None
+        count = 0
+        for view in views:
+            out = np.concatenate(
+                [self._run(view[s : s + batch_size]) for s in range(0, len(view), batch_size)]
+            )
+            total = out if total is None else total + out
+            count += 1
+        assert total is not None
+        return total / count
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        x = batch.astype(np.float32)
+        if self.engine == "onnx":
+            outs = [s.run(None, {"image": x})[0] for s in self._sessions]
+        else:
+            with torch.no_grad():
+                outs = [net(torch.from_numpy(x)).numpy() for net in self._nets]
+        return np.mean(outs, axis=0)
+
+    def predict_arrays(
+        self, images: np.ndarray, *, batch_size: int = 128, tta: bool = False
+    ) -> np.ndarray:
+        """Calibrated probabilities ``(N, K)`` for ``uint8`` network inputs."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        logits = self.logits(images, batch_size=batch_size, tta=tta)
+        return probabilities(logits / self.temperature, self.task)
+
+    def prepare(self, image: MedicalImage) -> np.ndarray:
+        """The network input for one image (the exact training preprocessing)."""
+        return network_input(image, self.spec)
+
+    def predict_images(self, images: Iterable[MedicalImage], **kwargs: Any) -> np.ndarray:
+        """Calibrated probabilities for images of any size and format."""
+        arrays = [self.prepare(img) for img in images]
+        if not arrays:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self.predict_arrays(np.stack(arrays), **kwargs)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted labels: the validation-chosen threshold for binary tasks, else argmax
+        (multi-label: a 0/1 matrix at 0.5)."""
+        if self.task == "multilabel":
+            return (probs >= 0.5).astype(int)
+        if self.task == "binary" and self.threshold is not None:
+            return (probs[:, 1] >= self.threshold).astype(int)
+        return probs.argmax(axis=1)
+
+
+def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle:
+    """Open a bundle folder.
+
+    Raises:
+        BundleError: not a bundle, files missing, or made by an incompatible medlabel.
+    """
+    p = Path(path)
+    meta_path = p / "bundle.json"
+    if not meta_path.is_file():
+        raise BundleError(p, "not a model bundle (no bundle.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(meta_path, f"unreadable bundle description ({exc})") from exc
+    if meta.get("format") != "medlabel.bundle":
+        raise BundleError(meta_path, "not a medlabel bundle description")
+    version = int(meta.get("format_version", 0))
+    if version != BUNDLE_FORMAT:
+        raise BundleError(
+            p,
+            f"bundle format {version} (made by medlabel {meta.get('medlabel_version', '?')}) is "
+            f"not readable by this medlabel {__version__}, which reads format {BUNDLE_FORMAT}",
+        )
+    if meta.get("kind") != "cnn":
+        raise BundleError(p, f"bundle kind {meta.get('kind')!r} is not a CNN classifier")
+    if engine not in ("onnx", "torch"):
+        raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")
+    for m in meta["members"]:
+        needed = m["onnx"] if engine == "onnx" else m["weights"]
+        if not (p / needed).is_file():
+            raise BundleError(p, f"bundle is incomplete: {needed} is missing")
+    return Bundle(
+        path=p,
+        meta=meta,
+        spec=InputSpec.from_dict(meta["input"]),
+        class_names=list(meta["class_names"]),
+        task=meta["task"],
+        temperature=float(meta.get("temperature") or 1.0),
+        threshold=meta.get("threshold"),
+        engine=engine,
+    )
+
+
+def train_config_of(bundle: Bundle) -> TrainConfig:
+    """The training configuration stored in a bundle."""
+    return TrainConfig.from_dict(bundle.meta["train_config"])

@@ -1,0 +1,212 @@
+"""One dataset abstraction for classification: samples, labels, splits, lazy images.
+
+A :class:`ClassificationDataset` holds, per sample, an id, a label (an int, or a 0/1 vector
+for multi-label tasks), a split name (``train``, ``val``, ``test``) and optionally a group
+(patient) id. Images are loaded on demand through a loader, so a folder of thousands of files
+costs nothing until it is used. Sources are built in :mod:`medlabel.data.sources`.
+
+Example:
+    >>> import numpy as np
+    >>> from medlabel.image import MedicalImage
+    >>> images = [np.full((8, 8), i, np.uint8) for i in range(10)]
+    >>> ds = ClassificationDataset(
+    ...     name="toy", class_names=["a", "b"], ids=[f"s{i}" for i in range(10)],
+    ...     labels=np.array([0, 1] * 5), splits=np.array(["train"] * 10),
+    ...     loader=lambda i: MedicalImage(images[i]))
+    >>> ds = ds.with_validation_split(0.2, seed=0)
+    >>> len(ds.indices("train")), len(ds.indices("val")), ds.task
+    (8, 2, 'binary')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
+from medlabel.errors import MedlabelError
+from medlabel.image import MedicalImage
+
+__all__ = ["SPLITS", "ClassificationDataset", "DatasetError", "Task"]
+
+log = logging.getLogger(__name__)
+
+Task = Literal["binary", "multiclass", "multilabel", "ordinal"]
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(MedlabelError):
+    """A data source is empty, inconsistent or asks for something it does not hold."""
+
+
+@dataclass
+class ClassificationDataset:
+    """Samples with labels and splits, and a loader that reads sample ``i`` as an image.
+
+    Attributes:
+        name: a short name for reports.
+        class_names: names of the classes (index = label value).
+        ids: a stable id per sample (relative path, or ``split/index`` for MedMNIST).
+        labels: ``(N,)`` ints, or ``(N, K)`` 0/1 for multi-label tasks.
+        splits: ``(N,)`` split names.
+        loader: reads sample ``i``.
+        groups: optional ``(N,)`` group ids (patients) kept together when splitting.
+        task: inferred from the labels unless given (``ordinal`` must be given).
+        source: where the data came from (kind, path, licence) for model cards.
+        skipped: inputs found but not usable, as ``(path, reason)``.
+    """
+
+    name: str
+    class_names: list[str]
+    ids: list[str]
+    labels: np.ndarray
+    splits: np.ndarray
+    loader: Callable[[int], MedicalImage]
+    groups: np.ndarray | None = None
+    task: Task | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels)
+        self.splits = np.asarray(self.splits, dtype=object)
+        n = len(self.ids)
+        if n == 0:
+            raise DatasetError(self.source.get("path"), "data set holds no samples")
+        if len(self.labels) != n or len(self.splits) != n:
+            raise DatasetError(self.source.get("path"), "ids, labels and splits differ in length")
+        if self.groups is not None and len(self.groups) != n:
+            raise DatasetError(self.source.get("path"), "groups differ in length from ids")
+        unknown = set(self.splits.tolist()) - set(SPLITS)
+        if unknown:
+            raise DatasetError(
+                self.source.get("path"), f"unknown split name(s) {sorted(unknown)}; use {SPLITS}"
+            )
+        k = len(self.class_names)
+        if self.labels.ndim == 2:
+            if self.labels.shape[1] != k:
+                raise DatasetError(
+                    self.source.get("path"),
+                    f"{self.labels.shape[1]} label columns for {k} class names",
+                )
+            self.task = self.task or "multilabel"
+        else:
+            bad = (self.labels < 0) | (self.labels >= k)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DatasetError(
+                    self.source.get("path"),
+                    f"label {int(self.labels[first])} of sample {self.ids[first]} is outside "
+                    f"0..{k - 1} ({', '.join(self.class_names)})",
+                )
+            self.task = self.task or ("binary" if k == 2 else "multiclass")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (label columns for multi-label tasks)."""
+        return len(self.class_names)
+
+    def indices(self, split: str) -> np.ndarray:
+        """Indices of the samples in ``split``."""
+        if split not in SPLITS:
+            raise DatasetError(None, f"unknown split {split!r}; use one of {SPLITS}")
+        return np.flatnonzero(self.splits == split)
+
+    def has_split(self, split: str) -> bool:
+        """Whether any sample belongs to ``split``."""
+        return bool(np.any(self.splits == split))
+
+    def image(self, i: int) -> MedicalImage:
+        """Load sample ``i``."""
+        return self.loader(int(i))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Samples per split and class (positives per class for multi-label)."""
+        out: dict[str, dict[str, int]] = {}
+        for split in SPLITS:
+            idx = self.indices(split)
+            if not len(idx):
+                continue
+            lab = self.labels[idx]
+            if lab.ndim == 2:
+                out[split] = {c: int(v) for c, v in zip(self.class_names, lab.sum(0), strict=True)}
+            else:
+                out[split] = {c: int((lab == k).sum()) for k, c in enumerate(self.class_names)}
+        return out
+
+    def with_validation_split(
+        self, fraction: float = 0.1, *, seed: int = 0, force: bool = False
+    ) -> ClassificationDataset:
+        """Carve a stratified validation split out of ``train`` when there is none.
+
+        Deterministic for a given seed. Samples sharing a group (patient) stay on one side
+        (``StratifiedGroupKFold``). Returns ``self`` unchanged when ``val`` exists and
+        ``force`` is false.
+        """
+        if self.has_split("val") and not force:
+            return self
+        if not 0 < fraction < 1:
+            raise DatasetError(None, f"validation fraction must be in (0, 1), got {fraction}")
+        train = self.indices("train")
+        if len(train) < 2:
+            raise DatasetError(self.source.get("path"), "too few training samples to split")
+        strata = self._strata(train)
+        if self.groups is not None:
+            n_splits = max(2, round(1 / fraction))
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            _, val_pos = next(splitter.split(train, strata, self.groups[train]))
+        else:
+            counts = np.bincount(strata)
+            if counts[counts > 0].min() < 2:
+                rng = np.random.default_rng(seed)
+                val_pos = rng.permutation(len(train))[: max(1, round(fraction * len(train)))]
+            else:
+                n_val = max(round(fraction * len(train)), int((counts > 0).sum()))
+                splitter_s = StratifiedShuffleSplit(1, test_size=n_val, random_state=seed)
+                _, val_pos = next(splitter_s.split(train, strata))
+        splits = self.splits.copy()
+        splits[train[val_pos]] = "val"
+        return replace(self, splits=splits)
+
+    def _strata(self, idx: np.ndarray) -> np.ndarray:
+        lab = self.labels[idx]
+        if lab.ndim == 1:
+            return lab.astype(int)
+        # multi-label: stratify on the rarest positive label of each sample (0 = none)
+        freq = lab.sum(0)
+        order = np.argsort(freq)
+        strata = np.zeros(len(idx), dtype=int)
+        for rank, k in enumerate(order[::-1], start=1):
+            strata[lab[:, k] > 0] = rank
+        return strata
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ClassificationDataset:
+        """A dataset of the given samples (same classes and loader)."""
+        idx = np.asarray(indices, dtype=int)
+        base = self.loader
+        return replace(
+            self,
+            ids=[self.ids[i] for i in idx],
+            labels=self.labels[idx],
+            splits=self.splits[idx],
+            groups=None if self.groups is None else self.groups[idx],
+            loader=lambda j: base(int(idx[j])),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Name, task, classes, counts per split, skipped inputs."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "classes": list(self.class_names),
+            "counts": self.counts(),
+            "skipped": len(self.skipped),
+            "source": self.source,
+        }
