@@ -423,6 +423,114 @@ def preview(
     typer.echo(f"wrote {dst}")
 
 
+# --------------------------------------------------------------------------- classification
+train_app = typer.Typer(help="Train models (writes a model bundle).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("classify")
+@_errors
+def train_classify(
+    data: Annotated[
+        Path, typer.Option("--data", help="MedMNIST .npz, CSV manifest or class folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="auto, compact, resnet18, resnet34, resnet50, densenet121, efficientnet-b0, "
+            "or classic:<logistic|svm|random-forest|gradient-boosting>.",
+        ),
+    ] = "auto",
+    size: Annotated[
+        int | None, typer.Option("--size", help="Input size in pixels (28/64/128/224).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs.")] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", help="CPU training budget per model.")
+    ] = 10.0,
+    ensemble: Annotated[
+        int, typer.Option("--ensemble", help="Train N seeds and average them.")
+    ] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Allow flips (default: by data).")
+    ] = None,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Data licence for the model card.")
+    ] = None,
+) -> None:
+    """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
+    from medlabel.classify.bundle import save_bundle, save_classic_bundle
+    from medlabel.classify.classic import train_classic
+    from medlabel.classify.recipe import auto_config
+    from medlabel.classify.train import train_classifier
+    from medlabel.data.sources import open_dataset
+
+    dataset = open_dataset(data)
+    command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
+    if model.startswith("classic:"):
+        trained = train_classic(
+            dataset, estimator=model.split(":", 1)[1], size=(size or 64,) * 2, seed=seed
+        )
+        path = save_classic_bundle(trained, out, licence=licence, command=command)
+        typer.echo(f"wrote {path} (validation AUC {trained.val_metrics['auc']:.4f})")
+        return
+    cfg = auto_config(dataset, budget_minutes=budget_minutes, size=size, seed=seed)
+    if model != "auto":
+        cfg.model = model
+        if model != "compact":
+            cfg.model_kwargs = {}
+    if epochs is not None:
+        cfg.epochs = epochs
+    if flip is not None:
+        cfg.augment.flip = flip
+    members = []
+    for k in range(ensemble):
+        cfg_k = type(cfg).from_dict({**cfg.to_dict(), "seed": seed + k})
+        members.append(train_classifier(dataset, cfg_k))
+    if len(members) > 1:
+        from medlabel.classify.ensemble import calibrate_ensemble
+
+        temperature, threshold = calibrate_ensemble(members)
+    else:
+        temperature, threshold = members[0].temperature, members[0].threshold
+    path = save_bundle(
+        members, out, temperature=temperature, threshold=threshold, licence=licence, command=command
+    )
+    skipped = sum(len(m.failures) for m in members)
+    typer.echo(
+        f"wrote {path} ({cfg.model} {'x'.join(map(str, cfg.size))}, "
+        f"validation AUC {members[0].val_metrics['auc']:.4f}"
+        + (f", {skipped} unreadable image(s) skipped" if skipped else "")
+        + ")"
+    )
+
+
+@app.command()
+@_errors
+def predict(
+    source: Annotated[Path, typer.Argument(help="Image file, folder of images, or dataset.")],
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions CSV.")] = Path("predictions.csv"),
+    split: Annotated[str | None, typer.Option("--split", help="Dataset split to predict.")] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Test-time augmentation (flips, if allowed).")
+    ] = False,
+    engine: Annotated[str, typer.Option("--engine", help="onnx (fast) or torch.")] = "onnx",
+) -> None:
+    """Predict labels with calibrated confidences for a file, a folder or a dataset split."""
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.classify.predict import predict_source, write_predictions
+
+    bundle = load_bundle(model, engine=engine)
+    rows = predict_source(bundle, source, split=split, tta=tta)
+    write_predictions(rows, out)
+    failed = sum(1 for r in rows if r.get("error"))
+    typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+
+
 @app.command()
 @_errors
 def demo(

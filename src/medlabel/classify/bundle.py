@@ -43,13 +43,21 @@ import torch
 from torch import nn
 
 from medlabel import __version__
+from medlabel.classify.classic import ClassicModel
 from medlabel.classify.networks import build_network
 from medlabel.classify.train import TrainConfig, TrainedClassifier, probabilities
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.preprocess.network import InputSpec, network_input
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleError", "load_bundle", "save_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "BundleError",
+    "load_bundle",
+    "save_bundle",
+    "save_classic_bundle",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +109,7 @@ def _model_card(meta: dict[str, Any]) -> str:
         f"- Task: {meta['task']} classification into {', '.join(meta['class_names'])}",
         f"- Input: {meta['input']['channels']} channel(s), {meta['input']['size']} pixels, "
         "any readable image (grey conversion and percentile scaling applied automatically)",
-        f"- Architecture: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
+        f"- Model: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
         f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
         f"- Training command: `{meta.get('command') or 'Python API'}`",
         "",
@@ -206,17 +214,68 @@ def save_bundle(
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         (tmp / "MODEL_CARD.md").write_text(_model_card(meta))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        _replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def save_classic_bundle(
+    model: ClassicModel,
+    out: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    licence: str | None = None,
+    command: str | None = None,
+) -> Path:
+    """Write a bundle for a classic (feature + scikit-learn) model, atomically."""
+    import joblib
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        joblib.dump(model.search.best_estimator_, tmp / "model.joblib")
+        meta: dict[str, Any] = {
+            "format": "medlabel.bundle",
+            "format_version": BUNDLE_FORMAT,
+            "kind": "sklearn",
+            "name": name or target.name,
+            "task": model.task,
+            "class_names": model.class_names,
+            "input": model.spec.to_dict(),
+            "architecture": {"name": f"features+{model.estimator}", "kwargs": {}},
+            "temperature": model.temperature,
+            "threshold": model.threshold,
+            "tta_flips": False,
+            "members": [{"model": "model.joblib", "seconds": model.seconds}],
+            "metrics": {"validation": model.val_metrics},
+            "data": model.data,
+            "licence": licence,
+            "command": command,
+            "medlabel_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        (tmp / "MODEL_CARD.md").write_text(_model_card(meta))
+        _replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished temporary folder onto ``target`` (replacing an older one)."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
 
 
 def _json_default(value: Any) -> Any:
@@ -249,7 +308,18 @@ class Bundle:
         """Bundle name."""
         return str(self.meta.get("name", self.path.name))
 
+    @property
+    def kind(self) -> str:
+        """``cnn`` or ``sklearn``."""
+        return str(self.meta.get("kind", "cnn"))
+
     def _load_engine(self) -> None:
+        if self.kind == "sklearn":
+            if not self._nets:
+                import joblib
+
+                self._nets = [joblib.load(self.path / m["model"]) for m in self.meta["members"]]
+            return
         if self.engine == "onnx" and not self._sessions:
             import onnxruntime as ort
 
@@ -298,6 +368,12 @@ class Bundle:
         return total / count
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.kind == "sklearn":
+            from medlabel.classify.classic import image_features
+
+            feats = image_features(batch.astype(np.uint8))
+            probs = [m.predict_proba(feats) for m in self._nets]  # type: ignore[attr-defined]
+            return np.log(np.clip(np.mean(probs, axis=0), 1e-7, 1.0))
         x = batch.astype(np.float32)
         if self.engine == "onnx":
             outs = [s.run(None, {"image": x})[0] for s in self._sessions]
@@ -359,12 +435,15 @@ def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle
             f"bundle format {version} (made by medlabel {meta.get('medlabel_version', '?')}) is "
             f"not readable by this medlabel {__version__}, which reads format {BUNDLE_FORMAT}",
         )
-    if meta.get("kind") != "cnn":
-        raise BundleError(p, f"bundle kind {meta.get('kind')!r} is not a CNN classifier")
+    kind = meta.get("kind")
+    if kind not in ("cnn", "sklearn"):
+        raise BundleError(p, f"bundle kind {kind!r} is not a classifier")
     if engine not in ("onnx", "torch"):
         raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")
     for m in meta["members"]:
-        needed = m["onnx"] if engine == "onnx" else m["weights"]
+        needed = (
+            m["model"] if kind == "sklearn" else m["onnx"] if engine == "onnx" else m["weights"]
+        )
         if not (p / needed).is_file():
             raise BundleError(p, f"bundle is incomplete: {needed} is missing")
     return Bundle(

@@ -1,0 +1,252 @@
+"""The classic family: hand-crafted image features and scikit-learn estimators.
+
+Features are computed on the same ``uint8`` network inputs the CNNs see (so preprocessing is
+shared): intensity statistics, grey-level co-occurrence (GLCM) properties, local binary
+pattern (LBP) histograms and a histogram of oriented gradients (HOG). Estimators sit in a
+``Pipeline`` after a ``StandardScaler`` and their hyper-parameters are chosen by stratified
+cross-validation on the training split only.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 255, (6, 1, 32, 32)).astype(np.uint8)
+    >>> image_features(images).shape[0]
+    6
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
+from scipy import stats
+from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from tqdm import tqdm
+
+from medlabel.classify.train import probabilities
+from medlabel.data.arrays import load_arrays
+from medlabel.data.dataset import ClassificationDataset
+from medlabel.errors import MedlabelError
+from medlabel.preprocess.network import InputSpec
+
+__all__ = [
+    "ESTIMATORS",
+    "ClassicModel",
+    "feature_names",
+    "fit_classic",
+    "image_features",
+    "train_classic",
+]
+
+log = logging.getLogger(__name__)
+
+_GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
+_GLCM_DIST = (1, 2, 4)
+_LBP = ((8, 1.0), (16, 2.0))
+_HOG_SIZE = 64
+
+
+def _plane(image: np.ndarray) -> np.ndarray:
+    """One grey 2D plane from a network input ``(C, H, W)`` (3D: the middle slice)."""
+    arr = image.mean(axis=0) if image.shape[0] > 1 else image[0]
+    if arr.ndim == 3:
+        arr = arr[arr.shape[0] // 2]
+    return np.asarray(arr, dtype=np.uint8)
+
+
+def _one(image: np.ndarray) -> np.ndarray:
+    plane = _plane(image)
+    values = plane.astype(np.float64).ravel()
+    hist = np.bincount(plane.ravel(), minlength=256) / values.size
+    nz = hist[hist > 0]
+    first = [
+        values.mean(),
+        values.std(),
+        *np.percentile(values, [1, 10, 25, 50, 75, 90, 99]),
+        float(stats.skew(values)) if values.std() > 0 else 0.0,
+        float(stats.kurtosis(values)) if values.std() > 0 else 0.0,
+        float(-(nz * np.log2(nz)).sum()),
+    ]
+    quantised = (plane // 8).astype(np.uint8)  # 32 grey levels
+    glcm = graycomatrix(
+        quantised,
+        _GLCM_DIST,
+        [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        levels=32,
+        symmetric=True,
+        normed=True,
+    )
+    texture = [graycoprops(glcm, p).mean(axis=1) for p in _GLCM_PROPS]  # per distance
+    lbp = []
+    for points, radius in _LBP:
+        codes = local_binary_pattern(plane, points, radius, method="uniform")
+        lbp.append(np.bincount(codes.astype(int).ravel(), minlength=points + 2) / codes.size)
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(plane).resize((_HOG_SIZE, _HOG_SIZE)), dtype=np.float64)
+    grad = hog(small, orientations=8, pixels_per_cell=(16, 16), cells_per_block=(2, 2))
+    return np.concatenate([first, *texture, *lbp, grad]).astype(np.float32)
+
+
+def feature_names() -> list[str]:
+    """Names of the columns :func:`image_features` returns."""
+    names = ["mean", "std", *[f"p{q}" for q in (1, 10, 25, 50, 75, 90, 99)]]
+    names += ["skewness", "kurtosis", "entropy"]
+    names += [f"glcm_{p}_d{d}" for p in _GLCM_PROPS for d in _GLCM_DIST]
+    names += [f"lbp{p}r{int(r)}_{i}" for p, r in _LBP for i in range(p + 2)]
+    cells = _HOG_SIZE // 16 - 1
+    names += [f"hog_{i}" for i in range(cells * cells * 4 * 8)]
+    return names
+
+
+def image_features(images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+    """Feature matrix ``(N, F)`` for ``uint8`` network inputs ``(N, C, ...)``."""
+    rows = [
+        _one(img)
+        for img in tqdm(images, desc="features", unit="img", disable=None if progress else True)
+    ]
+    return np.stack(rows)
+
+
+#: Estimators and the hyper-parameter grids searched by cross-validation.
+ESTIMATORS: dict[str, tuple[Any, dict[str, list[Any]]]] = {
+    "logistic": (
+        LogisticRegression(max_iter=5000),
+        {"clf__C": [0.01, 0.1, 1.0, 10.0]},
+    ),
+    "svm": (
+        SVC(kernel="rbf", probability=True, random_state=0),
+        {"clf__C": [0.3, 1.0, 3.0, 10.0], "clf__gamma": ["scale"]},
+    ),
+    "random-forest": (
+        RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=-1),
+        {"clf__max_depth": [None, 12], "clf__min_samples_leaf": [1, 3]},
+    ),
+    "gradient-boosting": (
+        HistGradientBoostingClassifier(random_state=0, early_stopping=False),
+        {
+            "clf__learning_rate": [0.05, 0.1],
+            "clf__max_leaf_nodes": [15, 31],
+            "clf__max_iter": [300],
+        },
+    ),
+}
+
+
+def fit_classic(
+    features: np.ndarray,
+    labels: np.ndarray,
+    estimator: str = "gradient-boosting",
+    *,
+    folds: int = 5,
+    seed: int = 0,
+) -> GridSearchCV:
+    """Fit scaler + estimator, choosing hyper-parameters by stratified CV (ROC-AUC).
+
+    Raises:
+        MedlabelError: unknown estimator, or multi-label labels (not supported here).
+    """
+    if estimator not in ESTIMATORS:
+        raise MedlabelError(
+            None, f"unknown estimator {estimator!r}; choose {', '.join(ESTIMATORS)}"
+        )
+    if labels.ndim != 1:
+        raise MedlabelError(None, "classic models support single-label tasks")
+    base, grid = ESTIMATORS[estimator]
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", base)])
+    scoring = "roc_auc" if len(np.unique(labels)) == 2 else "roc_auc_ovr"
+    search = GridSearchCV(
+        pipe,
+        grid,
+        scoring=scoring,
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        n_jobs=1,
+        refit=True,
+    )
+    search.fit(features, labels)
+    log.info("%s: best %s, CV %s %.4f", estimator, search.best_params_, scoring, search.best_score_)
+    return search
+
+
+@dataclass
+class ClassicModel:
+    """A fitted classic model with its calibration, threshold and validation record."""
+
+    search: GridSearchCV
+    estimator: str
+    spec: InputSpec
+    class_names: list[str]
+    task: str
+    temperature: float
+    threshold: float | None
+    val_metrics: dict[str, Any]
+    data: dict[str, Any]
+    seconds: float
+    failures: list[tuple[str, str]]
+
+    def log_probs(self, images: np.ndarray) -> np.ndarray:
+        """Log-probabilities (the 'logits' that temperature scaling divides)."""
+        probs = self.search.predict_proba(image_features(images))
+        return np.log(np.clip(probs, 1e-7, 1.0))
+
+
+def train_classic(
+    dataset: ClassificationDataset,
+    *,
+    estimator: str = "gradient-boosting",
+    size: tuple[int, ...] = (64, 64),
+    channels: int = 1,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    progress: bool = True,
+) -> ClassicModel:
+    """Fit a classic model on ``train`` (CV for hyper-parameters), calibrate on ``val``."""
+    start = time.perf_counter()
+    ds = dataset.with_validation_split(val_fraction, seed=seed)
+    spec = InputSpec(size, channels)
+    train = load_arrays(ds, ds.indices("train"), spec, progress=progress)
+    val = load_arrays(ds, ds.indices("val"), spec, progress=progress, desc="val")
+    search = fit_classic(
+        image_features(train.images, progress=progress), train.labels, estimator, seed=seed
+    )
+    model = ClassicModel(
+        search,
+        estimator,
+        spec,
+        list(ds.class_names),
+        str(ds.task),
+        1.0,
+        None,
+        {},
+        {**ds.summary(), "train_used": len(train.ids), "val_used": len(val.ids)},
+        0.0,
+        train.failures + val.failures,
+    )
+    val_logits = model.log_probs(val.images)
+    model.temperature = float(TemperatureScaler().fit(val_logits, val.labels).temperature)
+    probs = probabilities(val_logits / model.temperature, model.task)
+    if model.task == "binary":
+        model.threshold = float(choose_threshold(val.labels, probs[:, 1], "youden"))
+    model.val_metrics = {
+        "auc": float(
+            roc_auc_score(val.labels, probs[:, 1])
+            if model.task == "binary"
+            else roc_auc_score(val.labels, probs, multi_class="ovr")
+        ),
+        "cv_auc": float(search.best_score_),
+        "best_params": {k: v for k, v in search.best_params_.items()},
+        "n": len(val.labels),
+    }
+    model.seconds = time.perf_counter() - start
+    return model

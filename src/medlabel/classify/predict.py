@@ -1,0 +1,181 @@
+"""Batch prediction with a bundle over a file, a folder of images or a dataset split.
+
+Rows carry the item id, the predicted label, its calibrated confidence, one ``p_<class>``
+column per class, the true label when the input is a labelled dataset, and an ``error``
+column for inputs that could not be read (the batch goes on).
+
+Example:
+    >>> rows = [{"id": "a.png", "label": "normal", "confidence": 0.9, "p_normal": 0.9,
+    ...          "p_pneumonia": 0.1, "error": ""}]
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "preds.csv"
+    >>> write_predictions(rows, out)
+    >>> out.read_text().splitlines()[0]
+    'id,label,confidence,p_normal,p_pneumonia,true_label,error'
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from medlabel.classify.bundle import Bundle
+from medlabel.data.dataset import ClassificationDataset, DatasetError
+from medlabel.data.sources import open_dataset
+from medlabel.errors import MedlabelError
+from medlabel.io import read_image
+from medlabel.io.atomic import atomic_output
+from medlabel.io.formats import detect_format
+
+__all__ = ["predict_dataset", "predict_paths", "predict_source", "write_predictions"]
+
+
+def _rows(
+    bundle: Bundle,
+    ids: list[str],
+    probs: np.ndarray,
+    truth: list[str | None] | None = None,
+) -> list[dict[str, Any]]:
+    labels = bundle.decide(probs)
+    rows = []
+    for k, item in enumerate(ids):
+        row: dict[str, Any] = {"id": item}
+        if bundle.task == "multilabel":
+            row["label"] = "|".join(
+                c for c, v in zip(bundle.class_names, labels[k], strict=True) if v
+            )
+            row["confidence"] = float(np.max(np.where(labels[k] > 0, probs[k], 1 - probs[k])))
+        else:
+            row["label"] = bundle.class_names[int(labels[k])]
+            row["confidence"] = float(probs[k, int(labels[k])])
+        for c, name in enumerate(bundle.class_names):
+            row[f"p_{name}"] = float(probs[k, c])
+        if truth is not None:
+            row["true_label"] = truth[k]
+        row["error"] = ""
+        rows.append(row)
+    return rows
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_paths(
+    bundle: Bundle,
+    paths: list[Path],
+    *,
+    tta: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Predict image files one batch at a time; unreadable files become error rows."""
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=None if progress else True)
+    for chunk in _batches(paths, batch_size):
+        arrays, ok = [], []
+        for path in chunk:
+            try:
+                arrays.append(bundle.prepare(read_image(path)))
+                ok.append(str(path))
+            except MedlabelError as err:
+                rows.append({"id": str(path), "label": "", "error": err.reason})
+        if arrays:
+            rows += _rows(bundle, ok, bundle.predict_arrays(np.stack(arrays), tta=tta))
+        bar.update(len(chunk))
+    bar.close()
+    return rows
+
+
+def predict_dataset(
+    bundle: Bundle,
+    dataset: ClassificationDataset,
+    split: str,
+    *,
+    tta: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Predict one split of a labelled dataset (rows include ``true_label``)."""
+    idx = dataset.indices(split)
+    if not len(idx):
+        raise DatasetError(dataset.source.get("path"), f"data set has no {split!r} split")
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(
+        total=len(idx), desc=f"predict {split}", unit="img", disable=None if progress else True
+    )
+    for chunk in _batches(list(idx), batch_size):
+        arrays, ok, truth = [], [], []
+        for i in chunk:
+            try:
+                arrays.append(bundle.prepare(dataset.image(int(i))))
+            except MedlabelError as err:
+                rows.append({"id": dataset.ids[int(i)], "label": "", "error": err.reason})
+                continue
+            ok.append(dataset.ids[int(i)])
+            lab = dataset.labels[int(i)]
+            truth.append(
+                "|".join(c for c, v in zip(dataset.class_names, lab, strict=True) if v)
+                if np.ndim(lab)
+                else dataset.class_names[int(lab)]
+            )
+        if arrays:
+            rows += _rows(bundle, ok, bundle.predict_arrays(np.stack(arrays), tta=tta), truth)
+        bar.update(len(chunk))
+    bar.close()
+    return rows
+
+
+def predict_source(
+    bundle: Bundle,
+    source: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    tta: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Predict a file, a folder of image files, or a dataset (``.npz``, ``.csv``, class folders).
+
+    A folder that holds image files directly is a folder of images; one that holds only
+    sub-folders is read as a class-folder dataset.
+    """
+    p = Path(source)
+    if not p.exists():
+        raise MedlabelError(p, "no such file or folder")
+    if p.is_file() and p.suffix.lower() not in (".npz", ".csv"):
+        return predict_paths(bundle, [p], tta=tta, batch_size=batch_size, progress=progress)
+    if p.is_dir() and split is None:
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
+        )
+        direct = [f for f in p.iterdir() if f.is_file() and detect_format(f) is not None]
+        if direct:
+            return predict_paths(bundle, files, tta=tta, batch_size=batch_size, progress=progress)
+    dataset = open_dataset(p)
+    chosen = split or ("test" if dataset.has_split("test") else "train")
+    return predict_dataset(
+        bundle, dataset, chosen, tta=tta, batch_size=batch_size, progress=progress
+    )
+
+
+def write_predictions(rows: list[dict[str, Any]], out: str | os.PathLike[str]) -> None:
+    """Write prediction rows as CSV (atomically); columns in a stable order."""
+    columns: list[str] = ["id", "label", "confidence"]
+    for row in rows:
+        for key in row:
+            if key.startswith("p_") and key not in columns:
+                columns.append(key)
+    columns += ["true_label", "error"]
+    with atomic_output(out) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k, "")) for k in columns})
