@@ -13,8 +13,9 @@ DEMO_OUT ?= demo-output
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel numpy
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
+	$(BIN)/python -m pip install --quiet -e ".[dev,radiomics]"
 	touch $(STAMP)
 
 install: $(STAMP)

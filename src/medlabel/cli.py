@@ -533,6 +533,98 @@ def predict(
 
 @app.command()
 @_errors
+def features(
+    image: Annotated[Path | None, typer.Argument(help="Image file (or use --pairs).")] = None,
+    mask: Annotated[
+        Path | None, typer.Option("--mask", help="Label map on the image grid.")
+    ] = None,
+    label: Annotated[int | None, typer.Option("--label", help="Label to measure.")] = None,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="PyRadiomics-style YAML/JSON settings.")
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="CSV image,mask or a folder with imagesTr/labelsTr."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="CNN bundle: deep features instead.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="features.csv or features.json")] = Path(
+        "features.csv"
+    ),
+) -> None:
+    """IBSI radiomics (PyRadiomics names) of labelled regions, or deep features with --model."""
+    from medlabel.features import extract_many, write_features
+    from medlabel.io import read_image, read_label
+
+    if model is not None:
+        from medlabel.classify.bundle import load_bundle
+
+        bundle = load_bundle(model, engine="torch")
+        sources = [p for _, p, _ in _pairs_or_single(image, None, pairs)] if pairs else [image]
+        rows = []
+        for src in sources:
+            if src is None:
+                raise typer.BadParameter("give an IMAGE or --pairs", param_hint="IMAGE")
+            vector = bundle.embed(bundle.prepare(read_image(src))[None])[0]
+            rows.append({"id": str(src), **{f"deep_{k}": float(v) for k, v in enumerate(vector)}})
+        write_features(rows, out)
+        typer.echo(f"wrote {out} ({len(rows)} row(s), {len(rows[0]) - 1} deep features)")
+        return
+    triples = _pairs_or_single(image, mask, pairs)
+    items = [
+        (
+            item,
+            (lambda p=img_path: read_image(p)),
+            (lambda p=mask_path: read_label(p)),
+        )
+        for item, img_path, mask_path in triples
+    ]
+    rows = extract_many(items, label=label, params=params, progress=True)
+    write_features(rows, out)
+    failed = sum(1 for r in rows if r.get("error"))
+    typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+
+
+def _pairs_or_single(
+    image: Path | None, mask: Path | None, pairs: Path | None
+) -> list[tuple[str, Path, Path]]:
+    from medlabel.features.pairs import find_pairs
+
+    if pairs is not None:
+        return find_pairs(pairs)
+    if image is None or mask is None:
+        raise typer.BadParameter("give IMAGE with --mask, or --pairs", param_hint="--mask")
+    return [(image.name, image, mask)]
+
+
+@app.command()
+@_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset (.npz, CSV or class folders).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("evaluation"),
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation.")] = False,
+) -> None:
+    """Evaluate a bundle: metrics.json and report.html with CIs, curves and hard cases."""
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.classify.evaluation import evaluate_bundle
+    from medlabel.data.sources import open_dataset
+
+    metrics = evaluate_bundle(
+        load_bundle(model), open_dataset(data), split=split, out_dir=out, tta=tta
+    )
+    auc = metrics.get("auc")
+    auc_text = "n/a" if auc is None else f"{auc:.4f}"
+    typer.echo(
+        f"{split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} (n={metrics['n']}); "
+        f"report: {out / 'report.html'}"
+    )
+
+
+@app.command()
+@_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
 ) -> None:

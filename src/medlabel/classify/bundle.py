@@ -74,6 +74,8 @@ class _Normalised(nn.Module):
     def __init__(self, net: nn.Module, mean: float, std: float) -> None:
         super().__init__()
         self.net = net
+        self.mean: torch.Tensor
+        self.scale: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean * 255.0))
         self.register_buffer("scale", torch.tensor(1.0 / (std * 255.0)))
 
@@ -372,7 +374,8 @@ class Bundle:
             from medlabel.classify.classic import image_features
 
             feats = image_features(batch.astype(np.uint8))
-            probs = [m.predict_proba(feats) for m in self._nets]  # type: ignore[attr-defined]
+            models: list[Any] = list(self._nets)
+            probs = [m.predict_proba(feats) for m in models]
             return np.log(np.clip(np.mean(probs, axis=0), 1e-7, 1.0))
         x = batch.astype(np.float32)
         if self.engine == "onnx":
@@ -381,6 +384,27 @@ class Bundle:
             with torch.no_grad():
                 outs = [net(torch.from_numpy(x)).numpy() for net in self._nets]
         return np.mean(outs, axis=0)
+
+    def embed(self, images: np.ndarray, *, batch_size: int = 128) -> np.ndarray:
+        """Deep features: the input of each member's final linear layer, concatenated.
+
+        Raises:
+            BundleError: a classic (feature) bundle, which has no learned embedding.
+        """
+        if self.kind != "cnn":
+            raise BundleError(self.path, "deep features need a CNN bundle")
+        feats = []
+        for i in range(len(self.meta["members"])):
+            net = self.torch_member(i)
+            head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+            captured: list[torch.Tensor] = []
+            hook = head.register_forward_hook(lambda _m, inp, _o, c=captured: c.append(inp[0]))
+            with torch.no_grad():
+                for start in range(0, len(images), batch_size):
+                    net(torch.from_numpy(images[start : start + batch_size].astype(np.float32)))
+            hook.remove()
+            feats.append(torch.cat(captured).numpy())
+        return np.concatenate(feats, axis=1)
 
     def predict_arrays(
         self, images: np.ndarray, *, batch_size: int = 128, tta: bool = False

@@ -48,6 +48,6 @@ def calibrate_ensemble(members: Sequence[TrainedClassifier]) -> tuple[float, flo
     if first.task == "binary":
         probs = probabilities(logits / temperature, first.task)
         threshold = float(
-            choose_threshold(first.val_labels, probs[:, 1], first.config.threshold_criterion)
+            choose_threshold(first.val_labels, probs[:, 1], first.config.threshold_criterion)  # type: ignore[arg-type]
         )
     return temperature, threshold

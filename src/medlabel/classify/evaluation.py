@@ -57,7 +57,11 @@ def evaluate_bundle(
     probs = bundle.predict_arrays(arrays.images, tta=tta)
     task = "multiclass" if bundle.task == "ordinal" else bundle.task
     metrics = classification_metrics(
-        arrays.labels, probs, bundle.class_names, task=task, threshold=bundle.threshold
+        arrays.labels,
+        probs,
+        bundle.class_names,
+        task=task,  # type: ignore[arg-type]
+        threshold=bundle.threshold,
     )
     metrics["split"] = split
     metrics["skipped"] = [{"id": i, "reason": r} for i, r in arrays.failures]

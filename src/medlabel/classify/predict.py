@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def _rows(
     bundle: Bundle,
     ids: list[str],
     probs: np.ndarray,
-    truth: list[str | None] | None = None,
+    truth: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     labels = bundle.decide(probs)
     rows = []

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
@@ -46,6 +45,7 @@ from medlabel.classify.augment import Augment
 from medlabel.classify.networks import build_network, count_parameters
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
+from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
 
 __all__ = ["TrainConfig", "TrainedClassifier", "predict_logits", "train_classifier"]
@@ -274,7 +274,7 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
         val_logits = predict_logits(net, val.images, mean, std)
         val_probs = probabilities(val_logits, task)
@@ -318,7 +318,9 @@ def train_classifier(
     val_probs = probabilities(val_logits / temperature, task)
     threshold = None
     if task == "binary":
-        threshold = float(choose_threshold(val.labels, val_probs[:, 1], config.threshold_criterion))
+        threshold = float(
+            choose_threshold(val.labels, val_probs[:, 1], config.threshold_criterion)  # type: ignore[arg-type]
+        )
     val_metrics = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
     if task != "multilabel":
         pred = (

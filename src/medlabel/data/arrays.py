@@ -91,7 +91,7 @@ def load_arrays(
         raise DatasetError(
             dataset.source.get("path"), f"none of {len(indices)} images could be used; {first}"
         )
-    images = np.stack([results[k] for k in keep])  # type: ignore[misc]
+    images = np.stack([results[k] for k in keep])
     idx = np.asarray(indices)[keep]
     return ArrayBatch(
         images=images,

@@ -187,7 +187,10 @@ def from_csv(path: str | os.PathLike[str]) -> ClassificationDataset:
         key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s),
     )
     skipped: list[tuple[str, str]] = []
-    paths, labels, splits, groups = [], [], [], []
+    paths: list[Path] = []
+    labels: list[Any] = []
+    splits: list[str] = []
+    groups: list[str] = []
     for n, r in enumerate(rows, start=2):
         file = (
             (p.parent / r["path"]).resolve()

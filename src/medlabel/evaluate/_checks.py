@@ -114,6 +114,8 @@ def check_inputs(
         raise EvaluationError(None, f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     p = _as_float(probs, "probs")
     y = _as_labels(y_true, "y_true")
+    if y.ndim == 2 and y.shape[1] == 1 and task != "multilabel":
+        y = y[:, 0]
     if p.ndim == 1 and task in (None, "binary") and y.ndim == 1:
         p = np.stack([1.0 - p, p], axis=1)
     if p.ndim != 2 or p.shape[1] < 1:
@@ -121,8 +123,6 @@ def check_inputs(
     n, k = p.shape
     if n == 0:
         raise EvaluationError(None, "no cases to evaluate (probs has 0 rows)")
-    if y.ndim == 2 and y.shape[1] == 1 and task != "multilabel":
-        y = y[:, 0]
     if y.ndim not in (1, 2):
         raise EvaluationError(None, f"y_true must have shape (N,) or (N, K); got {y.shape}")
     if y.shape[0] != n:

@@ -12,7 +12,7 @@ unchanged to the test set; choosing them on the test set makes the test metrics 
 Example:
     >>> import numpy as np
     >>> expected_calibration_error([1, 0, 1, 1], np.array([0.9, 0.1, 0.9, 0.6]), n_bins=10)
-    0.125
+    0.175
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_expit, log_softmax
 
-from medlabel.evaluate._checks import check_inputs, top_label
+from medlabel.evaluate._checks import Checked, check_inputs, top_label
 from medlabel.evaluate.errors import EvaluationError
 
 __all__ = [
     "TemperatureScaler",
+    "checked_ece",
     "choose_threshold",
     "expected_calibration_error",
     "reliability_curve",
@@ -38,9 +39,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _top_label_pairs(y_true: object, probs: object) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(confidence, correct) per binary problem: one for single-label, one per label else."""
-    checked = check_inputs(y_true, probs)
+def _top_label_pairs(checked: Checked) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(confidence, correct) per problem: one for single-label, one per label for multilabel."""
     if checked.single_label:
         return [top_label(checked.y, checked.probs)]
     return [top_label(checked.y[:, k], checked.probs[:, k]) for k in range(checked.n_classes)]
@@ -83,7 +83,7 @@ def reliability_curve(
         >>> conf.tolist(), acc.tolist(), count.tolist()
         ([nan, 0.8], [nan, 1.0], [0, 2])
     """
-    pairs = _top_label_pairs(y_true, probs)
+    pairs = _top_label_pairs(check_inputs(y_true, probs))
     confidence = np.concatenate([c for c, _ in pairs])
     correct = np.concatenate([ok for _, ok in pairs])
     return _bin_stats(confidence, correct, n_bins)
@@ -110,8 +110,21 @@ def expected_calibration_error(y_true: object, probs: object, n_bins: int = 15) 
         >>> expected_calibration_error([0, 1], np.array([[0.7, 0.3], [0.2, 0.8]]), n_bins=10)
         0.25
     """
+    return checked_ece(check_inputs(y_true, probs), n_bins)
+
+
+def checked_ece(checked: Checked, n_bins: int = 15) -> float:
+    """:func:`expected_calibration_error` of inputs already validated (task kept as given).
+
+    Args:
+        checked: validated inputs.
+        n_bins: number of equal-width bins.
+
+    Returns:
+        The ECE (multilabel: mean over labels).
+    """
     values = []
-    for confidence, correct in _top_label_pairs(y_true, probs):
+    for confidence, correct in _top_label_pairs(checked):
         conf, acc, count = _bin_stats(confidence, correct, n_bins)
         filled = count > 0
         values.append(float(np.sum(count[filled] * np.abs(acc[filled] - conf[filled]))))
@@ -139,7 +152,7 @@ class TemperatureScaler:
 
     Example:
         >>> logits = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
-        >>> scaler = TemperatureScaler().fit(logits, [0, 1, 1, 0])
+        >>> scaler = TemperatureScaler().fit(logits, [0, 1, 1, 1])
         >>> scaler.temperature > 1, scaler.nll_after < scaler.nll_before
         (True, True)
         >>> TemperatureScaler.from_dict(scaler.to_dict()).temperature == scaler.temperature
@@ -336,18 +349,15 @@ def choose_threshold(
     if n_pos == 0 or n_neg == 0:
         raise EvaluationError(None, "choose_threshold needs both classes in y_true")
     scores = np.unique(p)
-    # Cut i predicts positive for p >= scores[i]; the extra last cut predicts none positive.
-    below = np.concatenate([[0.0], scores[:-1]])
-    cuts = np.concatenate([np.where(np.arange(len(scores)) == 0, scores, (scores + below) / 2)])
-    cuts = np.append(cuts, (scores[-1] + 1.0) / 2 if scores[-1] < 1 else np.nextafter(1.0, 2))
-    edges = np.append(scores, np.inf)
-    tp = n_pos - np.searchsorted(np.sort(p[y == 1]), edges, side="left")
-    fp = n_neg - np.searchsorted(np.sort(p[y == 0]), edges, side="left")
+    # Cut i predicts positive for p >= scores[i]: threshold midway to the next lower score.
+    cuts = scores.copy()
+    middle = (scores[1:] + scores[:-1]) / 2
+    cuts[1:] = np.where(middle > scores[:-1], middle, scores[1:])
+    tp = n_pos - np.searchsorted(np.sort(p[y == 1]), scores, side="left")
+    fp = n_neg - np.searchsorted(np.sort(p[y == 0]), scores, side="left")
     if criterion == "f1":
-        denominator = 2 * tp + fp + (n_pos - tp)
-        value = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+        value = 2 * tp / (2 * tp + fp + (n_pos - tp))
     else:
         value = tp / n_pos - fp / n_neg
     best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
-    choice = best[np.argmin(np.abs(cuts[best] - 0.5))]
-    return float(min(cuts[choice], 1.0)) if choice < len(scores) else 1.0
+    return float(cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]])

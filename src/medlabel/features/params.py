@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,7 @@ def _schema() -> tuple[dict[str, Any], str, str]:
 
     schema_file, schema_funcs = getParameterValidationFiles()
     with _quiet_pykwalify():
-        core = pykwalify.core.Core(
-            source_data={}, schema_files=[schema_file], extensions=[schema_funcs]
-        )
+        core = pykwalify.core.Core(source_data={}, schema_files=[schema_file])
     return dict(core.schema), schema_file, schema_funcs
 
 
@@ -89,8 +88,18 @@ def _feature_classes() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _quiet_pykwalify() -> Iterator[None]:
-    """Keep pykwalify from logging its validation errors: they come back as FeatureError."""
-    loggers = [logging.getLogger("pykwalify"), logging.getLogger("pykwalify.core")]
+    """Run pykwalify quietly: its errors come back as FeatureError, not as log lines.
+
+    pykwalify also loads PyRadiomics' schema functions with the deprecated ``load_module``,
+    which warns on every validation; that warning is not ours to show.
+    """
+    import pykwalify.core  # noqa: F401  (creates the loggers to quieten)
+
+    loggers = [logging.getLogger("pykwalify")] + [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("pykwalify.") and isinstance(logger, logging.Logger)
+    ]
 
     def drop(record: logging.LogRecord) -> bool:
         return False
@@ -98,7 +107,9 @@ def _quiet_pykwalify() -> Iterator[None]:
     for logger in loggers:
         logger.addFilter(drop)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+            yield
     finally:
         for logger in loggers:
             logger.removeFilter(drop)
@@ -135,7 +146,10 @@ _PYKWALIFY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"size of '(.*?)', greater than or equals to max limit\(exclusive\) '(.*?)'"),
         "must be less than {1}, got {0}",
     ),
-    (re.compile(r"size of '(.*?)', greater than max limit '(.*?)'"), "must be at most {1}, got {0}"),
+    (
+        re.compile(r"size of '(.*?)', greater than max limit '(.*?)'"),
+        "must be at most {1}, got {0}",
+    ),
     (re.compile(r"Value '(.*?)' is not of type '(.*?)'"), "must be of type {1}, got {0!r}"),
     (re.compile(r"Value '(.*?)' is not an? (\w+)"), "must be a {1}, got {0}"),
     (re.compile(r"Enum '(.*?)' does not exist.*Enum: (\[.*?\])"), "must be one of {1}, got {0!r}"),

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from medlabel.errors import GeometryMismatchError, ReadError, SeriesError, UnsupportedFormatError
 from medlabel.errors import WriteError as WriteError
 from medlabel.image import MedicalImage, same_grid
 from medlabel.io.dicom import read_dicom, scan_series
 from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy
 from medlabel.io.formats import READ_FORMATS, WRITE_FORMATS, detect_format, full_suffix
-from medlabel.io.itk import read_itk, write_itk
+from medlabel.io.itk import label_dtype, read_itk, write_itk
 from medlabel.io.medmnist import MedMNISTArchive
 from medlabel.io.nifti import read_nifti
 from medlabel.io.raster import read_raster, write_raster
@@ -123,7 +125,15 @@ def read_label(path: str | os.PathLike[str], reference: MedicalImage | None = No
     mask = read_image(path, is_label=True)
     if mask.channels:
         raise ReadError(path, f"a label map has one channel, this file has {mask.channels}")
-    if mask.array.dtype.kind not in "iub":
+    if mask.array.dtype.kind == "f":
+        # label maps saved as floats (common in NIfTI) are fine when every value is whole
+        values = mask.array
+        if not (np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+            raise ReadError(
+                path, f"a label map holds whole numbers; this {values.dtype} file does not"
+            )
+        mask = mask.with_array(label_dtype(values, path))
+    elif mask.array.dtype.kind not in "iub":
         raise ReadError(path, f"a label map holds integers, this file holds {mask.array.dtype}")
     if reference is not None:
         check_same_grid(reference, mask, path)

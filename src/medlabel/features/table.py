@@ -1,0 +1,114 @@
+"""Feature tables: write the rows of :func:`medlabel.features.extract_many` as CSV or JSON.
+
+CSV has one row per (image id, label) and a stable column order: ``id``, ``label``, ``error``,
+then every feature name found in any row, sorted. Missing values are empty cells; floats are
+written with full precision (``repr``), NaN as ``nan``. JSON is a list of objects with the same
+keys in the same order, ``error`` being ``null`` for rows that succeeded and NaN/infinity
+``null`` (strict JSON). Files are written atomically.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "features.csv"
+    >>> write_features([{"id": "a", "label": 1, "original_firstorder_Mean": 2.5},
+    ...                 {"id": "b", "label": 1, "error": "mask is empty"}], out)
+    >>> print(out.read_text(), end="")
+    id,label,error,original_firstorder_Mean
+    a,1,,2.5
+    b,1,mask is empty,
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlabel.errors import WriteError
+from medlabel.io.atomic import atomic_output
+
+__all__ = ["FIRST_COLUMNS", "feature_columns", "write_features"]
+
+#: Columns that come first, in this order, before the sorted feature names.
+FIRST_COLUMNS: tuple[str, ...] = ("id", "label", "error")
+
+
+def feature_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The column order of a feature table: ``id``, ``label``, ``error``, sorted feature names.
+
+    Example:
+        >>> feature_columns([{"label": 1, "id": "x", "b": 1.0}, {"id": "y", "a": 2.0}])
+        ['id', 'label', 'error', 'a', 'b']
+    """
+    names = {key for row in rows for key in row} - set(FIRST_COLUMNS)
+    return [*FIRST_COLUMNS, *sorted(names)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _csv_cell(value: Any) -> Any:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_features(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str]) -> None:
+    """Write feature rows to ``.csv`` or ``.json`` (atomically: temporary file, then rename).
+
+    Args:
+        rows: dicts with ``id``, ``label`` and features, or ``error`` for failed items, as
+            returned by :func:`medlabel.features.extract_many`.
+        out: the output file; its extension chooses the format. Parent folders are created.
+
+    Raises:
+        WriteError: the extension is neither ``.csv`` nor ``.json``, or the file cannot be
+            written.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "features.json"
+        >>> write_features([{"id": "a", "label": 2, "f": float("nan")}], out)
+        >>> json.loads(out.read_text())
+        [{'id': 'a', 'label': 2, 'error': None, 'f': None}]
+    """
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise WriteError(
+            path, f"cannot write a feature table as {suffix or '(no extension)'}; use .csv or .json"
+        )
+    columns = feature_columns(rows)
+    try:
+        with atomic_output(path) as tmp:
+            if suffix == ".csv":
+                with tmp.open("w", newline="", encoding="utf-8") as fh:
+                    writer = csv.writer(fh, lineterminator="\n")
+                    writer.writerow(columns)
+                    for row in rows:
+                        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+            else:
+                records = [
+                    {c: _json_value(row.get(c)) for c in columns if c in row or c in FIRST_COLUMNS}
+                    for row in rows
+                ]
+                text = json.dumps(records, indent=1, allow_nan=False, default=str)
+                tmp.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise WriteError(path, f"cannot write feature table ({exc.strerror or exc})") from exc
