@@ -69,6 +69,8 @@ class TrainConfig:
         budget_minutes: wall-clock budget for the training loop; ``None`` for no limit.
         patience: epochs without validation-AUC improvement before stopping.
         seed: seeds weights, shuffling and augmentation.
+        split_seed: seeds the validation split carved from ``train`` (kept apart from ``seed``
+            so that ensemble members share one validation split).
         augment: augmentation settings.
         class_weighting: weight the loss by inverse class frequency.
         label_smoothing: cross-entropy label smoothing.
@@ -89,6 +91,7 @@ class TrainConfig:
     budget_minutes: float | None = None
     patience: int = 10
     seed: int = 0
+    split_seed: int = 0
     augment: Augment = field(default_factory=Augment)
     class_weighting: bool = True
     label_smoothing: float = 0.0
@@ -219,7 +222,7 @@ def train_classifier(
     np.random.seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    ds = dataset.with_validation_split(config.val_fraction, seed=config.seed)
+    ds = dataset.with_validation_split(config.val_fraction, seed=config.split_seed)
     spec = InputSpec(config.size, config.channels)
     train = train_arrays or load_arrays(ds, ds.indices("train"), spec, progress=progress)
     val = val_arrays or load_arrays(ds, ds.indices("val"), spec, progress=progress, desc="val")

@@ -150,7 +150,13 @@ def _one_slice(roi: np.ndarray, axis: int) -> bool:
 
 
 def _as_float(value: Any) -> float:
-    return float(np.asarray(value, dtype=float).item())
+    arr = np.asarray(value)
+    if np.iscomplexobj(arr):  # PyRadiomics returns complex values for degenerate regions
+        number = complex(arr.item())
+        return (
+            number.real if abs(number.imag) <= 1e-12 * max(1.0, abs(number.real)) else float("nan")
+        )
+    return float(arr.astype(float).item())
 
 
 def _diagnostic(value: Any) -> DiagnosticValue:

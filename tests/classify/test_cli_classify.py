@@ -1,0 +1,106 @@
+"""The classification commands end to end on a tiny class-folder data set."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from medlabel.cli import app
+from medlabel.image import MedicalImage
+from medlabel.io import write_image
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_predict_evaluate_features(blob_folder, tmp_path):
+    bundle = tmp_path / "bundle"
+    result = run(
+        "train",
+        "classify",
+        "--data",
+        blob_folder,
+        "--out",
+        bundle,
+        "--model",
+        "compact",
+        "--size",
+        "16",
+        "--epochs",
+        "4",
+        "--budget-minutes",
+        "1",
+        "--licence",
+        "CC0",
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 unreadable image(s) skipped" in result.stdout
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["class_names"] == ["abnormal", "normal"]
+    assert meta["command"].startswith("medlabel") or meta["command"] is None
+
+    preds = tmp_path / "preds.csv"
+    result = run("predict", blob_folder, "--model", bundle, "--out", preds)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(preds.open()))
+    assert len(rows) == 41
+    broken = [r for r in rows if r["id"].endswith("broken.png")]
+    assert broken and broken[0]["error"]
+    good = [r for r in rows if not r["error"]]
+    assert {"p_abnormal", "p_normal", "confidence", "true_label"} <= set(good[0])
+    assert np.mean([r["label"] == r["true_label"] for r in good]) > 0.8
+
+    single = tmp_path / "one.csv"
+    png = next((blob_folder / "normal").glob("0*.png"))
+    assert run("predict", png, "--model", bundle, "--out", single).exit_code == 0
+    assert len(list(csv.DictReader(single.open()))) == 1
+
+    report = tmp_path / "report"
+    result = run(
+        "evaluate", "--model", bundle, "--data", blob_folder, "--split", "train", "--out", report
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "auc", "f1_macro", "ece", "confusion_matrix", "n"):
+        assert key in metrics
+    assert metrics["skipped"] and "broken.png" in metrics["skipped"][0]["id"]
+
+    deep = tmp_path / "deep.csv"
+    result = run("features", png, "--model", bundle, "--out", deep)
+    assert result.exit_code == 0, result.output
+    header = deep.read_text().splitlines()[0]
+    assert "deep_0" in header
+
+
+def test_radiomics_features_command(tmp_path):
+    values = np.zeros((10, 12, 12), np.int16)
+    values[3:7, 3:9, 3:9] = 100
+    image = MedicalImage(values + 5, spacing=(1, 1, 2))
+    write_image(image, tmp_path / "img.nii.gz")
+    write_image(
+        image.with_array((values > 0).astype(np.uint8), is_label=True), tmp_path / "mask.nii.gz"
+    )
+    out = tmp_path / "f.json"
+    result = run(
+        "features", tmp_path / "img.nii.gz", "--mask", tmp_path / "mask.nii.gz", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert rows[0]["original_firstorder_Maximum"] == 105.0
+    assert rows[0]["original_shape_VoxelVolume"] == 4 * 6 * 6 * 2
+
+
+def test_train_errors_are_one_line(tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "a").mkdir()
+    result = run("train", "classify", "--data", tmp_path / "only", "--out", tmp_path / "b")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "two class folders" in result.stderr
+    result = run("evaluate", "--model", tmp_path, "--data", tmp_path / "only")
+    assert result.exit_code == 1 and "no bundle.json" in result.stderr

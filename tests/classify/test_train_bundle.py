@@ -1,0 +1,178 @@
+"""Training, bundles (ONNX and torch agree), ensembles, classic models, bad bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from medlabel.classify.augment import Augment
+from medlabel.classify.bundle import BundleError, load_bundle, save_bundle, save_classic_bundle
+from medlabel.classify.classic import train_classic
+from medlabel.classify.ensemble import calibrate_ensemble
+from medlabel.classify.evaluation import evaluate_bundle
+from medlabel.classify.train import TrainConfig, train_classifier
+from medlabel.data.arrays import load_arrays
+from medlabel.image import MedicalImage
+
+from .conftest import make_dataset
+
+
+def quick_config(**kw) -> TrainConfig:
+    base = dict(
+        model="compact",
+        size=(16, 16),
+        epochs=6,
+        batch_size=8,
+        lr=3e-3,
+        patience=10,
+        model_kwargs={"width": 8},
+        augment=Augment(rotate_deg=5, scale=0.05),
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_classifier(make_dataset(), quick_config(), progress=False)
+
+
+def test_training_learns_and_records_history(trained):
+    assert trained.val_metrics["auc"] > 0.95
+    assert len(trained.history) >= 1 and "val_auc" in trained.history[0]
+    assert trained.temperature > 0 and 0 <= trained.threshold <= 1
+    assert trained.data["counts"]["val"]  # a validation split was carved out of train
+
+
+def test_bundle_onnx_and_torch_agree(trained, tmp_path):
+    path = save_bundle(trained, tmp_path / "model", licence="CC0", command="test")
+    meta = json.loads((path / "bundle.json").read_text())
+    for key in (
+        "task",
+        "class_names",
+        "input",
+        "temperature",
+        "threshold",
+        "members",
+        "train_config",
+    ):
+        assert key in meta
+    assert (path / "MODEL_CARD.md").read_text().count("CC0") >= 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders
+    ds = make_dataset()
+    arrays = load_arrays(ds, ds.indices("test"), trained.spec, progress=False)
+    onnx = load_bundle(path).predict_arrays(arrays.images)
+    torch_ = load_bundle(path, engine="torch").predict_arrays(arrays.images)
+    np.testing.assert_allclose(onnx, torch_, atol=1e-4)
+    np.testing.assert_allclose(onnx.sum(1), 1.0, atol=1e-5)
+    assert (load_bundle(path).decide(onnx) == arrays.labels).mean() > 0.9
+
+
+def test_bundle_accepts_any_image_size_and_type(trained, tmp_path):
+    bundle = load_bundle(save_bundle(trained, tmp_path / "m"))
+    big = np.zeros((64, 64), np.uint16)
+    big[:32, :32] = 4000  # class 0: top-left bright
+    probs = bundle.predict_images([MedicalImage(big)])
+    assert probs.shape == (1, 2) and probs[0, 0] > 0.5
+
+
+def test_deep_features(trained, tmp_path):
+    bundle = load_bundle(save_bundle(trained, tmp_path / "m"))
+    feats = bundle.embed(np.zeros((3, 1, 16, 16), np.uint8))
+    assert feats.shape == (3, 64)  # compact width 8: 8 * 8 channels before the head
+
+
+def test_ensemble_bundle(trained, tmp_path):
+    other = train_classifier(make_dataset(), quick_config(seed=1), progress=False)
+    temperature, threshold = calibrate_ensemble([trained, other])
+    path = save_bundle(
+        [trained, other], tmp_path / "ens", temperature=temperature, threshold=threshold
+    )
+    bundle = load_bundle(path)
+    assert len(bundle.meta["members"]) == 2
+    x = np.random.default_rng(0).integers(0, 255, (4, 1, 16, 16)).astype(np.uint8)
+    single = [
+        load_bundle(save_bundle(m, tmp_path / f"m{i}")) for i, m in enumerate((trained, other))
+    ]
+    mean = (single[0].logits(x) + single[1].logits(x)) / 2
+    np.testing.assert_allclose(bundle.logits(x), mean, atol=1e-4)
+
+
+def test_evaluate_writes_metrics_and_report(trained, tmp_path):
+    bundle = load_bundle(save_bundle(trained, tmp_path / "m"))
+    metrics = evaluate_bundle(
+        bundle, make_dataset(), split="test", out_dir=tmp_path / "ev", progress=False
+    )
+    assert metrics["n"] == 12 and metrics["accuracy"] > 0.8
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["threshold"] == pytest.approx(bundle.threshold)
+    assert "<img" in (tmp_path / "ev" / "report.html").read_text()
+
+
+def test_multiclass_multilabel_and_3d_train():
+    ds3 = make_dataset(n=48, k=3)
+    out = train_classifier(ds3, quick_config(epochs=2), progress=False)
+    assert out.task == "multiclass" and out.threshold is None
+    multi = make_dataset(n=40)
+    multi.labels = np.stack([multi.labels, 1 - multi.labels], axis=1)
+    multi.task = "multilabel"
+    out = train_classifier(multi, quick_config(epochs=2), progress=False)
+    assert out.task == "multilabel" and out.temperature == 1.0
+    vols = [np.full((8, 8, 8), 40 + 150 * (i % 2), np.uint8) for i in range(24)]
+    from medlabel.data.dataset import ClassificationDataset
+
+    ds_3d = ClassificationDataset(
+        "vols",
+        ["a", "b"],
+        [str(i) for i in range(24)],
+        np.arange(24) % 2,
+        np.array(["train"] * 24),
+        loader=lambda i: MedicalImage(vols[i], spacing=(1, 1, 1)),
+    )
+    out = train_classifier(
+        ds_3d, quick_config(size=(8, 8, 8), epochs=2, batch_size=4), progress=False
+    )
+    assert out.spec.dims == 3
+
+
+def test_unreadable_training_image_is_skipped_and_reported():
+    ds = make_dataset()
+    good = ds.loader
+
+    def loader(i):
+        if i == 3:
+            raise OSError("disk says no")
+        return good(i)
+
+    ds.loader = loader
+    out = train_classifier(ds, quick_config(epochs=1), progress=False)
+    assert any(sample == "img3" and "disk says no" in why for sample, why in out.failures)
+
+
+def test_classic_bundle(tmp_path):
+    model = train_classic(make_dataset(n=64), estimator="logistic", size=(16, 16), progress=False)
+    assert model.val_metrics["auc"] > 0.9
+    bundle = load_bundle(save_classic_bundle(model, tmp_path / "classic"))
+    assert bundle.kind == "sklearn"
+    x = np.stack([np.full((1, 16, 16), 20, np.uint8)] * 2)
+    assert bundle.predict_arrays(x).shape == (2, 2)
+
+
+def test_bad_bundles(trained, tmp_path):
+    with pytest.raises(BundleError, match=r"no bundle\.json"):
+        load_bundle(tmp_path)
+    path = save_bundle(trained, tmp_path / "m")
+    meta = json.loads((path / "bundle.json").read_text())
+    meta["format_version"] = 99
+    meta["medlabel_version"] = "9.0"
+    future = tmp_path / "future"
+    shutil.copytree(path, future)
+    (future / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"format 99 \(made by medlabel 9\.0\)"):
+        load_bundle(future)
+    (path / "member-0.onnx").unlink()
+    with pytest.raises(BundleError, match="incomplete"):
+        load_bundle(path)
