@@ -460,6 +460,10 @@ def train_classify(
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
     ] = None,
+    group_regex: Annotated[
+        str | None,
+        typer.Option("--group-regex", help="Regex finding the patient id in file names."),
+    ] = None,
 ) -> None:
     """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
     from medlabel.classify.bundle import save_bundle, save_classic_bundle
@@ -468,7 +472,7 @@ def train_classify(
     from medlabel.classify.train import train_classifier
     from medlabel.data.sources import open_dataset
 
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, group_pattern=group_regex)
     command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
     if model.startswith("classic:"):
         trained = train_classic(

@@ -71,6 +71,26 @@ def test_bundle_onnx_and_torch_agree(trained, tmp_path):
     assert (load_bundle(path).decide(onnx) == arrays.labels).mean() > 0.9
 
 
+def test_per_image_normalisation_exports_identically(tmp_path):
+    out = train_classifier(
+        make_dataset(), quick_config(epochs=1, normalize="image"), progress=False
+    )
+    path = save_bundle(out, tmp_path / "img-norm")
+    assert sorted(p.name for p in path.iterdir()) == [
+        "MODEL_CARD.md",
+        "bundle.json",
+        "member-0.onnx",
+        "member-0.pt",
+    ]
+    x = np.random.default_rng(1).integers(0, 255, (5, 1, 16, 16)).astype(np.uint8)
+    a = load_bundle(path).predict_arrays(x)
+    b = load_bundle(path, engine="torch").predict_arrays(x)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # per-image normalisation: a global brightness/contrast change does not change the answer
+    brighter = np.clip(x.astype(np.float32) * 0.5 + 40, 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(load_bundle(path).predict_arrays(brighter), a, atol=0.02)
+
+
 def test_bundle_accepts_any_image_size_and_type(trained, tmp_path):
     bundle = load_bundle(save_bundle(trained, tmp_path / "m"))
     big = np.zeros((64, 64), np.uint16)

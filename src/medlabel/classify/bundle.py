@@ -45,7 +45,7 @@ from torch import nn
 from medlabel import __version__
 from medlabel.classify.classic import ClassicModel
 from medlabel.classify.networks import build_network
-from medlabel.classify.train import TrainConfig, TrainedClassifier, probabilities
+from medlabel.classify.train import TrainConfig, TrainedClassifier, normalise, probabilities
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.preprocess.network import InputSpec, network_input
@@ -71,16 +71,15 @@ class BundleError(MedlabelError):
 class _Normalised(nn.Module):
     """Network with input scaling built in, so ONNX takes raw 0..255 values."""
 
-    def __init__(self, net: nn.Module, mean: float, std: float) -> None:
+    def __init__(self, net: nn.Module, mean: float, std: float, mode: str = "dataset") -> None:
         super().__init__()
         self.net = net
-        self.mean: torch.Tensor
-        self.scale: torch.Tensor
-        self.register_buffer("mean", torch.tensor(mean * 255.0))
-        self.register_buffer("scale", torch.tensor(1.0 / (std * 255.0)))
+        self.mode = mode
+        self.mean = float(mean)
+        self.std = float(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) * self.scale)
+        return self.net(normalise(x / 255.0, self.mode, self.mean, self.std))
 
 
 def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
@@ -97,6 +96,7 @@ def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
                 output_names=["logits"],
                 dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
                 dynamo=True,
+                external_data=False,
                 verbose=False,
             )
 
@@ -172,11 +172,13 @@ def save_bundle(
         member_meta = []
         for i, m in enumerate(items):
             torch.save(m.net.state_dict(), tmp / f"member-{i}.pt")
-            _export_onnx(_Normalised(m.net, m.mean, m.std).eval(), m.spec, tmp / f"member-{i}.onnx")
+            wrapped = _Normalised(m.net, m.mean, m.std, m.config.normalize).eval()
+            _export_onnx(wrapped, m.spec, tmp / f"member-{i}.onnx")
             member_meta.append(
                 {
                     "onnx": f"member-{i}.onnx",
                     "weights": f"member-{i}.pt",
+                    "normalize": m.config.normalize,
                     "mean": m.mean,
                     "std": m.std,
                     "seed": m.config.seed,
@@ -350,7 +352,8 @@ class Bundle:
         member = self.meta["members"][i]
         state = torch.load(self.path / member["weights"], map_location="cpu", weights_only=True)
         net.load_state_dict(state)
-        return _Normalised(net, member["mean"], member["std"]).eval()
+        mode = member.get("normalize", "dataset")
+        return _Normalised(net, member["mean"], member["std"], mode).eval()
 
     def logits(self, images: np.ndarray, *, batch_size: int = 128, tta: bool = False) -> np.ndarray:
         """Ensemble-mean logits of ``uint8`` network inputs ``(N, C, ...)``."""

@@ -75,6 +75,7 @@ class TrainConfig:
         class_weighting: weight the loss by inverse class frequency.
         label_smoothing: cross-entropy label smoothing.
         threshold_criterion: how the binary threshold is chosen on validation data.
+        normalize: ``dataset`` (training mean/std) or ``image`` (each image's own).
         val_fraction: validation share carved out of ``train`` when the data has no ``val``.
         model_kwargs: extra network arguments.
         num_threads: torch CPU threads (default: all cores).
@@ -96,6 +97,7 @@ class TrainConfig:
     class_weighting: bool = True
     label_smoothing: float = 0.0
     threshold_criterion: str = "youden"
+    normalize: str = "dataset"
     val_fraction: float = 0.1
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
@@ -167,20 +169,37 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()
 
 
-def _prepare(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return (x.float() / 255.0 - mean) / std
+def normalise(x01: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
+    """Scale [0, 1] inputs: by the training set's ``mean``/``std`` (``dataset``), or each
+    image by its own mean and standard deviation (``image``: robust to exposure and scanner
+    differences)."""
+    if mode == "image":
+        dims = tuple(range(1, x01.ndim))
+        centre = x01.mean(dim=dims, keepdim=True)
+        spread = x01.std(dim=dims, keepdim=True).clamp_min(1e-3)
+        return (x01 - centre) / spread
+    return (x01 - mean) / std
+
+
+def _prepare(x: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
+    return normalise(x.float() / 255.0, mode, mean, std)
 
 
 @torch.no_grad()
 def predict_logits(
-    net: nn.Module, images: np.ndarray, mean: float, std: float, batch_size: int = 256
+    net: nn.Module,
+    images: np.ndarray,
+    mean: float,
+    std: float,
+    batch_size: int = 256,
+    mode: str = "dataset",
 ) -> np.ndarray:
     """Logits of ``uint8`` images ``(N, C, ...)`` with the network in eval mode (torch)."""
     net.eval()
     outs = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(images[start : start + batch_size])
-        outs.append(net(_prepare(batch, mean, std)).float().numpy())
+        outs.append(net(_prepare(batch, mode, mean, std)).float().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
@@ -272,14 +291,14 @@ def train_classifier(
                 group["lr"] = config.lr * _lr_factor(clock, config.warmup)
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
-            x = (x - mean) / std
+            x = normalise(x, config.normalize, mean, std)
             loss = loss_fn(net(x), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
             step += 1
-        val_logits = predict_logits(net, val.images, mean, std)
+        val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
         val_probs = probabilities(val_logits, task)
         val_auc = _auc(val.labels, val_probs, task)
         val_loss = float(
@@ -314,7 +333,7 @@ def train_classifier(
     bar.close()
     net.load_state_dict(best_state)
     net.eval()
-    val_logits = predict_logits(net, val.images, mean, std)
+    val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
     temperature = 1.0
     if task != "multilabel":
         temperature = float(TemperatureScaler().fit(val_logits, val.labels).temperature)

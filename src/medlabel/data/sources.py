@@ -122,11 +122,35 @@ def _loader(paths: list[Path]) -> Any:
     return load
 
 
-def from_folder(path: str | os.PathLike[str]) -> ClassificationDataset:
-    """Class sub-folders (optionally inside ``train/``, ``val/``, ``test/`` folders).
+def _groups(paths: list[Path], pattern: str | None) -> np.ndarray | None:
+    """Group (patient) ids from file names: the regex's first group, or its whole match."""
+    if pattern is None:
+        return None
+    regex = re.compile(pattern)
+    out = []
+    for p in paths:
+        found = regex.search(p.name)
+        if found is None:
+            raise DatasetError(p, f"file name does not match the group pattern {pattern!r}")
+        out.append(found.group(1) if found.groups() else found.group(0))
+    return np.array(out, dtype=object)
+
+
+def from_folder(
+    path: str | os.PathLike[str], *, group_pattern: str | None = None
+) -> ClassificationDataset:
+    r"""Class sub-folders (optionally inside ``train/``, ``val/``, ``test/`` folders).
+
+    Args:
+        path: the root folder.
+        group_pattern: a regular expression that finds the patient id in a file name (its
+            first group, or the whole match), so that a patient's images stay on one side of
+            the validation split; e.g. ``^(person\d+|IM-\d+|NORMAL2-IM-\d+)`` for the
+            Kermany chest X-rays.
 
     Raises:
-        DatasetError: no class folders, or a class folder without readable images.
+        DatasetError: no class folders, a class folder without readable images, or a file
+            name the group pattern does not match.
     """
     root = Path(path)
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -162,6 +186,7 @@ def from_folder(path: str | os.PathLike[str]) -> ClassificationDataset:
         labels=np.array(labels),
         splits=np.array(splits, dtype=object),
         loader=_loader(paths),
+        groups=_groups(paths, group_pattern),
         source={"kind": "folder", "path": str(root)},
         skipped=skipped,
     )
@@ -231,8 +256,12 @@ def from_csv(path: str | os.PathLike[str]) -> ClassificationDataset:
     )
 
 
-def open_dataset(spec: str | os.PathLike[str]) -> ClassificationDataset:
+def open_dataset(
+    spec: str | os.PathLike[str], *, group_pattern: str | None = None
+) -> ClassificationDataset:
     """Open a data source: ``.npz`` (MedMNIST), ``.csv`` manifest, or a class-folder tree.
+
+    ``group_pattern`` (class folders only) extracts patient ids from file names.
 
     Raises:
         DatasetError: the path does not exist or is of no known kind.
@@ -241,7 +270,7 @@ def open_dataset(spec: str | os.PathLike[str]) -> ClassificationDataset:
     if not p.exists():
         raise DatasetError(p, "no such file or folder")
     if p.is_dir():
-        return from_folder(p)
+        return from_folder(p, group_pattern=group_pattern)
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return from_medmnist(p)
