@@ -445,7 +445,9 @@ def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle
     Raises:
         BundleError: not a bundle, files missing, or made by an incompatible medlabel.
     """
-    p = Path(path)
+    from medlabel.models import resolve_model
+
+    p = resolve_model(path)
     meta_path = p / "bundle.json"
     if not meta_path.is_file():
         raise BundleError(p, "not a model bundle (no bundle.json)")
