@@ -150,6 +150,17 @@ def _cases(shared: Path | None, include_packaged: bool) -> list[_Case]:
     return cases
 
 
+def _default_classifier() -> Any:
+    """The bundled chest X-ray classifier, when this installation ships it."""
+    from medlabel.models import bundled_models
+
+    if "cxr-pneumonia" not in bundled_models():
+        return None
+    from medlabel.classify.bundle import load_bundle
+
+    return load_bundle("cxr-pneumonia")
+
+
 def _geometry(img: MedicalImage) -> dict[str, Any]:
     geo = img.geometry()
     return {k: geo[k] for k in ("size", "spacing", "modality", "dtype", "min", "max")}
@@ -172,11 +183,22 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     shared_dir = find_shared_data() if shared == "auto" else (Path(shared) if shared else None)
     cases = _cases(shared_dir, include_packaged)
+    classifier = _default_classifier()
     for case in tqdm(cases, desc="demo", unit="study", disable=None):
         start = time.perf_counter()
         try:
             case.outputs, image = case.run(out)
             case.geometry = _geometry(image)
+            if image.ndim == 2 and classifier is not None:
+                probs = classifier.predict_images([image])[0]
+                label = classifier.class_names[int(classifier.decide(probs[None])[0])]
+                case.geometry[f"{classifier.name} (research only)"] = {
+                    "label": label,
+                    **{
+                        f"p_{c}": round(float(p), 4)
+                        for c, p in zip(classifier.class_names, probs, strict=True)
+                    },
+                }
         except MedlabelError as err:
             case.error = str(err)
         case.seconds = time.perf_counter() - start

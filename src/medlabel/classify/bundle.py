@@ -33,7 +33,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,10 +165,7 @@ def save_bundle(
     if any(m.class_names != first.class_names or m.spec != first.spec for m in items):
         raise BundleError(out, "ensemble members differ in classes or input size")
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    with _staging(target) as tmp:
         member_meta = []
         for i, m in enumerate(items):
             torch.save(m.net.state_dict(), tmp / f"member-{i}.pt")
@@ -188,8 +185,6 @@ def save_bundle(
                 }
             )
         meta: dict[str, Any] = {
-            "format": "medlabel.bundle",
-            "format_version": BUNDLE_FORMAT,
             "kind": "cnn",
             "name": name or target.name,
             "task": first.task,
@@ -212,16 +207,9 @@ def save_bundle(
             "licence": licence,
             "intended_use": intended_use,
             "command": command,
-            "medlabel_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **(extra or {}),
         }
-        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        (tmp / "MODEL_CARD.md").write_text(_model_card(meta))
-        _replace_dir(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _write_description(tmp, meta)
     return target
 
 
@@ -237,49 +225,57 @@ def save_classic_bundle(
     import joblib
 
     target = Path(out)
+    with _staging(target) as tmp:
+        joblib.dump(model.search.best_estimator_, tmp / "model.joblib")
+        _write_description(
+            tmp,
+            {
+                "kind": "sklearn",
+                "name": name or target.name,
+                "task": model.task,
+                "class_names": model.class_names,
+                "input": model.spec.to_dict(),
+                "architecture": {"name": f"features+{model.estimator}", "kwargs": {}},
+                "temperature": model.temperature,
+                "threshold": model.threshold,
+                "tta_flips": False,
+                "members": [{"model": "model.joblib", "seconds": model.seconds}],
+                "metrics": {"validation": model.val_metrics},
+                "data": model.data,
+                "licence": licence,
+                "command": command,
+            },
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary sibling folder that replaces ``target`` only when the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        joblib.dump(model.search.best_estimator_, tmp / "model.joblib")
-        meta: dict[str, Any] = {
-            "format": "medlabel.bundle",
-            "format_version": BUNDLE_FORMAT,
-            "kind": "sklearn",
-            "name": name or target.name,
-            "task": model.task,
-            "class_names": model.class_names,
-            "input": model.spec.to_dict(),
-            "architecture": {"name": f"features+{model.estimator}", "kwargs": {}},
-            "temperature": model.temperature,
-            "threshold": model.threshold,
-            "tta_flips": False,
-            "members": [{"model": "model.joblib", "seconds": model.seconds}],
-            "metrics": {"validation": model.val_metrics},
-            "data": model.data,
-            "licence": licence,
-            "command": command,
-            "medlabel_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        (tmp / "MODEL_CARD.md").write_text(_model_card(meta))
-        _replace_dir(tmp, target)
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished temporary folder onto ``target`` (replacing an older one)."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
+def _write_description(folder: Path, meta: dict[str, Any]) -> None:
+    meta.setdefault("format", "medlabel.bundle")
+    meta.setdefault("format_version", BUNDLE_FORMAT)
+    meta.setdefault("medlabel_version", __version__)
+    meta.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    (folder / "MODEL_CARD.md").write_text(_model_card(meta))
 
 
 def _json_default(value: Any) -> Any:
