@@ -5,7 +5,8 @@ The recipe: images held in memory as ``uint8``; each batch scaled to [0, 1], aug
 standard deviation; AdamW with a warm-up then cosine learning rate whose clock is the larger of
 the step count and the elapsed share of the time budget (so a budget always ends with a fully
 annealed model); class-weighted cross-entropy (binary cross-entropy for multi-label); the model
-kept is the one with the best validation AUC; then a temperature is fitted on validation logits
+kept is the one with the best validation AUC (near-ties broken by validation loss); then a
+temperature is fitted on validation logits
 and, for binary tasks, the decision threshold is chosen on validation data (never on test).
 
 Example:
@@ -67,7 +68,10 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         warmup: share of the schedule spent warming up.
         budget_minutes: wall-clock budget for the training loop; ``None`` for no limit.
-        patience: epochs without validation-AUC improvement before stopping.
+        patience: epochs without validation-AUC improvement before stopping (counted only
+            once the learning rate decays, so the kept model is converged).
+        auc_tolerance: AUC differences this small count as ties; ties go to the epoch with
+            the lowest validation loss.
         seed: seeds weights, shuffling and augmentation.
         split_seed: seeds the validation split carved from ``train`` (kept apart from ``seed``
             so that ensemble members share one validation split).
@@ -91,6 +95,7 @@ class TrainConfig:
     warmup: float = 0.05
     budget_minutes: float | None = None
     patience: int = 10
+    auc_tolerance: float = 0.001
     seed: int = 0
     split_seed: int = 0
     augment: Augment = field(default_factory=Augment)
@@ -268,7 +273,7 @@ def train_classifier(
     total_steps = steps_per_epoch * config.epochs
     budget = None if config.budget_minutes is None else config.budget_minutes * 60.0
     history: list[dict[str, float]] = []
-    best: tuple[float, float] = (-1.0, float("inf"))
+    best_auc, best_loss = -float("inf"), float("inf")
     best_state = copy.deepcopy(net.state_dict())
     stale, step = 0, 0
     t0 = time.perf_counter()
@@ -321,14 +326,23 @@ def train_classifier(
         history.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_auc=f"{val_auc:.4f}")
         bar.update(1)
-        score = (val_auc if np.isfinite(val_auc) else -val_loss, -val_loss)
-        if score > best:
-            best, stale = score, 0
-            best_state = copy.deepcopy(net.state_dict())
+        auc_key = val_auc if np.isfinite(val_auc) else -val_loss
+        if auc_key > best_auc + config.auc_tolerance:
+            best_auc, best_loss, stale = auc_key, float("inf"), 0
         else:
             stale += 1
+            best_auc = max(best_auc, auc_key)
+        # Among epochs whose AUC is within the tolerance of the best (AUC saturates near 1 and
+        # then only measures noise), keep the one with the lowest validation loss.
+        if auc_key >= best_auc - config.auc_tolerance and val_loss <= best_loss:
+            best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
         out_of_time = budget is not None and time.perf_counter() - t0 >= budget
-        if stale >= config.patience or out_of_time or not losses:
+        annealing = step >= total_steps * 0.5 or (
+            budget is not None and time.perf_counter() - t0 >= 0.5 * budget
+        )
+        # patience counts only once the learning rate is decaying: stopping at the peak
+        # learning rate would keep an unconverged model
+        if (annealing and stale >= config.patience) or out_of_time or not losses:
             break
     bar.close()
     net.load_state_dict(best_state)
