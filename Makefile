@@ -1,7 +1,8 @@
 # medlabel: the three commands a newcomer needs.
 #   make demo   create .venv, install everything, run the demo on real sample studies
 #   make test   create/update .venv with dev extras, lint and type-check, run all tests
-#   make bench  run the benchmarks (results land in benchmarks/results/)
+#   make bench  run the quick benchmarks (results land in benchmarks/results/)
+#   make bench-classify   the long training benchmarks (about 30 min each on 2 cores)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medlabel-installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench bench-classify lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+bench-classify: $(STAMP)
+	$(BIN)/python benchmarks/bench_pneumoniamnist.py --budget-minutes 10 --seeds 3
+	$(BIN)/python benchmarks/bench_kermany.py --budget-minutes 35
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache
