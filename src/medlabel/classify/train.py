@@ -342,7 +342,9 @@ def train_classifier(
         )
         # patience counts only once the learning rate is decaying: stopping at the peak
         # learning rate would keep an unconverged model
-        if (annealing and stale >= config.patience) or out_of_time or not losses:
+        if not annealing:
+            stale = 0
+        if stale >= config.patience or out_of_time or not losses:
             break
     bar.close()
     net.load_state_dict(best_state)
