@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from scipy import stats
 from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -38,6 +37,7 @@ from medlabel.classify.train import probabilities
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset
 from medlabel.errors import MedlabelError
+from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
 
 __all__ = [
