@@ -21,3 +21,31 @@ def test_bundled_models_are_complete():
     for name in bundled_models():
         folder = resolve_model(name)
         assert (folder / "MODEL_CARD.md").is_file() and (folder / "member-0.onnx").is_file()
+
+
+def test_models_command_lists_user_bundles(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from medlabel.cli import app
+
+    monkeypatch.setenv("MEDLABEL_MODELS", str(tmp_path))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "bundle.json").write_text(
+        json.dumps(
+            {
+                "name": "mine",
+                "task": "binary",
+                "class_names": ["a", "b"],
+                "metrics": {"validation": {"auc": 0.9}},
+            }
+        )
+    )
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "bundle.json").write_text("{not json")
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["mine"]["validation_auc"] == 0.9 and rows["mine"]["origin"] == "user"
+    assert "error" in rows["broken"]

@@ -629,6 +629,37 @@ def evaluate(
 
 @app.command()
 @_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the bundled models and those in the user model folder ($MEDLABEL_MODELS)."""
+    from medlabel.models import list_models, user_model_dir
+
+    rows = list_models()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "origin", "task", "labels", "input", "val AUC", "licence")
+    for r in rows:
+        auc = r.get("validation_auc")
+        table.add_row(
+            r["name"],
+            r["origin"],
+            str(r.get("task") or r.get("error", "")),
+            ", ".join(r.get("labels", [])),
+            "x".join(str(v) for v in (r.get("input") or {}).get("size", [])),
+            "" if auc is None else f"{auc:.3f}",
+            (r.get("licence") or "")[:40],
+        )
+    Console().print(table)
+    typer.echo(f"user model folder: {user_model_dir()}")
+
+
+@app.command()
+@_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
 ) -> None:

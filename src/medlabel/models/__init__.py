@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["bundled_models", "resolve_model", "user_model_dir"]
+__all__ = ["bundled_models", "list_models", "resolve_model", "user_model_dir"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -46,3 +48,38 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         if (candidate / "bundle.json").is_file():
             return candidate
     return path
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every bundle found (bundled and in the user folder) with its card facts.
+
+    Unreadable bundle descriptions are listed with an ``error`` instead of being hidden.
+    """
+    rows: list[dict[str, Any]] = []
+    folders = [("bundled", _HERE / name) for name in bundled_models()]
+    user = user_model_dir()
+    if user.is_dir():
+        folders += [("user", p) for p in sorted(user.iterdir()) if (p / "bundle.json").is_file()]
+    for origin, folder in folders:
+        try:
+            meta = json.loads((folder / "bundle.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            rows.append(
+                {"name": folder.name, "origin": origin, "path": str(folder), "error": str(exc)}
+            )
+            continue
+        validation = (meta.get("metrics") or {}).get("validation") or {}
+        rows.append(
+            {
+                "name": meta.get("name", folder.name),
+                "origin": origin,
+                "path": str(folder),
+                "kind": meta.get("kind"),
+                "task": meta.get("task"),
+                "labels": meta.get("class_names", []),
+                "input": meta.get("input"),
+                "validation_auc": validation.get("auc"),
+                "licence": meta.get("licence"),
+            }
+        )
+    return rows
