@@ -149,11 +149,22 @@ def main() -> None:
     (RESULTS / f"kermany-{stamp}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.install:
-        target = REPO / "src" / "medlabel" / "models" / "cxr-pneumonia"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(path, target)
-        print(f"installed {target}")
+        install(path, REPO / "src" / "medlabel" / "models" / "cxr-pneumonia")
+
+
+def install(bundle: Path, target: Path) -> None:
+    """Copy a bundle into the package, naming its data by its place in the shared data set
+    rather than by this machine's absolute path."""
+    from medlabel.classify.bundle import _model_card
+
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(bundle, target)
+    meta = json.loads((target / "bundle.json").read_text())
+    meta["data"]["source"]["path"] = "shared/data/cxr-pneumonia-224/train (Kermany et al. 2018)"
+    (target / "bundle.json").write_text(json.dumps(meta, indent=2))
+    (target / "MODEL_CARD.md").write_text(_model_card(meta))
+    print(f"installed {target}")
 
 
 if __name__ == "__main__":

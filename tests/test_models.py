@@ -49,3 +49,16 @@ def test_models_command_lists_user_bundles(tmp_path, monkeypatch):
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["mine"]["validation_auc"] == 0.9 and rows["mine"]["origin"] == "user"
     assert "error" in rows["broken"]
+
+
+def test_bundled_cxr_model_engines_agree():
+    import numpy as np
+
+    from medlabel.classify.bundle import load_bundle
+
+    if "cxr-pneumonia" not in bundled_models():
+        return
+    x = np.random.default_rng(0).integers(0, 255, (3, 1, 128, 128)).astype(np.uint8)
+    onnx = load_bundle("cxr-pneumonia").predict_arrays(x)
+    torch_ = load_bundle("cxr-pneumonia", engine="torch").predict_arrays(x)
+    np.testing.assert_allclose(onnx, torch_, atol=1e-4)

@@ -99,6 +99,17 @@ def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
                 external_data=False,
                 verbose=False,
             )
+    _strip_debug_info(path)
+
+
+def _strip_debug_info(path: Path) -> None:
+    """Drop the exporter's per-node stack traces (this machine's source paths) from a model."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def _model_card(meta: dict[str, Any]) -> str:
