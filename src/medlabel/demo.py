@@ -189,7 +189,8 @@ def run_demo(
         try:
             case.outputs, image = case.run(out)
             case.geometry = _geometry(image)
-            if image.ndim == 2 and classifier is not None:
+            # the chest X-ray model answers only for chest radiographs (its intended use)
+            if case.name.startswith("chest") and classifier is not None:
                 probs = classifier.predict_images([image])[0]
                 label = classifier.class_names[int(classifier.decide(probs[None])[0])]
                 case.geometry[f"{classifier.name} (research only)"] = {
