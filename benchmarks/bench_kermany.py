@@ -81,7 +81,16 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=35.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--install", action="store_true")
+    parser.add_argument(
+        "--extras",
+        type=Path,
+        default=None,
+        help="only run the classic model and throughput against this trained bundle",
+    )
     args = parser.parse_args()
+    if args.extras is not None:
+        extras(args.extras)
+        return
     data = shared_data()
     if data is None:
         print("needs ../shared/data/cxr-pneumonia-224")
@@ -150,6 +159,68 @@ def main() -> None:
     print("\n".join(lines))
     if args.install:
         install(path, REPO / "src" / "medlabel" / "models" / "cxr-pneumonia")
+
+
+def extras(bundle_path: Path) -> None:
+    """The classic family on the same split, and inference throughput of ``bundle_path``."""
+    from bench_pneumoniamnist import throughput
+    from medlabel.classify.classic import train_classic
+
+    data = shared_data()
+    assert data is not None
+    ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
+    cfg = recipe(0, 0)
+    start = time.perf_counter()
+    classic = train_classic(
+        ds,
+        estimator="gradient-boosting",
+        size=(128, 128),
+        val_fraction=cfg.val_fraction,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
+    val = load_arrays(split, split.indices("val"), classic.spec, progress=False)
+    from medlabel.classify.train import probabilities
+
+    probs = probabilities(classic.log_probs(val.images) / classic.temperature, "binary")
+    m = classification_metrics(val.labels, probs, classic.class_names, threshold=classic.threshold)
+    bundle = load_bundle(bundle_path)
+    imgs = load_arrays(split, split.indices("val")[:256], bundle.spec, progress=False).images
+    speed = throughput(bundle_path, imgs)
+    out = {
+        "machine": machine(),
+        "classic_gradient_boosting": {
+            "accuracy": m["accuracy"],
+            "auc": m["auc"],
+            "n": m["n"],
+            "seconds": seconds,
+            "sensitivity": m["per_class"]["PNEUMONIA"]["recall"],
+            "specificity": m["per_class"]["PNEUMONIA"]["specificity"],
+        },
+        "throughput_img_per_s": speed,
+    }
+    stamp = out["machine"]["date"][:10]
+    (RESULTS / f"kermany-extras-{stamp}.json").write_text(json.dumps(out, indent=2))
+    c = out["classic_gradient_boosting"]
+    lines = [
+        f"# Kermany extras, {out['machine']['date']}",
+        "",
+        "Same patient-grouped validation split as the CNN.",
+        "",
+        "| model | accuracy | AUC | sensitivity | specificity | train time |",
+        "|---|---|---|---|---|---|",
+        f"| classic: GLCM/LBP/HOG features + gradient boosting (128 px) | {c['accuracy']:.3f} | "
+        f"{c['auc']:.3f} | {c['sensitivity']:.3f} | {c['specificity']:.3f} | "
+        f"{seconds / 60:.1f} min |",
+        "",
+        "Batch inference of cxr-pneumonia (1x128x128, 256 images): "
+        + ", ".join(f"{k} {v:.0f} img/s" for k, v in speed.items()),
+        "",
+        f"Command: `python benchmarks/bench_kermany.py --extras {bundle_path}`",
+    ]
+    (RESULTS / f"kermany-extras-{stamp}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def install(bundle: Path, target: Path) -> None:
