@@ -153,11 +153,12 @@ def predict_source(
     if p.is_file() and p.suffix.lower() not in (".npz", ".csv"):
         return predict_paths(bundle, [p], tta=tta, batch_size=batch_size, progress=progress)
     if p.is_dir() and split is None:
-        files = sorted(
-            f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
-        )
-        direct = [f for f in p.iterdir() if f.is_file() and detect_format(f) is not None]
-        if direct:
+        if any(f.is_file() and detect_format(f) is not None for f in p.iterdir()):
+            files = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and detect_format(f) not in (None, "medmnist")
+            )
             return predict_paths(bundle, files, tta=tta, batch_size=batch_size, progress=progress)
     dataset = open_dataset(p)
     chosen = split or ("test" if dataset.has_split("test") else "train")
