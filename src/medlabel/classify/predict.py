@@ -152,14 +152,14 @@ def predict_source(
         raise MedlabelError(p, "no such file or folder")
     if p.is_file() and p.suffix.lower() not in (".npz", ".csv"):
         return predict_paths(bundle, [p], tta=tta, batch_size=batch_size, progress=progress)
-    if p.is_dir() and split is None:
-        if any(f.is_file() and detect_format(f) is not None for f in p.iterdir()):
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file() and detect_format(f) not in (None, "medmnist")
-            )
-            return predict_paths(bundle, files, tta=tta, batch_size=batch_size, progress=progress)
+    holds_images = p.is_dir() and any(
+        f.is_file() and detect_format(f) is not None for f in p.iterdir()
+    )
+    if holds_images and split is None:
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
+        )
+        return predict_paths(bundle, files, tta=tta, batch_size=batch_size, progress=progress)
     dataset = open_dataset(p)
     chosen = split or ("test" if dataset.has_split("test") else "train")
     return predict_dataset(
