@@ -422,3 +422,53 @@ def test_batch_to_table(tmp_path: Path, textured: tuple[MedicalImage, MedicalIma
         for key, value in row.items():
             if key.startswith("original_"):
                 assert float(back[key]) == value or (math.isnan(value) and back[key] == "nan")
+
+
+def test_absurd_bin_count_is_refused_not_crashed():
+    import numpy as np
+    import pytest
+
+    from medlabel.features import FeatureError, extract_radiomics
+    from medlabel.image import MedicalImage
+
+    values = np.zeros((6, 10, 10), np.float32)
+    values[1:5, 2:8, 2:8] = np.linspace(0, 730_000, 4 * 6 * 6).reshape(4, 6, 6)
+    image = MedicalImage(values)
+    mask = image.with_array((values > 0).astype(np.uint8), is_label=True)
+    with pytest.raises(FeatureError, match=r"binWidth 25 gives \d+ grey levels"):
+        extract_radiomics(image, mask)
+    out = extract_radiomics(image, mask, params={"binCount": 32})
+    assert out["original_firstorder_Maximum"] == pytest.approx(730_000)
+
+
+def test_batch_records_unreadable_files(tmp_path):
+    import numpy as np
+
+    from medlabel.features import extract_many
+    from medlabel.image import MedicalImage
+    from medlabel.io import read_image, write_image
+
+    values = np.zeros((6, 10, 10), np.int16)
+    values[1:5, 2:8, 2:8] = 50
+    image = MedicalImage(values)
+    write_image(image, tmp_path / "img.nii.gz")
+    write_image(
+        image.with_array((values > 0).astype(np.uint8), is_label=True), tmp_path / "m.nii.gz"
+    )
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    rows = extract_many(
+        [
+            (
+                "good",
+                lambda: read_image(tmp_path / "img.nii.gz"),
+                lambda: read_image(tmp_path / "m.nii.gz"),
+            ),
+            (
+                "bad",
+                lambda: read_image(tmp_path / "bad.nii.gz"),
+                lambda: read_image(tmp_path / "m.nii.gz"),
+            ),
+        ],
+        progress=False,
+    )
+    assert "error" not in rows[0] and "bad.nii.gz" in rows[1]["error"]
