@@ -226,7 +226,7 @@ def extras(bundle_path: Path) -> None:
 def install(bundle: Path, target: Path) -> None:
     """Copy a bundle into the package, naming its data by its place in the shared data set
     rather than by this machine's absolute path."""
-    from medlabel.classify.bundle import _model_card
+    from medlabel.classify.card import model_card
 
     if target.exists():
         shutil.rmtree(target)
@@ -234,7 +234,7 @@ def install(bundle: Path, target: Path) -> None:
     meta = json.loads((target / "bundle.json").read_text())
     meta["data"]["source"]["path"] = "shared/data/cxr-pneumonia-224/train (Kermany et al. 2018)"
     (target / "bundle.json").write_text(json.dumps(meta, indent=2))
-    (target / "MODEL_CARD.md").write_text(_model_card(meta))
+    (target / "MODEL_CARD.md").write_text(model_card(meta))
     print(f"installed {target}")
 
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from medlabel import __version__
+from medlabel.classify.card import model_card
 from medlabel.classify.classic import ClassicModel
 from medlabel.classify.networks import build_network
 from medlabel.classify.train import TrainConfig, TrainedClassifier, normalise, probabilities
@@ -110,40 +111,6 @@ def _strip_debug_info(path: Path) -> None:
     for node in model.graph.node:
         del node.metadata_props[:]
     onnx.save(model, str(path))
-
-
-def _model_card(meta: dict[str, Any]) -> str:
-    data = meta.get("data", {})
-    source = data.get("source", {})
-    metrics = meta.get("metrics", {})
-    lines = [
-        f"# Model card: {meta['name']}",
-        "",
-        f"- Task: {meta['task']} classification into {', '.join(meta['class_names'])}",
-        f"- Input: {meta['input']['channels']} channel(s), {meta['input']['size']} pixels, "
-        "any readable image (grey conversion and percentile scaling applied automatically)",
-        f"- Model: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
-        f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
-        f"- Training command: `{meta.get('command') or 'Python API'}`",
-        "",
-        "## Training data",
-        f"- Source: {source.get('path', '?')} ({source.get('kind', '?')})",
-        f"- Licence: {meta.get('licence') or source.get('licence', 'unknown')}",
-        f"- Counts per split: {json.dumps(data.get('counts', {}))}",
-        "",
-        "## Metrics (validation split, never test)",
-        "```",
-        json.dumps(metrics, indent=2),
-        "```",
-        "",
-        "## Intended use and limits",
-        meta.get("intended_use")
-        or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "
-        "device; not validated for diagnosis. Performance on data from other scanners, sites or "
-        "populations than the training data is unknown until measured.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def save_bundle(
@@ -286,7 +253,7 @@ def _write_description(folder: Path, meta: dict[str, Any]) -> None:
     meta.setdefault("medlabel_version", __version__)
     meta.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-    (folder / "MODEL_CARD.md").write_text(_model_card(meta))
+    (folder / "MODEL_CARD.md").write_text(model_card(meta))
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,55 @@
+"""Model cards: the human-readable description written into every bundle.
+
+A card states the task and input, the architecture, the training data with its licence, the
+validation metrics (never test), the intended use and limits, and the exact command that
+made the bundle.
+
+Example:
+    >>> meta = {"name": "demo", "task": "binary", "class_names": ["a", "b"],
+    ...         "input": {"channels": 1, "size": [28, 28]}, "architecture": {"name": "compact"},
+    ...         "members": [{}], "medlabel_version": "0.1.0", "created": "today"}
+    >>> model_card(meta).splitlines()[0]
+    '# Model card: demo'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["model_card"]
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """Markdown text of the model card for a bundle description ``meta``."""
+    data = meta.get("data", {})
+    source = data.get("source", {})
+    metrics = meta.get("metrics", {})
+    lines = [
+        f"# Model card: {meta['name']}",
+        "",
+        f"- Task: {meta['task']} classification into {', '.join(meta['class_names'])}",
+        f"- Input: {meta['input']['channels']} channel(s), {meta['input']['size']} pixels, "
+        "any readable image (grey conversion and percentile scaling applied automatically)",
+        f"- Model: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
+        f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
+        f"- Training command: `{meta.get('command') or 'Python API'}`",
+        "",
+        "## Training data",
+        f"- Source: {source.get('path', '?')} ({source.get('kind', '?')})",
+        f"- Licence: {meta.get('licence') or source.get('licence', 'unknown')}",
+        f"- Counts per split: {json.dumps(data.get('counts', {}))}",
+        "",
+        "## Metrics (validation split, never test)",
+        "```",
+        json.dumps(metrics, indent=2),
+        "```",
+        "",
+        "## Intended use and limits",
+        meta.get("intended_use")
+        or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "
+        "device; not validated for diagnosis. Performance on data from other scanners, sites or "
+        "populations than the training data is unknown until measured.",
+        "",
+    ]
+    return "\n".join(lines)
