@@ -79,7 +79,7 @@ def throughput(bundle_path: Path, images: np.ndarray) -> dict[str, float]:
     for name, bundle in (("onnxruntime", onnx_bundle), ("pytorch", torch_bundle)):
         bundle.predict_arrays(images[:64])
         start = time.perf_counter()
-        bundle.predict_arrays(images, batch_size=256)
+        bundle.predict_arrays(images)
         out[name] = len(images) / (time.perf_counter() - start)
     net = torch_bundle.torch_member(0)
     monai = Compose(
