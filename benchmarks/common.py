@@ -14,15 +14,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from medlabel.demo import find_shared_data
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data() -> Path | None:
     """``$MEDLABEL_DATA`` when set, else ``../shared/data`` beside the repository."""
-    env = os.environ.get("MEDLABEL_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    return path if path.is_dir() else None
+    return find_shared_data(REPO)
 
 
 def timeit(func: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,14 +11,14 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from medlabel.demo import find_shared_data
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
     """``$MEDLABEL_DATA`` when set, else ``../shared/data`` beside the repo; None if absent."""
-    env = os.environ.get("MEDLABEL_DATA")
-    candidate = Path(env) if env else REPO.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+    return find_shared_data(REPO)
 
 
 @pytest.fixture(scope="session")

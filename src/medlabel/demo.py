@@ -51,13 +51,14 @@ class _Case:
     seconds: float = 0.0
 
 
-def find_shared_data() -> Path | None:
-    """``$MEDLABEL_DATA`` when set, else ``../shared/data`` from the working directory.
+def find_shared_data(base: Path | None = None) -> Path | None:
+    """``$MEDLABEL_DATA`` when set, else ``shared/data`` beside ``base`` (default: the
+    working directory, i.e. ``../shared/data``).
 
     Returns ``None`` when that folder does not exist.
     """
     env = os.environ.get("MEDLABEL_DATA")
-    candidate = Path(env) if env else Path.cwd().parent / "shared" / "data"
+    candidate = Path(env) if env else (base or Path.cwd()).parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
 

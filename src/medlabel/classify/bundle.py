@@ -345,16 +345,13 @@ class Bundle:
         views = [images]
         if tta and self.meta.get("tta_flips"):
             views += [np.flip(images, axis=-1).copy()]
-        total = None
-        count = 0
-        for view in views:
-            out = np.concatenate(
+        outs = [
+            np.concatenate(
                 [self._run(view[s : s + batch_size]) for s in range(0, len(view), batch_size)]
             )
-            total = out if total is None else total + out
-            count += 1
-        assert total is not None
-        return total / count
+            for view in views
+        ]
+        return np.mean(outs, axis=0)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.kind == "sklearn":
