@@ -3,6 +3,7 @@
 #   make test   create/update .venv with dev extras, lint and type-check, run all tests
 #   make bench  run the quick benchmarks (results land in benchmarks/results/)
 #   make bench-classify   the long training benchmarks (about 30 min each on 2 cores)
+#   make bench-segment    segmentation: recipes, JSRT (30 min), hippocampus (90 min), inference
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medlabel-installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench bench-classify lint install clean
+.PHONY: demo test bench bench-classify bench-segment lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,12 @@ bench: $(STAMP)
 bench-classify: $(STAMP)
 	$(BIN)/python benchmarks/bench_pneumoniamnist.py --budget-minutes 10 --seeds 3
 	$(BIN)/python benchmarks/bench_kermany.py --budget-minutes 35
+
+bench-segment: $(STAMP)
+	$(BIN)/python benchmarks/bench_recipes.py
+	$(BIN)/python benchmarks/bench_jsrt.py --budget-minutes 30
+	$(BIN)/python benchmarks/bench_hippocampus.py --budget-minutes 90
+	$(BIN)/python benchmarks/bench_seg_inference.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache

@@ -8,6 +8,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_io
+import bench_recipes
 
 if __name__ == "__main__":
     bench_io.main()
+    bench_recipes.main()

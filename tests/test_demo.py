@@ -19,3 +19,17 @@ def test_demo_on_packaged_samples(tmp_path, monkeypatch):
     assert cr.size == (1841, 1955)
     assert (tmp_path / "demo" / "chest_cr_preview.png").stat().st_size > 10_000
     assert (tmp_path / "demo" / "ct_slice_j2k_lung_window.png").exists()
+    # the chest radiograph gets a lung mask on its own grid (learned model or classical recipe)
+    masks = sorted((tmp_path / "demo").glob("chest_cr_cxr-lungs*.nii.gz"))
+    assert masks and read_image(masks[0]).size == cr.size
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_demo_segments_shared_ct(tmp_path, shared_data):
+    index = run_demo(tmp_path / "demo", shared=shared_data, include_packaged=False)
+    assert 'class="err"' not in index.read_text()
+    ct = read_image(tmp_path / "demo" / "ct_abdomen.nii.gz")
+    lungs = read_image(tmp_path / "demo" / "ct_abdomen_ct-lungs.nii.gz")
+    assert lungs.size == ct.size and lungs.spacing == ct.spacing
+    assert set(lungs.array.ravel().tolist()) == {0, 1, 2}

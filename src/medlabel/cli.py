@@ -512,6 +512,104 @@ def train_classify(
     )
 
 
+@train_app.command("segment")
+@_errors
+def train_segment(
+    data: Annotated[
+        Path, typer.Option("--data", help="MSD folder (imagesTr/labelsTr), images/+masks/, CSV.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", help="Mask value to class name, e.g. 150=lung_right,250=heart."),
+    ] = None,
+    dims: Annotated[
+        int | None,
+        typer.Option("--dims", help="2 or 3 (default: that of the images); 2 on volumes: slices."),
+    ] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", help="CPU training budget.")
+    ] = 15.0,
+    network: Annotated[
+        str, typer.Option("--network", help="unet, resunet, basicunet or segresnet.")
+    ] = "unet",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Cases held out for validation.")
+    ] = 0.2,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Data licence for the model card.")
+    ] = None,
+) -> None:
+    """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan)."""
+    from medlabel.segment.bundle import save_segmentation_bundle
+    from medlabel.segment.dataset import open_segmentation_dataset
+    from medlabel.segment.train import SegTrainConfig, train_segmenter
+
+    dataset = open_segmentation_dataset(data, labels)
+    image, _ = dataset.load(0)
+    if dims is not None and dims > image.ndim:
+        raise typer.BadParameter(
+            f"the images are {image.ndim}D; a {dims}D model needs volumes", param_hint="--dims"
+        )
+    cfg = SegTrainConfig(
+        budget_minutes=budget_minutes,
+        network=network,
+        seed=seed,
+        val_fraction=val_fraction,
+        dims=dims if dims is not None and dims < image.ndim else None,
+    )
+    trained = train_segmenter(dataset, cfg)
+    command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
+    path = save_segmentation_bundle(trained, out, licence=licence, command=command)
+    dice = ", ".join(
+        f"{c} {v['dice']['mean']:.4f}" for c, v in trained.val_metrics["classes"].items()
+    )
+    typer.echo(f"wrote {path} (validation Dice: {dice})")
+
+
+@app.command()
+@_errors
+def segment(
+    src: Annotated[Path, typer.Argument(help="Image, DICOM folder or DICOMDIR.")],
+    model: Annotated[
+        str, typer.Option("--model", help="Recipe (ct-lungs, ...), bundled model or bundle.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Mask file; format from the extension.")],
+    overlay: Annotated[
+        Path | None, typer.Option("--overlay", help="Also write a PNG overlay preview.")
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time mirroring (bundles).")] = False,
+    series: SeriesOpt = None,
+    irregular: IrregularOpt = "error",
+    tilt: TiltOpt = "error",
+    index: IndexOpt = None,
+    split: SplitOpt = "test",
+    keep_monochrome1: RawMono1Opt = False,
+) -> None:
+    """Segment an image with a recipe or a model; the mask keeps the image's exact geometry."""
+    import numpy as np
+
+    from medlabel.io import write_image
+    from medlabel.segment.api import open_segmenter
+    from medlabel.segment.labelmap import label_names
+
+    _refuse_overwrite_input(src, out)
+    segmenter = open_segmenter(model)
+    image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
+    seg = segmenter.segment(image, tta=tta)
+    write_image(seg, out)
+    if overlay is not None:
+        from medlabel.visualize.preview import render_preview
+
+        render_preview(image, overlay, mask=seg)
+    voxel = float(np.prod(seg.spacing)) / (1000.0 if seg.ndim == 3 else 100.0)
+    unit = "mL" if seg.ndim == 3 else "cm2"
+    counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=256)
+    parts = [f"{v}={name} ({counts[v] * voxel:.1f} {unit})" for v, name in label_names(seg).items()]
+    typer.echo(f"wrote {out}: " + ", ".join(parts))
+
+
 @app.command()
 @_errors
 def predict(
@@ -605,17 +703,48 @@ def _pairs_or_single(
 @app.command()
 @_errors
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset (.npz, CSV or class folders).")],
+    model: Annotated[
+        str, typer.Option("--model", help="Bundle folder, bundled model or segmentation recipe.")
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", help="Dataset (.npz, CSV, class folders, MSD, images+masks).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("evaluation"),
-    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "test",
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split to evaluate (classification default: test)."),
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation.")] = False,
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", help="Segmentation masks: value to class, e.g. 150=lung_right."),
+    ] = None,
 ) -> None:
-    """Evaluate a bundle: metrics.json and report.html with CIs, curves and hard cases."""
+    """Evaluate a model: metrics.json and report.html (classification or segmentation)."""
+    from medlabel.segment.api import open_segmenter
+
+    if _is_segmenter(model):
+        from medlabel.segment.dataset import open_segmentation_dataset
+        from medlabel.segment.evaluation import evaluate_segmenter
+
+        result = evaluate_segmenter(
+            open_segmenter(model),
+            open_segmentation_dataset(data, labels),
+            out,
+            split=split,
+            tta=tta,
+        )
+        dice = ", ".join(f"{c} {v['dice']['mean']:.4f}" for c, v in result["summary"].items())
+        typer.echo(
+            f"{result['cases_evaluated']} (n={result['n']}): Dice {dice}; "
+            f"report: {out / 'report.html'}"
+        )
+        return
     from medlabel.classify.bundle import load_bundle
     from medlabel.classify.evaluation import evaluate_bundle
     from medlabel.data.sources import open_dataset
 
+    split = split or "test"
     metrics = evaluate_bundle(
         load_bundle(model), open_dataset(data), split=split, out_dir=out, tta=tta
     )
@@ -627,31 +756,47 @@ def evaluate(
     )
 
 
+def _is_segmenter(model: str) -> bool:
+    """A recipe name or a bundle whose description says segmentation."""
+    from medlabel.models import resolve_model
+    from medlabel.segment.recipes import RECIPES
+
+    if model in RECIPES:
+        return True
+    meta = resolve_model(model) / "bundle.json"
+    try:
+        return bool(json.loads(meta.read_text()).get("kind") == "segmentation")
+    except (OSError, ValueError):
+        return False
+
+
 @app.command()
 @_errors
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the bundled models and those in the user model folder ($MEDLABEL_MODELS)."""
+    """List bundled models, user models ($MEDLABEL_MODELS) and segmentation recipes."""
     from medlabel.models import list_models, user_model_dir
 
-    rows = list_models()
+    rows = list_models(recipes=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "origin", "task", "labels", "input", "val AUC", "licence")
+    table = Table("name", "origin", "task", "labels", "input", "validation", "licence")
     for r in rows:
         auc = r.get("validation_auc")
+        dice = r.get("validation_dice")
+        score = f"AUC {auc:.3f}" if auc is not None else f"Dice {dice:.3f}" if dice else ""
         table.add_row(
             r["name"],
             r["origin"],
             str(r.get("task") or r.get("error", "")),
             ", ".join(r.get("labels", [])),
             "x".join(str(v) for v in (r.get("input") or {}).get("size", [])),
-            "" if auc is None else f"{auc:.3f}",
+            score,
             (r.get("licence") or "")[:40],
         )
     Console().print(table)

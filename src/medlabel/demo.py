@@ -62,6 +62,26 @@ def find_shared_data(base: Path | None = None) -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def _segment(
+    img: MedicalImage, name: str, model: str, out: Path, window: str | None = None
+) -> list[str]:
+    """Mask (on the image grid) and overlay preview from a recipe or bundled model."""
+    from medlabel.segment.api import open_segmenter
+
+    seg = open_segmenter(model).segment(img)
+    files = [f"{name}_{model}.nii.gz", f"{name}_{model}.png"]
+    write_image(seg, out / files[0])
+    render_preview(img, out / files[1], mask=seg, window=window, slices=8)
+    return files
+
+
+def _chest_segmenter() -> str:
+    """The learned lung/heart model when this installation ships it, else the classical one."""
+    from medlabel.models import bundled_models
+
+    return "cxr-lungs" if "cxr-lungs" in bundled_models() else "cxr-lungs-classical"
+
+
 def _xray(src: str, name: str) -> Callable[[Path], tuple[list[str], MedicalImage]]:
     def run(out: Path) -> tuple[list[str], MedicalImage]:
         img = read_image(src)
@@ -69,13 +89,16 @@ def _xray(src: str, name: str) -> Callable[[Path], tuple[list[str], MedicalImage
         enhanced = clahe(img)
         write_image(enhanced, out / f"{name}_clahe.png")
         render_preview(img, out / f"{name}_preview.png")
-        return [f"{name}.nii.gz", f"{name}_clahe.png", f"{name}_preview.png"], img
+        files = [f"{name}.nii.gz", f"{name}_clahe.png", f"{name}_preview.png"]
+        if name.startswith("chest"):
+            files += _segment(img, name, _chest_segmenter(), out)
+        return files, img
 
     return run
 
 
 def _ct(
-    src: str, name: str, seg: str | None = None
+    src: str, name: str, seg: str | None = None, recipes: tuple[str, ...] = ()
 ) -> Callable[[Path], tuple[list[str], MedicalImage]]:
     def run(out: Path) -> tuple[list[str], MedicalImage]:
         img = read_image(src)
@@ -92,6 +115,8 @@ def _ct(
         lung = window(img, "lung")
         render_preview(lung, out / f"{name}_lung_window.png", window=(0.5, 1.0))
         files.append(f"{name}_lung_window.png")
+        for recipe in recipes:
+            files += _segment(img, name, recipe, out, window="abdomen")
         return files, img
 
     return run
@@ -135,7 +160,22 @@ def _cases(shared: Path | None, include_packaged: bool) -> list[_Case]:
                     "ct_series",
                     str(series),
                     "20-slice CT series (JPEG-2000) with TotalSegmentator labels",
-                    _ct(str(series), "ct_series", str(seg) if seg.is_file() else None),
+                    _ct(
+                        str(series),
+                        "ct_series",
+                        str(seg) if seg.is_file() else None,
+                        recipes=("ct-body", "ct-bone"),
+                    ),
+                )
+            )
+        small = shared / "ct-abdomen" / "example_ct_sm.nii.gz"
+        if small.is_file():
+            cases.append(
+                _Case(
+                    "ct_abdomen",
+                    str(small),
+                    "abdominal CT (3 mm) with lung bases: classical lung and bone recipes",
+                    _ct(str(small), "ct_abdomen", recipes=("ct-lungs", "ct-bone")),
                 )
             )
         brain = shared / "mri-lesions" / "brain1_image.nrrd"

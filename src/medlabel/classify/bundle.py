@@ -25,15 +25,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
 import logging
 import os
-import shutil
-import uuid
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +36,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from medlabel import __version__
 from medlabel.classify.card import model_card
 from medlabel.classify.classic import ClassicModel
 from medlabel.classify.networks import build_network
 from medlabel.classify.train import TrainConfig, TrainedClassifier, normalise, probabilities
-from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
+from medlabel.models.files import (
+    BUNDLE_FORMAT,
+    BundleError,
+    export_onnx,
+    read_description,
+    staging,
+    write_description,
+)
 from medlabel.preprocess.network import InputSpec, network_input
 
 __all__ = [
@@ -61,12 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-BUNDLE_FORMAT = 1
-
-
-class BundleError(MedlabelError):
-    """A bundle is missing, incomplete or from an incompatible version."""
 
 
 class _Normalised(nn.Module):
@@ -84,33 +78,7 @@ class _Normalised(nn.Module):
 
 
 def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
-    example = torch.zeros(2, spec.channels, *spec.size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        with Path(os.devnull).open("w") as sink, contextlib.redirect_stdout(sink):
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-    _strip_debug_info(path)
-
-
-def _strip_debug_info(path: Path) -> None:
-    """Drop the exporter's per-node stack traces (this machine's source paths) from a model."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    onnx.save(model, str(path))
+    export_onnx(model, torch.zeros(2, spec.channels, *spec.size), path)
 
 
 def save_bundle(
@@ -143,7 +111,7 @@ def save_bundle(
     if any(m.class_names != first.class_names or m.spec != first.spec for m in items):
         raise BundleError(out, "ensemble members differ in classes or input size")
     target = Path(out)
-    with _staging(target) as tmp:
+    with staging(target) as tmp:
         member_meta = []
         for i, m in enumerate(items):
             torch.save(m.net.state_dict(), tmp / f"member-{i}.pt")
@@ -203,7 +171,7 @@ def save_classic_bundle(
     import joblib
 
     target = Path(out)
-    with _staging(target) as tmp:
+    with staging(target) as tmp:
         joblib.dump(model.search.best_estimator_, tmp / "model.joblib")
         _write_description(
             tmp,
@@ -227,43 +195,8 @@ def save_classic_bundle(
     return target
 
 
-@contextlib.contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A temporary sibling folder that replaces ``target`` only when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_description(folder: Path, meta: dict[str, Any]) -> None:
-    meta.setdefault("format", "medlabel.bundle")
-    meta.setdefault("format_version", BUNDLE_FORMAT)
-    meta.setdefault("medlabel_version", __version__)
-    meta.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-    (folder / "MODEL_CARD.md").write_text(model_card(meta))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    write_description(folder, meta, model_card)
 
 
 @dataclass
@@ -430,25 +363,8 @@ def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
-    meta_path = p / "bundle.json"
-    if not meta_path.is_file():
-        raise BundleError(p, "not a model bundle (no bundle.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(meta_path, f"unreadable bundle description ({exc})") from exc
-    if meta.get("format") != "medlabel.bundle":
-        raise BundleError(meta_path, "not a medlabel bundle description")
-    version = int(meta.get("format_version", 0))
-    if version != BUNDLE_FORMAT:
-        raise BundleError(
-            p,
-            f"bundle format {version} (made by medlabel {meta.get('medlabel_version', '?')}) is "
-            f"not readable by this medlabel {__version__}, which reads format {BUNDLE_FORMAT}",
-        )
-    kind = meta.get("kind")
-    if kind not in ("cnn", "sklearn"):
-        raise BundleError(p, f"bundle kind {kind!r} is not a classifier")
+    meta = read_description(p, kinds=("cnn", "sklearn"))
+    kind = meta["kind"]
     if engine not in ("onnx", "torch"):
         raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")
     for m in meta["members"]:

@@ -106,6 +106,20 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def page_head(title: str, meta: str) -> list[str]:
+    """The opening lines of a report page: doctype, styles, title and a meta line."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head>",
+        "<body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">{_e(meta)}</p>',
+    ]
+
+
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -356,16 +370,7 @@ def _render(
     meta = f"Task: {metrics['task']} · cases: {checked.n} · classes: {len(names)}" + (
         f" · decision threshold: {_fmt(threshold)}" if threshold is not None else ""
     )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        '<head><meta charset="utf-8">',
-        f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style></head>",
-        "<body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{_e(meta)}</p>',
-    ]
+    parts = page_head(title, meta)
     if model_info:
         rows = [
             [_e(k), _e(v if isinstance(v, str) else json.dumps(_jsonable(v), default=str))]

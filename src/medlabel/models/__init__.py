@@ -50,8 +50,9 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def list_models() -> list[dict[str, Any]]:
-    """Every bundle found (bundled and in the user folder) with its card facts.
+def list_models(recipes: bool = False) -> list[dict[str, Any]]:
+    """Every bundle found (bundled and in the user folder) with its card facts, and with
+    ``recipes=True`` the classical segmentation recipes too.
 
     Unreadable bundle descriptions are listed with an ``error`` instead of being hidden.
     """
@@ -69,6 +70,23 @@ def list_models() -> list[dict[str, Any]]:
             )
             continue
         validation = (meta.get("metrics") or {}).get("validation") or {}
+        plan = meta.get("plan") or {}
+        if meta.get("kind") == "segmentation":
+            rows.append(
+                {
+                    "name": meta.get("name", folder.name),
+                    "origin": origin,
+                    "path": str(folder),
+                    "kind": "segmentation",
+                    "task": f"{plan.get('dims')}D segmentation",
+                    "modality": plan.get("modality"),
+                    "labels": list((plan.get("classes") or {}).values()),
+                    "input": {"size": plan.get("patch_size", [])},
+                    "validation_dice": validation.get("mean_dice"),
+                    "licence": meta.get("licence"),
+                }
+            )
+            continue
         rows.append(
             {
                 "name": meta.get("name", folder.name),
@@ -82,4 +100,19 @@ def list_models() -> list[dict[str, Any]]:
                 "licence": meta.get("licence"),
             }
         )
+    if recipes:
+        from medlabel.segment.recipes import RECIPES
+
+        for recipe in RECIPES.values():
+            rows.append(
+                {
+                    "name": recipe.name,
+                    "origin": "recipe",
+                    "kind": "recipe",
+                    "task": f"{recipe.dims}D segmentation",
+                    "modality": "/".join(recipe.modalities),
+                    "labels": list(recipe.labels.values()),
+                    "description": recipe.description,
+                }
+            )
     return rows

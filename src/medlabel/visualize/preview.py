@@ -168,11 +168,13 @@ def render_preview(
             draw.text((x + 4, y + 2), name, fill=(255, 255, 0))
     if legend_h and labels is not None:
         x = 4
+        classes = dict(mask.metadata.get("labels", {})) if mask is not None else {}
         for value in [int(v) for v in np.unique(labels) if v != 0][:16]:
             colour = LABEL_COLOURS[(value - 1) % len(LABEL_COLOURS)]
+            text = f"{value} {classes[value]}" if value in classes else str(value)
             draw.rectangle((x, rows * th + 4, x + 10, rows * th + 14), fill=colour)
-            draw.text((x + 13, rows * th + 3), str(value), fill=(255, 255, 255))
-            x += 20 + 7 * len(str(value))
+            draw.text((x + 13, rows * th + 3), text, fill=(255, 255, 255))
+            x += 20 + 7 * len(text)
     if out is not None:
         target = Path(out)
         with atomic_output(target) as tmp:

@@ -1,0 +1,109 @@
+"""Shared steps of the segmentation benchmarks: hold out a test set, train, test, write tables."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import RESULTS, machine
+from medlabel.segment.api import Segmenter
+from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
+from medlabel.segment.evaluation import evaluate_segmenter
+from medlabel.segment.train import SegTrainConfig, train_segmenter
+
+
+def hold_out(ds: Any, n_test: int, seed: int = 0) -> Any:
+    """Mark ``n_test`` cases (deterministic) as ``test``; the rest stay ``train``."""
+    order = np.random.default_rng(seed).permutation(len(ds.cases))
+    test = {int(i) for i in order[:n_test]}
+    cases = [replace(c, split="test" if i in test else "train") for i, c in enumerate(ds.cases)]
+    return replace(ds, cases=cases)
+
+
+def train_and_test(
+    ds: Any,
+    cfg: SegTrainConfig,
+    *,
+    name: str,
+    licence: str,
+    intended_use: str,
+    command: str,
+    save: Path | None,
+    tta: bool = False,
+) -> dict[str, Any]:
+    """Train on train (with its own validation), save the bundle, test on the held-out split."""
+    start = time.perf_counter()
+    trained = train_segmenter(ds, cfg)
+    train_s = time.perf_counter() - start
+    work = save or Path(tempfile.mkdtemp(prefix=f"{name}-")) / name
+    save_segmentation_bundle(
+        trained, work, name=name, licence=licence, command=command, intended_use=intended_use
+    )
+    bundle = load_segmentation_bundle(work)
+    report_dir = Path(tempfile.mkdtemp(prefix=f"{name}-eval-"))
+    result = evaluate_segmenter(
+        Segmenter(bundle.name, bundle=bundle), ds, report_dir, split="test", tta=tta
+    )
+    return {
+        "machine": machine(),
+        "budget_minutes": cfg.budget_minutes,
+        "train_seconds": train_s,
+        "plan": trained.plan.to_dict(),
+        "epochs": len(trained.history),
+        "validation": trained.val_metrics,
+        "test": result["summary"],
+        "test_n": result["n"],
+        "seconds_per_case": result["seconds_per_case"],
+        "bundle": str(work),
+        "report": str(report_dir / "report.html"),
+        "command": command,
+        "tta": tta,
+    }
+
+
+def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -> Path:
+    """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
+    stamp = rows["machine"]["date"][:10]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    t, v = rows["test"], rows["validation"]["classes"]
+    plan = rows["plan"]
+    lines = [
+        f"# {title}, {rows['machine']['date']}",
+        "",
+        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores. Self-configured "
+        f"{plan['dims']}D {plan['network']['name']} (patch {plan['patch_size']}, batch "
+        f"{plan['batch_size']}), {rows['train_seconds'] / 60:.1f} min in all "
+        f"({rows['epochs']} epochs). Held-out test: {rows['test_n']} cases never used for "
+        "training or selection; metrics on each case's original grid"
+        + (" with mirroring test-time augmentation." if rows.get("tta") else "."),
+        "",
+        "| class | test Dice mean [95% CI] | test Dice worst | test HD95 (mm) | validation Dice |",
+        "|---|---|---|---|---|",
+    ]
+    for c in t:
+        ci = t[c].get("dice_ci", [float("nan")] * 2)
+        lines.append(
+            f"| {c} | {t[c]['dice']['mean']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+            f"{t[c]['dice']['min']:.4f} | {t[c]['hd95_mm']['mean']:.2f} | "
+            f"{v[c]['dice']['mean']:.4f} |"
+        )
+    lines += [
+        "",
+        *notes,
+        "",
+        f"Inference: {rows['seconds_per_case'] * 1000:.0f} ms per case (ONNX Runtime, "
+        "preprocessing and mapping back included).",
+        "",
+        f"Command: `{rows['command']}`.",
+    ]
+    md = RESULTS / f"{stem}-{stamp}.md"
+    md.write_text("\n".join(lines) + "\n")
+    print(f"results: {md}")
+    return md

@@ -1,0 +1,149 @@
+"""Files of a model bundle, for every kind of model: atomic writing, the description, ONNX.
+
+A bundle is a folder with ``bundle.json`` (format, version, kind, everything needed to
+reproduce predictions), the weights, an ONNX export and ``MODEL_CARD.md``. Classifiers
+(:mod:`medlabel.classify.bundle`) and segmenters (:mod:`medlabel.segment.bundle`) write and
+read their folders through these helpers.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "b"
+    >>> with staging(folder) as tmp:
+    ...     write_description(tmp, {"kind": "demo"}, card=lambda meta: "# demo")
+    >>> read_description(folder, kinds=("demo",))["kind"]
+    'demo'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlabel import __version__
+from medlabel.errors import MedlabelError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleError",
+    "export_onnx",
+    "json_default",
+    "read_description",
+    "staging",
+    "write_description",
+]
+
+#: Version of the bundle layout; bundles of another version are refused with a clear error.
+BUNDLE_FORMAT = 1
+
+
+class BundleError(MedlabelError):
+    """A bundle is missing, incomplete or from an incompatible version."""
+
+
+@contextlib.contextmanager
+def staging(target: Path) -> Iterator[Path]:
+    """A temporary sibling folder that replaces ``target`` only when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_default(value: Any) -> Any:
+    """JSON encoder hook for NumPy scalars and arrays and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_description(
+    folder: Path, meta: dict[str, Any], card: Callable[[dict[str, Any]], str]
+) -> None:
+    """Write ``bundle.json`` (format fields filled in) and ``MODEL_CARD.md`` (``card(meta)``)."""
+    meta.setdefault("format", "medlabel.bundle")
+    meta.setdefault("format_version", BUNDLE_FORMAT)
+    meta.setdefault("medlabel_version", __version__)
+    meta.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    (folder / "bundle.json").write_text(json.dumps(meta, indent=2, default=json_default))
+    (folder / "MODEL_CARD.md").write_text(card(meta))
+
+
+def read_description(path: Path, kinds: Sequence[str]) -> dict[str, Any]:
+    """The ``bundle.json`` of ``path``, checked for format, version and kind.
+
+    Raises:
+        BundleError: not a bundle, unreadable, another format version, or another kind.
+    """
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
+        raise BundleError(path, "not a model bundle (no bundle.json)")
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(meta_path, f"unreadable bundle description ({exc})") from exc
+    if meta.get("format") != "medlabel.bundle":
+        raise BundleError(meta_path, "not a medlabel bundle description")
+    version = int(meta.get("format_version", 0))
+    if version != BUNDLE_FORMAT:
+        raise BundleError(
+            path,
+            f"bundle format {version} (made by medlabel {meta.get('medlabel_version', '?')}) is "
+            f"not readable by this medlabel {__version__}, which reads format {BUNDLE_FORMAT}",
+        )
+    if meta.get("kind") not in kinds:
+        raise BundleError(
+            path, f"bundle kind {meta.get('kind')!r} does not fit here (expected {'/'.join(kinds)})"
+        )
+    return meta
+
+
+def export_onnx(model: Any, example: Any, path: Path, output_name: str = "logits") -> None:
+    """Export a torch module to ONNX with a dynamic batch axis; debug info stripped."""
+    import onnx
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with Path(os.devnull).open("w") as sink, contextlib.redirect_stdout(sink):
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=["image"],
+                output_names=[output_name],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:  # the exporter's stack traces hold this machine's paths
+        del node.metadata_props[:]
+    onnx.save(proto, str(path))

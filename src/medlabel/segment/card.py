@@ -1,0 +1,67 @@
+"""Model cards of segmentation bundles.
+
+Example:
+    >>> meta = {"name": "demo", "plan": {"dims": 2, "classes": {"1": "lung"}, "fit": "size",
+    ...         "target": [224, 224], "normalization": "zscore", "network": {"name": "unet"}},
+    ...         "medlabel_version": "0.1.0", "created": "today"}
+    >>> segmentation_card(meta).splitlines()[0]
+    '# Model card: demo'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["segmentation_card"]
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    classes = metrics.get("classes", {})
+    if not classes:
+        return ["(none recorded)"]
+    lines = ["| class | Dice mean | Dice min | HD95 mean (mm) | n |", "|---|---|---|---|---|"]
+    for name, m in classes.items():
+        dice, hd = m.get("dice", {}), m.get("hd95_mm", {})
+        lines.append(
+            f"| {name} | {dice.get('mean', float('nan')):.4f} | {dice.get('min', float('nan')):.4f}"
+            f" | {hd.get('mean', float('nan')):.2f} | {dice.get('n', 0)} |"
+        )
+    return lines
+
+
+def segmentation_card(meta: dict[str, Any]) -> str:
+    """Markdown model card for a segmentation bundle description ``meta``."""
+    plan = meta["plan"]
+    data = meta.get("data", {})
+    geometry = (
+        f"resized as a whole to {plan['target']} pixels"
+        if plan["fit"] == "size"
+        else f"resampled to {plan['target']} mm"
+    )
+    val = meta.get("metrics", {}).get("validation", {})
+    lines = [
+        f"# Model card: {meta['name']}",
+        "",
+        f"- Task: {plan['dims']}D segmentation of {', '.join(plan['classes'].values())}",
+        f"- Input: {plan.get('modality') or 'any modality'} images, {geometry}, "
+        f"{plan['normalization']} normalisation; output on the input's own grid",
+        f"- Network: {plan['network']['name']} ({plan['network'].get('kwargs', {})})",
+        f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
+        f"- Training command: `{meta.get('command') or 'Python API'}`",
+        "",
+        "## Training data",
+        f"- Source: {data.get('path', '?')} ({data.get('kind', '?')}); "
+        f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation cases",
+        f"- Licence: {meta.get('licence') or 'unknown'}",
+        "",
+        f"## Validation metrics ({val.get('n', '?')} held-out cases, original grids)",
+        *_metrics_table(val),
+        "",
+        "## Intended use and limits",
+        meta.get("intended_use")
+        or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "
+        "device; not validated for diagnosis. Performance on other scanners, sites or "
+        "populations than the training data is unknown until measured.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""Evaluating a segmenter (bundle or recipe) on a segmentation data set, with its report.
+
+Which cases: the ``test`` split when the data has one; otherwise, for a bundle trained on
+this same data, its recorded validation cases (never its training cases); otherwise every
+case, with a note in ``metrics.json`` that their relation to training is unknown.
+
+Example:
+    >>> from medlabel.segment.evaluation import choose_cases
+    >>> choose_cases.__name__
+    'choose_cases'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from medlabel.errors import MedlabelError
+from medlabel.evaluate.segmentation import case_metrics, summarize_cases
+from medlabel.evaluate.segreport import write_segmentation_report
+from medlabel.image import MedicalImage
+from medlabel.segment.api import Segmenter
+from medlabel.segment.dataset import SegmentationDataset
+from medlabel.visualize.preview import render_preview
+
+__all__ = ["choose_cases", "evaluate_segmenter"]
+
+log = logging.getLogger(__name__)
+
+
+def choose_cases(
+    ds: SegmentationDataset, segmenter: Segmenter, split: str | None
+) -> tuple[list[int], str]:
+    """Indices to evaluate and a note saying why these."""
+    if split == "all":
+        return list(range(len(ds.cases))), "all cases (requested)"
+    if split:
+        idx = ds.indices(split)
+        if not idx:
+            raise MedlabelError(ds.source.get("path"), f"the data set has no {split!r} cases")
+        return idx, f"the {split} split"
+    if ds.indices("test"):
+        return ds.indices("test"), "the test split"
+    trained_on = segmenter.training_data()
+    if (
+        trained_on
+        and Path(str(trained_on.get("path"))).resolve()
+        == Path(str(ds.source.get("path"))).resolve()
+    ):
+        wanted = set(trained_on.get("val_ids", []))
+        idx = [i for i, c in enumerate(ds.cases) if c.id in wanted]
+        if idx:
+            return idx, "the bundle's validation cases (held out from its training)"
+    return list(range(len(ds.cases))), (
+        "all cases; their relation to the model's training data is unknown"
+    )
+
+
+def evaluate_segmenter(
+    segmenter: Segmenter,
+    ds: SegmentationDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    tta: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Segment the chosen cases, compare with their masks, write metrics.json and report.html.
+
+    Raises:
+        MedlabelError: no usable cases, or the model's classes do not cover the data's.
+    """
+    indices, note = choose_cases(ds, segmenter, split)
+    classes = ds.classes
+    model_classes = segmenter.classes
+    by_name = {name: k for k, name in model_classes.items()}
+    missing = [n for n in classes.values() if n not in by_name]
+    if missing:
+        raise MedlabelError(
+            ds.source.get("path"),
+            f"the data's classes {missing} are not among the model's "
+            f"({', '.join(model_classes.values())})",
+        )
+    cases: dict[str, Any] = {}
+    keep: dict[str, tuple[MedicalImage, MedicalImage, MedicalImage]] = {}
+    failures: list[dict[str, str]] = []
+    seconds = []
+    for i in tqdm(indices, desc="evaluate", disable=None if progress else True):
+        cid = ds.cases[i].id
+        try:
+            image, truth = ds.load(i)
+            assert truth is not None
+            start = time.perf_counter()
+            pred = segmenter.segment(image, tta=tta)
+            seconds.append(time.perf_counter() - start)
+        except MedlabelError as err:
+            failures.append({"case": cid, "error": str(err)})
+            log.warning("%s", err)
+            continue
+        # bring the prediction onto the data's class indices (by class name)
+        lut = np.zeros(max(model_classes) + 1, np.uint8)
+        for k, name in classes.items():
+            lut[by_name[name]] = k
+        mapped = pred.with_array(lut[pred.array], metadata={"labels": classes})
+        cases[cid] = case_metrics(mapped, truth, classes)
+        keep[cid] = (image, mapped, truth)
+    if not cases:
+        raise MedlabelError(ds.source.get("path"), f"no case could be evaluated ({failures[:3]})")
+
+    def overlays(cid: str) -> Any:
+        image, pred, truth = keep[cid]
+        return (
+            render_preview(image, mask=pred, slices=4, tile=180),
+            render_preview(image, mask=truth, slices=4, tile=180),
+        )
+
+    summary = summarize_cases(cases)
+    extra = {
+        "model": segmenter.name,
+        "cases_evaluated": note,
+        "failures": failures,
+        "seconds_per_case": float(np.median(seconds)) if seconds else None,
+        "tta": tta,
+    }
+    write_segmentation_report(
+        out_dir,
+        cases=cases,
+        title=f"Segmentation: {segmenter.name} on {ds.name}",
+        model_info={
+            "model": segmenter.name,
+            "data": str(ds.source.get("path")),
+            "cases evaluated": note,
+            "test-time augmentation": tta,
+        },
+        overlays=overlays,
+        extra=extra,
+    )
+    return {"summary": summary, "n": len(cases), **extra}

@@ -1,0 +1,114 @@
+"""Dataset fingerprint: what self-configuration needs to know about a segmentation data set.
+
+Spacings and sizes of every training case, and intensity statistics of the voxels inside the
+labelled structures (for CT normalisation), in the spirit of nnU-Net's fingerprint.
+
+Example:
+    >>> import numpy as np
+    >>> from medlabel.image import MedicalImage
+    >>> img = MedicalImage(np.arange(64, dtype=np.float32).reshape(4, 4, 4), spacing=(1, 1, 3))
+    >>> mask = img.with_array((img.array > 31).astype(np.uint8), is_label=True)
+    >>> fp = fingerprint_cases([(img, mask)], modality="CT")
+    >>> fp.median_spacing, fp.median_size, round(fp.foreground_mean, 1)
+    ((1.0, 1.0, 3.0), (4, 4, 4), 47.5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from medlabel.image import MedicalImage
+
+__all__ = ["Fingerprint", "fingerprint_cases", "fingerprint_dataset"]
+
+_SAMPLE_PER_CASE = 10_000
+
+
+@dataclass
+class Fingerprint:
+    """Summary of a data set (ITK-order spacings and sizes)."""
+
+    dims: int
+    modality: str | None
+    channels: int
+    spacings: list[tuple[float, ...]]
+    sizes: list[tuple[int, ...]]
+    foreground_mean: float
+    foreground_std: float
+    foreground_p005: float
+    foreground_p995: float
+    class_fractions: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def median_spacing(self) -> tuple[float, ...]:
+        """Median spacing per axis."""
+        return tuple(float(v) for v in np.median(np.array(self.spacings), axis=0))
+
+    @property
+    def median_size(self) -> tuple[int, ...]:
+        """Median size per axis (voxels)."""
+        return tuple(int(v) for v in np.median(np.array(self.sizes), axis=0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (per-case lists kept)."""
+        out = asdict(self)
+        out["median_spacing"] = self.median_spacing
+        out["median_size"] = self.median_size
+        return out
+
+
+def fingerprint_cases(
+    cases: Iterable[tuple[MedicalImage, MedicalImage | None]],
+    modality: str | None = None,
+    progress: bool = False,
+    seed: int = 0,
+) -> Fingerprint:
+    """Fingerprint of ``(image, mask)`` pairs (masks hold class indices)."""
+    rng = np.random.default_rng(seed)
+    spacings, sizes, samples = [], [], []
+    counts: dict[int, int] = {}
+    total = 0
+    dims, channels = 0, 0
+    for image, mask in tqdm(cases, desc="fingerprint", disable=None if progress else True):
+        dims, channels = image.ndim, image.channels
+        spacings.append(tuple(float(s) for s in image.spacing))
+        sizes.append(tuple(int(s) for s in image.size))
+        values = image.array if not image.channels else image.array.mean(axis=-1)
+        modality = modality or image.modality
+        if mask is not None:
+            fg = values[mask.array > 0]
+            labels, n = np.unique(mask.array, return_counts=True)
+            for lab, c in zip(labels.tolist(), n.tolist(), strict=True):
+                if lab:
+                    counts[int(lab)] = counts.get(int(lab), 0) + int(c)
+            total += mask.array.size
+        else:
+            fg = values.ravel()
+        if fg.size:
+            take = min(fg.size, _SAMPLE_PER_CASE)
+            samples.append(rng.choice(fg.astype(np.float64), take, replace=False))
+    if not spacings:
+        raise ValueError("no cases to fingerprint")
+    pool = np.concatenate(samples) if samples else np.zeros(1)
+    return Fingerprint(
+        dims=dims,
+        modality=modality,
+        channels=channels,
+        spacings=spacings,
+        sizes=sizes,
+        foreground_mean=float(pool.mean()),
+        foreground_std=float(pool.std()),
+        foreground_p005=float(np.percentile(pool, 0.5)),
+        foreground_p995=float(np.percentile(pool, 99.5)),
+        class_fractions={k: v / max(total, 1) for k, v in sorted(counts.items())},
+    )
+
+
+def fingerprint_dataset(ds: Any, indices: list[int], progress: bool = True) -> Fingerprint:
+    """Fingerprint of the cases ``indices`` of a :class:`SegmentationDataset`."""
+    return fingerprint_cases((ds.load(i) for i in indices), ds.modality, progress=progress)

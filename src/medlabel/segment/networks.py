@@ -1,0 +1,87 @@
+"""Segmentation networks by name, from MONAI, 2D or 3D.
+
+* ``unet``: MONAI's UNet with two residual units per level and instance norm (the default);
+* ``resunet``: a residual-encoder U-Net (MONAI DynUNet with residual blocks), nnU-Net-like;
+* ``basicunet``: MONAI's BasicUNet (two plain convolutions per level);
+* ``segresnet``: MONAI's SegResNet.
+
+Example:
+    >>> import torch
+    >>> net = build_segmentation_network("unet", 2, 1, 3, channels=[8, 16, 32], strides=[2, 2])
+    >>> net(torch.zeros(1, 1, 32, 32)).shape
+    torch.Size([1, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from medlabel.errors import MedlabelError
+
+__all__ = ["SEGMENTATION_NETWORKS", "build_segmentation_network"]
+
+SEGMENTATION_NETWORKS = ("unet", "resunet", "basicunet", "segresnet")
+
+
+def build_segmentation_network(
+    name: str,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int] = (16, 32, 64, 128, 256),
+    strides: Sequence[int] = (2, 2, 2, 2),
+    **kwargs: Any,
+) -> nn.Module:
+    """Build network ``name``; ``channels``/``strides`` set width and depth (one per level).
+
+    Raises:
+        MedlabelError: unknown name.
+    """
+    from monai.networks.nets import BasicUNet, DynUNet, SegResNet, UNet
+
+    if name == "unet":
+        return UNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=tuple(channels),
+            strides=tuple(strides),
+            num_res_units=int(kwargs.get("num_res_units", 2)),
+            norm="INSTANCE",
+            dropout=float(kwargs.get("dropout", 0.0)),
+        )
+    if name == "resunet":
+        levels = len(channels)
+        return DynUNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=[3] * levels,
+            strides=[1, *strides],
+            upsample_kernel_size=list(strides),
+            filters=list(channels),
+            res_block=True,
+        )
+    if name == "basicunet":
+        feats = (*list(channels)[:5], channels[0])
+        feats = tuple(list(feats) + [feats[-1]] * (6 - len(feats)))
+        return BasicUNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=feats,
+        )
+    if name == "segresnet":
+        return SegResNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            init_filters=int(channels[0]),
+        )
+    raise MedlabelError(
+        None,
+        f"unknown segmentation network {name!r}; choose from {', '.join(SEGMENTATION_NETWORKS)}",
+    )

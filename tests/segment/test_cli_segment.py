@@ -1,0 +1,159 @@
+"""The segmentation commands end to end: recipes, training, segmenting, evaluating."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from medlabel.cli import app
+from medlabel.io import write_image
+from medlabel.segment.recipes.ct import chest_phantom
+
+runner = CliRunner()
+
+
+def run(*args: object):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_segment_with_recipe_keeps_geometry(tmp_path: Path) -> None:
+    ct, truth = chest_phantom()
+    ct = ct.with_array(ct.array, origin=(-120.0, 30.0, 400.0))
+    src = tmp_path / "chest.nii.gz"
+    write_image(ct, src)
+    out, overlay = tmp_path / "lungs.nrrd", tmp_path / "lungs.png"
+    result = run("segment", src, "--model", "ct-lungs", "--out", out, "--overlay", overlay)
+    assert result.exit_code == 0, result.output
+    assert "1=lung_right" in result.output and "mL" in result.output
+    ref, got = sitk.ReadImage(str(src)), sitk.ReadImage(str(out))
+    assert got.GetSize() == ref.GetSize() and got.GetOrigin() == pytest.approx(ref.GetOrigin())
+    assert got.GetSpacing() == pytest.approx(ref.GetSpacing())
+    assert got.GetDirection() == pytest.approx(ref.GetDirection())
+    assert got.GetPixelID() == sitk.sitkUInt8 and overlay.stat().st_size > 1000
+    lungs = sitk.GetArrayFromImage(got)
+    assert ((lungs == 1) == (truth == 1)).mean() > 0.99
+
+
+def test_segment_errors_are_one_line(tmp_path: Path) -> None:
+    ct, _ = chest_phantom()
+    src = tmp_path / "chest.nii.gz"
+    write_image(ct, src)
+    result = run("segment", src, "--model", "no-such-model", "--out", tmp_path / "m.nii.gz")
+    assert result.exit_code == 1 and "error:" in result.output
+    flat = tmp_path / "flat.png"
+    write_image(
+        ct.with_array(
+            ct.array[10].astype("uint8"), spacing=(1, 1), origin=(0, 0), direction=(1, 0, 0, 1)
+        ),
+        flat,
+    )
+    result = run("segment", flat, "--model", "ct-lungs", "--out", tmp_path / "m.nii.gz")
+    assert result.exit_code == 1 and "works on 3D images" in result.output
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_models_lists_recipes() -> None:
+    result = run("models", "--json")
+    rows = json.loads(result.output)
+    assert {"ct-lungs", "cxr-lungs-classical"} <= {
+        r["name"] for r in rows if r["origin"] == "recipe"
+    }
+
+
+@pytest.mark.slow
+def test_train_segment_then_segment_and_evaluate(
+    png_pairs: Callable[..., Path], tmp_path: Path
+) -> None:
+    data = png_pairs(12)
+    bundle = tmp_path / "bundle"
+    result = run(
+        "train",
+        "segment",
+        "--data",
+        data,
+        "--out",
+        bundle,
+        "--labels",
+        "100=disc,200=square",
+        "--budget-minutes",
+        "0.2",
+        "--licence",
+        "synthetic",
+    )
+    assert result.exit_code == 0, result.output
+    assert "validation Dice" in result.output and (bundle / "model.onnx").is_file()
+    mask = tmp_path / "case00-seg.png"
+    result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
+    assert result.exit_code == 0, result.output
+    assert mask.is_file()
+    report = tmp_path / "report"
+    result = run(
+        "evaluate",
+        "--model",
+        bundle,
+        "--data",
+        data,
+        "--labels",
+        "100=disc,200=square",
+        "--out",
+        report,
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert "validation cases" in metrics["cases_evaluated"]  # never the training cases
+    assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
+    html = (report / "report.html").read_text()
+    assert "Worst cases" in html and "data:image/png;base64" in html
+    result = run(
+        "train",
+        "segment",
+        "--data",
+        data,
+        "--out",
+        bundle,
+        "--labels",
+        "100=disc",
+        "--budget-minutes",
+        "0.1",
+    )
+    assert result.exit_code == 1 and "200" in result.output  # undeclared mask value named
+
+
+def test_evaluate_recipe_on_pairs(tmp_path: Path) -> None:
+    # the classical X-ray recipe on a synthetic "radiograph" pair set with lung labels
+    from PIL import Image
+
+    root = tmp_path / "cxr"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:128, :128]
+    for i in range(3):
+        img = np.full((128, 128), 200, np.uint8)
+        right = ((yy - 64) / 40) ** 2 + ((xx - 40 - i) / 18) ** 2 < 1
+        left = ((yy - 64) / 40) ** 2 + ((xx - 88 + i) / 18) ** 2 < 1
+        img[right | left] = 60
+        mask = np.zeros((128, 128), np.uint8)
+        mask[right], mask[left] = 150, 200
+        Image.fromarray(img).save(root / "images" / f"c{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
+    result = run(
+        "evaluate",
+        "--model",
+        "cxr-lungs-classical",
+        "--data",
+        root,
+        "--labels",
+        "150=lung_right,200=lung_left",
+        "--out",
+        tmp_path / "rep",
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["summary"]["lung_right"]["dice"]["mean"] > 0.9
+    assert "unknown" in metrics["cases_evaluated"]

@@ -1,0 +1,76 @@
+"""Segmentation data sources: layouts, explicit value mappings, splits, bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medlabel.data.dataset import DatasetError
+from medlabel.errors import GeometryMismatchError
+from medlabel.segment.dataset import open_segmentation_dataset, parse_labels
+
+
+def test_paired_folders_need_and_apply_an_explicit_mapping(png_pairs: Callable[..., Path]) -> None:
+    root = png_pairs(4)
+    with pytest.raises(DatasetError, match="--labels 100=name100,200=name200"):
+        open_segmentation_dataset(root)
+    ds = open_segmentation_dataset(root, "100=disc,200=square")
+    assert ds.classes == {1: "disc", 2: "square"} and len(ds.cases) == 4
+    _, mask = ds.load(0)
+    assert mask is not None and set(np.unique(mask.array)) <= {0, 1, 2}
+    raw = np.asarray(Image.open(ds.cases[0].label))
+    np.testing.assert_array_equal(mask.array == 1, raw == 100)
+
+
+def test_undeclared_mask_values_are_named(png_pairs: Callable[..., Path]) -> None:
+    ds = open_segmentation_dataset(png_pairs(2), "100=disc")
+    with pytest.raises(DatasetError, match=r"mask values \[200\] are not declared"):
+        ds.load(0)
+
+
+def test_msd_layout_reads_dataset_json(msd_folder: Path) -> None:
+    ds = open_segmentation_dataset(msd_folder)
+    assert ds.classes == {1: "shell", 2: "core"} and ds.modality == "MR"
+    assert [c.id for c in ds.cases][:2] == ["blob_000", "blob_001"]
+    image, mask = ds.load(0)
+    assert mask is not None and mask.spacing == image.spacing == (1.0, 1.0, 2.0)
+
+
+def test_csv_pairs_with_splits(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
+    root = png_pairs(4)
+    lines = ["image,label,split"] + [
+        f"{root}/images/case{i:02d}.png,{root}/masks/case{i:02d}.png,{split}"
+        for i, split in enumerate(["train", "train", "train", "test"])
+    ]
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    ds = open_segmentation_dataset(csv, "100=disc,200=square")
+    assert ds.indices("test") == [3]
+    split = ds.with_validation_split(0.34, seed=0)
+    assert len(split.indices("val")) == 1 and len(split.indices("train")) == 2
+    assert split.with_validation_split(0.5) is split  # already has validation cases
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,label\nmissing.png,missing.png\n")
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_segmentation_dataset(bad, "1=x")
+
+
+def test_mask_on_another_grid_is_refused(png_pairs: Callable[..., Path]) -> None:
+    root = png_pairs(2)
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / "case00.png")
+    ds = open_segmentation_dataset(root, "100=disc,200=square")
+    with pytest.raises(GeometryMismatchError):
+        ds.load(0)
+
+
+def test_labels_syntax_and_unknown_layout(tmp_path: Path) -> None:
+    assert parse_labels("150=lung, 250=heart") == {150: "lung", 250: "heart"}
+    for bad in ("150", "x=lung", "0=bg", "1=a,1=b"):
+        with pytest.raises(DatasetError):
+            parse_labels(bad)
+    with pytest.raises(DatasetError, match="not a segmentation data set"):
+        open_segmentation_dataset(tmp_path)

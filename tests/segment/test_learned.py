@@ -1,0 +1,195 @@
+"""Self-configuration, the native-grid round trip, training, bundles and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medlabel.errors import MedlabelError
+from medlabel.image import MedicalImage, same_grid
+from medlabel.io import read_image
+from medlabel.models.files import BundleError
+from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
+from medlabel.segment.dataset import open_segmentation_dataset
+from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
+from medlabel.segment.infer import postprocess, predict_probabilities
+from medlabel.segment.plan import Plan, make_plan
+from medlabel.segment.preprocessing import to_native, to_network
+from medlabel.segment.train import SegTrainConfig, train_segmenter
+
+
+def _fp(
+    dims: int, spacings: list[tuple[float, ...]], sizes: list[tuple[int, ...]], modality: str | None
+) -> Fingerprint:
+    return Fingerprint(dims, modality, 0, spacings, sizes, 40.0, 100.0, -900.0, 600.0)
+
+
+def test_plan_2d_radiograph_and_3d_anisotropic_ct() -> None:
+    p2 = make_plan(_fp(2, [(0.14, 0.14)] * 4, [(2000, 2500)] * 4, "DX"), {1: "lung_left"})
+    assert p2.fit == "size" and max(p2.target) <= 256 and p2.mirror_axes == ()
+    assert all(t % 16 == 0 for t in p2.target) and p2.normalization == "zscore"
+    spacings = [(0.8, 0.8, 5.0), (0.7, 0.7, 2.5), (0.8, 0.8, 5.0)]
+    p3 = make_plan(_fp(3, spacings, [(512, 512, 60)] * 3, "CT"), {1: "kidney_left", 2: "liver"})
+    assert p3.fit == "spacing" and p3.target[2] < 5.0  # coarse axis takes the 10th percentile
+    assert p3.normalization == "ct" and p3.clip == (-900.0, 600.0)
+    assert np.prod(p3.patch_size) <= 96**3 and 0 not in p3.mirror_axes[:0]
+    assert 2 not in p3.mirror_axes  # never mirror left-right when classes are lateral
+    assert Plan.from_dict(p3.to_dict()) == p3
+
+
+def test_round_trip_returns_to_the_exact_native_grid() -> None:
+    c, s = np.cos(0.4), np.sin(0.4)
+    img = MedicalImage(
+        np.random.default_rng(0).normal(size=(9, 30, 27)).astype(np.float32),
+        spacing=(0.7, 0.9, 3.0),
+        origin=(5, -3, 2),
+        direction=(c, -s, 0, s, c, 0, 0, 0, 1),
+        modality="MR",
+    )
+    truth = (img.array > 0.5).astype(np.uint8)
+    plan = make_plan(fingerprint_cases([(img, img.with_array(truth, is_label=True))]), {1: "x"})
+    plan.target = (1.5, 1.5, 1.5)
+    x, grid = to_network(img, plan)
+    assert x.shape != img.array.shape
+    # the truth carried to the work grid and back (as probabilities) must give the same grid
+    work = sitk.Resample(
+        img.with_array(truth.astype(np.float32)).to_sitk(), grid.metadata["_work_grid"].to_sitk()
+    )
+    p1 = sitk.GetArrayFromImage(work)
+    seg = to_native(np.stack([1 - p1, p1]), grid, plan)
+    assert same_grid(seg, img) and seg.is_label and seg.array.shape == img.array.shape
+
+
+def test_postprocess_keeps_largest_and_fills_only_background() -> None:
+    lab = np.zeros((10, 10), np.uint8)
+    lab[1:6, 1:6] = 1
+    lab[3, 3] = 2  # another class inside: must stay
+    lab[2, 2] = 0  # a hole: filled
+    lab[8, 8] = 1  # a speck: removed
+    out = postprocess(lab, {1: {"largest_component": True, "fill_holes": True}})
+    assert out[8, 8] == 0 and out[2, 2] == 1 and out[3, 3] == 2
+
+
+def test_sliding_window_blends_and_mirrors() -> None:
+    import torch
+
+    calls: list[tuple[int, ...]] = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return torch.cat([-x, x], dim=1)  # class 1 where the image is positive
+
+    x = np.zeros((50, 70), np.float32)
+    x[:, 35:] = 3.0
+    probs = predict_probabilities(net, x, (32, 32), mirror_axes=(1,), batch_size=2)
+    assert probs.shape == (2, 50, 70)
+    assert (np.argmax(probs, 0)[:, 40:] == 1).all() and (np.argmax(probs, 0)[:, :30] == 0).all()
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    assert all(c[2:] == (32, 32) for c in calls)
+
+
+@pytest.mark.slow
+def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
+    ds = open_segmentation_dataset(png_pairs(16), "100=disc,200=square")
+    # a fixed amount of work (not a time budget), so a busy machine gets the same model
+    cfg = SegTrainConfig(
+        budget_minutes=30,
+        max_epochs=15,
+        iterations_per_epoch=4,
+        val_every=3,
+        val_fraction=0.25,
+        num_threads=2,
+    )
+    trained = train_segmenter(ds, cfg, progress=False)
+    assert trained.plan.fit == "size" and len(trained.history) == 15
+    assert trained.history[-1]["lr"] < cfg.lr * 0.2  # the schedule ran to its end
+    disc = trained.val_metrics["classes"]["disc"]["dice"]["mean"]
+    assert disc > 0.6, trained.val_metrics  # an easy task: a bright disc
+    bundle_dir = save_segmentation_bundle(trained, tmp_path / "bundle", licence="synthetic")
+    assert (bundle_dir / "model.onnx").is_file() and "synthetic" in (
+        bundle_dir / "MODEL_CARD.md"
+    ).read_text()
+    onnx = load_segmentation_bundle(bundle_dir)
+    torch_bundle = load_segmentation_bundle(bundle_dir, engine="torch")
+    image, _mask = ds.load(
+        ds.cases.index(next(c for c in ds.cases if c.id == trained.data["val_ids"][0]))
+    )
+    a, b = onnx.predict(image), torch_bundle.predict(image)
+    assert same_grid(a, image) and (a.array == b.array).mean() > 0.999
+    # a larger image with other spacing: the mask comes back on its own grid
+    big = MedicalImage(np.kron(image.array, np.ones((2, 3))), spacing=(0.2, 0.3), origin=(4, 5))
+    pred = onnx.predict(big)
+    assert same_grid(pred, big) and pred.metadata["labels"] == {1: "disc", 2: "square"}
+    with pytest.raises(MedlabelError, match="segments 2D images"):
+        onnx.predict(MedicalImage(np.zeros((4, 48, 48), np.float32)))
+
+
+@pytest.mark.slow
+def test_train_3d_msd_geometry_matches_simpleitk(msd_folder: Path, tmp_path: Path) -> None:
+    ds = open_segmentation_dataset(msd_folder)
+    trained = train_segmenter(
+        ds, SegTrainConfig(budget_minutes=0.2, val_fraction=0.34), progress=False
+    )
+    assert trained.plan.fit == "spacing" and trained.plan.dims == 3
+    bundle = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / "b3"))
+    case = ds.cases[0].image
+    seg = bundle.predict(read_image(case))
+    out = tmp_path / "seg.nii.gz"
+    from medlabel.io import write_image
+
+    write_image(seg, out)
+    ref, got = sitk.ReadImage(str(case)), sitk.ReadImage(str(out))
+    assert got.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(got.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(got.GetOrigin(), ref.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(got.GetDirection(), ref.GetDirection(), atol=1e-6)
+
+
+def test_bundle_errors(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match=r"no bundle\.json"):
+        load_segmentation_bundle(tmp_path)
+    from medlabel.models import resolve_model
+
+    classifier = resolve_model("cxr-pneumonia")
+    with pytest.raises(BundleError, match="does not fit"):
+        load_segmentation_bundle(classifier)
+
+
+@pytest.mark.slow
+def test_too_large_volume_is_refused_with_the_memory_it_needs(
+    msd_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medlabel.segment.bundle as bundle_module
+
+    ds = open_segmentation_dataset(msd_folder)
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=1, iterations_per_epoch=1, val_fraction=0.34)
+    bundle = load_segmentation_bundle(
+        save_segmentation_bundle(train_segmenter(ds, cfg, progress=False), tmp_path / "b")
+    )
+    image, _ = ds.load(0)
+    assert 0 < bundle.memory_needed(image) < 50 * 2**20
+    monkeypatch.setattr(bundle_module, "available_memory", lambda: 1000)
+    with pytest.raises(MedlabelError, match=r"needs about .* GiB of memory"):
+        bundle.predict(image)
+
+
+@pytest.mark.slow
+def test_slice_wise_2d_model_on_volumes(msd_folder: Path, tmp_path: Path) -> None:
+    ds = open_segmentation_dataset(msd_folder)
+    cfg = SegTrainConfig(
+        budget_minutes=30, max_epochs=2, iterations_per_epoch=2, val_fraction=0.34, dims=2
+    )
+    trained = train_segmenter(ds, cfg, progress=False)
+    plan = trained.plan
+    assert plan.dims == 3 and plan.network_dims == 2 and plan.slice_axis == 0  # 2 mm slices
+    assert plan.patch_size[0] == 1 and len(plan.network_patch) == 2
+    bundle = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / "b2"))
+    image, _ = ds.load(1)
+    seg = bundle.predict(image)
+    assert same_grid(seg, image)
+    again = load_segmentation_bundle(tmp_path / "b2", engine="torch").predict(image)
+    assert (seg.array == again.array).mean() > 0.999
