@@ -43,7 +43,9 @@ def main() -> None:
     cfg = SegTrainConfig(
         budget_minutes=args.budget_minutes, network=args.network, val_fraction=0.12, val_every=5
     )
-    command = f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}"
+    command = f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}" + (
+        f" --save {args.save}" if args.save else ""
+    )
     rows = train_and_test(
         ds,
         cfg,

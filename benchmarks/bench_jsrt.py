@@ -47,7 +47,9 @@ def main() -> None:
         return
     ds = hold_out(open_segmentation_dataset(data / "jsrt-lungs-224", LABELS), 40)
     cfg = SegTrainConfig(budget_minutes=args.budget_minutes, network=args.network)
-    command = f"python benchmarks/bench_jsrt.py --budget-minutes {args.budget_minutes:g}"
+    command = f"python benchmarks/bench_jsrt.py --budget-minutes {args.budget_minutes:g}" + (
+        f" --save {args.save}" if args.save else ""
+    )
     rows = train_and_test(
         ds,
         cfg,

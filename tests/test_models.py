@@ -18,9 +18,35 @@ def test_resolve_prefers_paths_then_user_folder(tmp_path, monkeypatch):
 
 
 def test_bundled_models_are_complete():
+    import json
+
     for name in bundled_models():
         folder = resolve_model(name)
-        assert (folder / "MODEL_CARD.md").is_file() and (folder / "member-0.onnx").is_file()
+        meta = json.loads((folder / "bundle.json").read_text())
+        onnx = meta["onnx"] if meta["kind"] == "segmentation" else meta["members"][0]["onnx"]
+        card = (folder / "MODEL_CARD.md").read_text()
+        assert (folder / onnx).is_file() and "Licence" in card and "command" in card
+
+
+def test_bundled_lung_model_segments_a_real_radiograph():
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    from medlabel.image import same_grid
+    from medlabel.io import read_image
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    if "cxr-lungs" not in bundled_models():
+        return
+    assert "non-commercial" in (resolve_model("cxr-lungs") / "MODEL_CARD.md").read_text()
+    image = read_image(get_testdata_file("RG1_UNCR.dcm"))  # a 1955x1841 CR it never saw
+    seg = load_segmentation_bundle("cxr-lungs").predict(image)
+    assert same_grid(seg, image)
+    share = {k: float((seg.array == k).mean()) for k in (1, 2, 3)}
+    assert all(0.05 < v < 0.35 for v in share.values()), share
+    # anatomy: the right lung on the image's left (PA view), the heart low and central-left
+    cols = {k: np.nonzero(seg.array == k)[1].mean() / seg.array.shape[1] for k in (1, 2, 3)}
+    assert cols[1] < 0.45 < 0.55 < cols[2] and 0.4 < cols[3] < 0.7
 
 
 def test_models_command_lists_user_bundles(tmp_path, monkeypatch):

@@ -150,3 +150,27 @@ def test_cxr_classical_on_jsrt_sample(shared_data: Path) -> None:
         mask = read_label(folder / "masks" / path.name).array
         scores.append(dice(seg > 0, np.isin(mask, (150, 200))))
     assert np.median(scores) > 0.8
+
+
+@pytest.mark.realdata
+def test_mask_of_real_dicom_series_lines_up_with_simpleitk(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import SimpleITK as sitk
+
+    from medlabel.io import write_image
+
+    folder = shared_data / "ct-abdomen" / "dicom-series"
+    out = tmp_path / "body.nii.gz"
+    write_image(run_recipe("ct-body", read_image(folder)), out)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    ref, mask = reader.Execute(), sitk.ReadImage(str(out))
+    assert mask.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(mask.GetSpacing(), ref.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(mask.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(mask.GetDirection(), ref.GetDirection(), atol=1e-6)
+    # and the body really is where SimpleITK sees tissue
+    hu = sitk.GetArrayFromImage(ref)
+    body = sitk.GetArrayFromImage(mask) == 1
+    assert np.median(hu[body]) > -200 and np.median(hu[~body]) < -900

@@ -6,7 +6,7 @@ Layout::
       bundle.json     kind "segmentation", the plan (geometry, normalisation, patch, classes,
                       post-processing), training settings and history, validation metrics
       model.onnx      the network (input: normalised patches ``(B, 1, *patch)``)
-      model.pt        PyTorch weights (fine-tuning)
+      model.pt        PyTorch weights in half precision (fine-tuning; loaded as float32)
       MODEL_CARD.md
 
 :meth:`SegmentationBundle.predict` applies exactly the stored preprocessing, runs sliding
@@ -76,7 +76,9 @@ def save_segmentation_bundle(
     plan = trained.plan
     net = trained.net.eval()
     with staging(target) as tmp:
-        torch.save(net.state_dict(), tmp / "model.pt")
+        # half-precision weights keep bundles small; they load back as float32
+        half = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        torch.save(half, tmp / "model.pt")
         export_onnx(net, torch.zeros(2, 1, *plan.network_patch), tmp / "model.onnx")
         meta: dict[str, Any] = {
             "kind": "segmentation",
@@ -128,7 +130,9 @@ class SegmentationBundle:
             **self.plan.network["kwargs"],
         )
         state = torch.load(self.path / self.meta["weights"], map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        net.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
         return net.eval()
 
     def _predictor(self) -> Any:

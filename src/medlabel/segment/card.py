@@ -57,6 +57,15 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         f"## Validation metrics ({val.get('n', '?')} held-out cases, original grids)",
         *_metrics_table(val),
         "",
+        *(
+            [
+                f"## Held-out test ({test.get('n', '?')} cases never used for training or selection)",
+                *_metrics_table(test),
+                "",
+            ]
+            if (test := meta.get("metrics", {}).get("test"))
+            else []
+        ),
         "## Intended use and limits",
         meta.get("intended_use")
         or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "
