@@ -59,7 +59,8 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         "",
         *(
             [
-                f"## Held-out test ({test.get('n', '?')} cases never used for training or selection)",
+                f"## Held-out test ({test.get('n', '?')} cases, never used for training or "
+                "selection)",
                 *_metrics_table(test),
                 "",
             ]
