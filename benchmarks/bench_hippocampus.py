@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-minutes", type=float, default=90.0)
     parser.add_argument("--network", default="unet")
+    parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
     parser.add_argument("--save", type=Path, default=None)
     args = parser.parse_args()
     data = shared_data()
@@ -43,8 +44,10 @@ def main() -> None:
     cfg = SegTrainConfig(
         budget_minutes=args.budget_minutes, network=args.network, val_fraction=0.12, val_every=5
     )
-    command = f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}" + (
-        f" --save {args.save}" if args.save else ""
+    command = (
+        f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}"
+        + (f" --folds {args.folds}" if args.folds > 1 else "")
+        + (f" --save {args.save}" if args.save else "")
     )
     rows = train_and_test(
         ds,
@@ -53,6 +56,7 @@ def main() -> None:
         licence=LICENCE,
         command=command,
         save=args.save,
+        folds=args.folds,
         intended_use="Research use: anterior and posterior hippocampus on T1-weighted brain MRI "
         "crops around the hippocampus (as in MSD Task04), as pre-annotation to be reviewed by a "
         "person. Not a medical device; whole-brain scans must be cropped first.",

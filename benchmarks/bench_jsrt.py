@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-minutes", type=float, default=30.0)
     parser.add_argument("--network", default="unet")
+    parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
     parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
     args = parser.parse_args()
     data = shared_data()
@@ -47,8 +48,10 @@ def main() -> None:
         return
     ds = hold_out(open_segmentation_dataset(data / "jsrt-lungs-224", LABELS), 40)
     cfg = SegTrainConfig(budget_minutes=args.budget_minutes, network=args.network)
-    command = f"python benchmarks/bench_jsrt.py --budget-minutes {args.budget_minutes:g}" + (
-        f" --save {args.save}" if args.save else ""
+    command = (
+        f"python benchmarks/bench_jsrt.py --budget-minutes {args.budget_minutes:g}"
+        + (f" --folds {args.folds}" if args.folds > 1 else "")
+        + (f" --save {args.save}" if args.save else "")
     )
     rows = train_and_test(
         ds,
@@ -57,6 +60,7 @@ def main() -> None:
         licence=LICENCE,
         command=command,
         save=args.save,
+        folds=args.folds,
         intended_use="Research use: lung fields and heart on frontal (PA) chest radiographs, as "
         "pre-annotation to be reviewed by a person. Not a medical device. Trained on JSRT "
         "(Japanese adults, digitised film); other populations, AP views and devices are untested.",

@@ -15,7 +15,7 @@ from common import RESULTS, machine
 from medlabel.segment.api import Segmenter
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
 from medlabel.segment.evaluation import evaluate_segmenter
-from medlabel.segment.train import SegTrainConfig, train_segmenter
+from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
 
 def hold_out(ds: Any, n_test: int, seed: int = 0) -> Any:
@@ -36,14 +36,17 @@ def train_and_test(
     command: str,
     save: Path | None,
     tta: bool = False,
+    folds: int = 1,
 ) -> dict[str, Any]:
-    """Train on train (with its own validation), save the bundle, test on the held-out split."""
+    """Train on train (with its own validation, or ``folds``-fold cross-validation members),
+    save the bundle, test on the held-out split."""
     start = time.perf_counter()
-    trained = train_segmenter(ds, cfg)
+    members = train_ensemble(ds, cfg, folds=folds) if folds > 1 else [train_segmenter(ds, cfg)]
+    trained = members[0]
     train_s = time.perf_counter() - start
     work = save or Path(tempfile.mkdtemp(prefix=f"{name}-")) / name
     save_segmentation_bundle(
-        trained, work, name=name, licence=licence, command=command, intended_use=intended_use
+        members, work, name=name, licence=licence, command=command, intended_use=intended_use
     )
     bundle = load_segmentation_bundle(work)
     report_dir = Path(tempfile.mkdtemp(prefix=f"{name}-eval-"))
@@ -56,6 +59,7 @@ def train_and_test(
         "train_seconds": train_s,
         "plan": trained.plan.to_dict(),
         "epochs": len(trained.history),
+        "members": len(members),
         "validation": trained.val_metrics,
         "test": result["summary"],
         "test_n": result["n"],

@@ -537,14 +537,20 @@ def train_segment(
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", help="Cases held out for validation.")
     ] = 0.2,
+    ensemble: Annotated[
+        int, typer.Option("--ensemble", help="N > 1: N-fold cross-validation ensemble.")
+    ] = 1,
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
     ] = None,
 ) -> None:
-    """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan)."""
+    """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan).
+
+    The time budget is per network (an ensemble of N takes N times as long).
+    """
     from medlabel.segment.bundle import save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
-    from medlabel.segment.train import SegTrainConfig, train_segmenter
+    from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
     dataset = open_segmentation_dataset(data, labels)
     image, _ = dataset.load(0)
@@ -559,11 +565,15 @@ def train_segment(
         val_fraction=val_fraction,
         dims=dims if dims is not None and dims < image.ndim else None,
     )
-    trained = train_segmenter(dataset, cfg)
+    trained = (
+        train_ensemble(dataset, cfg, folds=ensemble)
+        if ensemble > 1
+        else [train_segmenter(dataset, cfg)]
+    )
     command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
     path = save_segmentation_bundle(trained, out, licence=licence, command=command)
     dice = ", ".join(
-        f"{c} {v['dice']['mean']:.4f}" for c, v in trained.val_metrics["classes"].items()
+        f"{c} {v['dice']['mean']:.4f}" for c, v in trained[0].val_metrics["classes"].items()
     )
     typer.echo(f"wrote {path} (validation Dice: {dice})")
 

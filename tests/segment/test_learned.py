@@ -193,3 +193,29 @@ def test_slice_wise_2d_model_on_volumes(msd_folder: Path, tmp_path: Path) -> Non
     assert same_grid(seg, image)
     again = load_segmentation_bundle(tmp_path / "b2", engine="torch").predict(image)
     assert (seg.array == again.array).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_cross_validation_ensemble_bundle(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
+    from medlabel.segment.train import train_ensemble
+
+    ds = open_segmentation_dataset(png_pairs(9), "100=disc,200=square")
+    folds = ds.folds(3, seed=0)
+    val_sets = [{f.cases[i].id for i in f.indices("val")} for f in folds]
+    assert set().union(*val_sets) == {c.id for c in ds.cases} and sum(map(len, val_sets)) == 9
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=2, iterations_per_epoch=2)
+    members = train_ensemble(ds, cfg, folds=3, progress=False)
+    assert len(members) == 3 and len({m.config.seed for m in members}) == 3
+    assert members[0].val_metrics["n"] == 9  # every case predicted once, out of fold
+    bundle = load_segmentation_bundle(save_segmentation_bundle(members, tmp_path / "ens"))
+    assert [m["onnx"] for m in bundle.members] == ["model-0.onnx", "model-1.onnx", "model-2.onnx"]
+    image, _ = ds.load(0)
+    probs, _ = bundle.probabilities(image)
+    singles = [
+        load_segmentation_bundle(save_segmentation_bundle(m, tmp_path / f"m{k}")).probabilities(
+            image
+        )[0]
+        for k, m in enumerate(members)
+    ]
+    np.testing.assert_allclose(probs, np.mean(singles, axis=0), atol=1e-5)
+    assert "ensemble of 3 members" in (tmp_path / "ens" / "MODEL_CARD.md").read_text()

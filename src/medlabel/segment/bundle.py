@@ -7,6 +7,7 @@ Layout::
                       post-processing), training settings and history, validation metrics
       model.onnx      the network (input: normalised patches ``(B, 1, *patch)``)
       model.pt        PyTorch weights in half precision (fine-tuning; loaded as float32)
+                      (an ensemble has model-0.onnx, model-0.pt, model-1.onnx, ...)
       MODEL_CARD.md
 
 :meth:`SegmentationBundle.predict` applies exactly the stored preprocessing, runs sliding
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,7 @@ __all__ = [
 
 
 def save_segmentation_bundle(
-    trained: TrainedSegmenter,
+    trained: TrainedSegmenter | Sequence[TrainedSegmenter],
     out: str | os.PathLike[str],
     *,
     name: str | None = None,
@@ -71,33 +73,67 @@ def save_segmentation_bundle(
     intended_use: str | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write a bundle folder atomically and return its path."""
+    """Write a bundle folder atomically and return its path.
+
+    Several members (from :func:`~medlabel.segment.train.train_ensemble`) make an ensemble
+    whose class probabilities are averaged; they must share one plan.
+
+    Raises:
+        BundleError: members with different plans.
+    """
+    members = [trained] if isinstance(trained, TrainedSegmenter) else list(trained)
     target = Path(out)
-    plan = trained.plan
-    net = trained.net.eval()
+    plan = members[0].plan
+    if any(m.plan.to_dict() != plan.to_dict() for m in members[1:]):
+        raise BundleError(target, "ensemble members must share one plan")
+    single = len(members) == 1
     with staging(target) as tmp:
-        # half-precision weights keep bundles small; they load back as float32
-        half = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-        torch.save(half, tmp / "model.pt")
-        export_onnx(net, torch.zeros(2, 1, *plan.network_patch), tmp / "model.onnx")
+        files = []
+        for k, member in enumerate(members):
+            stem = "model" if single else f"model-{k}"
+            net = member.net.eval()
+            # half-precision weights keep bundles small; they load back as float32
+            half = {
+                n: v.half() if v.is_floating_point() else v for n, v in net.state_dict().items()
+            }
+            torch.save(half, tmp / f"{stem}.pt")
+            export_onnx(net, torch.zeros(2, 1, *plan.network_patch), tmp / f"{stem}.onnx")
+            files.append(
+                {
+                    "weights": f"{stem}.pt",
+                    "onnx": f"{stem}.onnx",
+                    "seed": member.config.seed,
+                    "val_ids": member.data.get("val_ids", []),
+                    "seconds": member.seconds,
+                    "history": member.history,
+                }
+            )
+        first = members[0]
         meta: dict[str, Any] = {
             "kind": "segmentation",
             "name": name or target.name,
             "plan": plan.to_dict(),
-            "weights": "model.pt",
-            "onnx": "model.onnx",
-            "training": trained.config.to_dict(),
-            "history": trained.history,
-            "fingerprint": trained.fingerprint,
-            "metrics": {"validation": trained.val_metrics, "validation_cases": trained.val_cases},
-            "data": trained.data,
-            "seconds": trained.seconds,
+            "members": files,
+            "training": first.config.to_dict(),
+            "fingerprint": first.fingerprint,
+            "metrics": {"validation": first.val_metrics, "validation_cases": first.val_cases},
+            "data": {**first.data, "val_ids": sorted({i for f in files for i in f["val_ids"]})}
+            if not single
+            else first.data,
+            "seconds": sum(m.seconds for m in members),
             "licence": licence,
             "intended_use": intended_use,
             "command": command,
         }
         write_description(tmp, meta, segmentation_card)
     return target
+
+
+def _members(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Member files of a bundle (older single-model bundles name them at the top level)."""
+    if meta.get("members"):
+        return list(meta["members"])
+    return [{"weights": meta["weights"], "onnx": meta["onnx"], "history": meta.get("history", [])}]
 
 
 @dataclass
@@ -120,8 +156,13 @@ class SegmentationBundle:
         """Class index -> name."""
         return dict(self.plan.classes)
 
-    def network(self) -> torch.nn.Module:
-        """The network as a torch module (eval mode)."""
+    @property
+    def members(self) -> list[dict[str, Any]]:
+        """Member file records (one per network; several for an ensemble)."""
+        return _members(self.meta)
+
+    def network(self, member: int = 0) -> torch.nn.Module:
+        """Network ``member`` as a torch module (eval mode)."""
         net = build_segmentation_network(
             self.plan.network["name"],
             self.plan.network_dims,
@@ -129,13 +170,14 @@ class SegmentationBundle:
             self.plan.num_classes,
             **self.plan.network["kwargs"],
         )
-        state = torch.load(self.path / self.meta["weights"], map_location="cpu", weights_only=True)
+        path = self.path / self.members[member]["weights"]
+        state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )
         return net.eval()
 
-    def _predictor(self) -> Any:
+    def _predictors(self) -> list[Any]:
         if self._runner is None:
             if self.engine == "onnx":
                 import onnxruntime as ort
@@ -143,13 +185,17 @@ class SegmentationBundle:
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = max(1, torch.get_num_threads())
                 opts.log_severity_level = 3
-                session = ort.InferenceSession(
-                    str(self.path / self.meta["onnx"]), opts, providers=["CPUExecutionProvider"]
-                )
-                self._runner = onnx_predictor(session)
+                self._runner = [
+                    onnx_predictor(
+                        ort.InferenceSession(
+                            str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
+                        )
+                    )
+                    for m in self.members
+                ]
             else:
-                self._runner = self.network()
-        return self._runner
+                self._runner = [self.network(k) for k in range(len(self.members))]
+        return list(self._runner)
 
     def memory_needed(self, image: MedicalImage) -> int:
         """Estimated peak bytes to segment ``image`` (input, windows, blended probabilities)."""
@@ -186,14 +232,18 @@ class SegmentationBundle:
                 "to the region of interest or use a machine with more memory",
             )
         x, grid = to_network(image, self.plan)
-        probs = predict_probabilities(
-            slice_predictor(self._predictor(), self.plan.slice_axis),
-            x,
-            self.plan.patch_size,
-            mirror_axes=self.plan.mirror_axes if tta else (),
-            batch_size=self.plan.batch_size,
+        runners = self._predictors()
+        total = sum(
+            predict_probabilities(
+                slice_predictor(run, self.plan.slice_axis),
+                x,
+                self.plan.patch_size,
+                mirror_axes=self.plan.mirror_axes if tta else (),
+                batch_size=self.plan.batch_size,
+            )
+            for run in runners
         )
-        return probs, grid
+        return np.asarray(total) / len(runners), grid
 
     def predict(self, image: MedicalImage, *, tta: bool = False) -> MedicalImage:
         """Label map of ``image`` on its own grid (same size, spacing, origin, direction).
@@ -248,7 +298,8 @@ def load_segmentation_bundle(
     meta = read_description(p, kinds=("segmentation",))
     if engine not in ("onnx", "torch"):
         raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")
-    needed = meta["onnx"] if engine == "onnx" else meta["weights"]
-    if not (p / needed).is_file():
-        raise BundleError(p, f"bundle is incomplete: {needed} is missing")
+    for member in _members(meta):
+        needed = member["onnx"] if engine == "onnx" else member["weights"]
+        if not (p / needed).is_file():
+            raise BundleError(p, f"bundle is incomplete: {needed} is missing")
     return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine)

@@ -45,7 +45,12 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         f"- Task: {plan['dims']}D segmentation of {', '.join(plan['classes'].values())}",
         f"- Input: {plan.get('modality') or 'any modality'} images, {geometry}, "
         f"{plan['normalization']} normalisation; output on the input's own grid",
-        f"- Network: {plan['network']['name']} ({plan['network'].get('kwargs', {})})",
+        f"- Network: {plan['network']['name']} ({plan['network'].get('kwargs', {})})"
+        + (
+            f", ensemble of {n} members (probabilities averaged)"
+            if (n := len(meta.get("members") or [])) > 1
+            else ""
+        ),
         f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
         f"- Training command: `{meta.get('command') or 'Python API'}`",
         "",

@@ -153,6 +153,32 @@ class SegmentationDataset:
             )
         return image, mask.with_array(mapped, metadata={"labels": self.classes})
 
+    def folds(self, k: int, seed: int = 0) -> list[SegmentationDataset]:
+        """``k`` copies of the data set, copy ``i`` with fold ``i`` of the training cases (whole
+        groups) as ``val``; other splits (``test``) are untouched.
+
+        Raises:
+            DatasetError: fewer training groups than folds.
+        """
+        train = self.indices("train")
+        keys = sorted({self.cases[i].group or self.cases[i].id for i in train})
+        if k < 2 or len(keys) < k:
+            raise DatasetError(
+                self.source.get("path"), f"cannot make {k} folds of {len(keys)} cases"
+            )
+        order = np.random.default_rng(seed).permutation(len(keys))
+        fold_of = {keys[j]: n % k for n, j in enumerate(order)}
+        out = []
+        for f in range(k):
+            cases = [
+                replace(c, split="val")
+                if c.split == "train" and fold_of[c.group or c.id] == f
+                else c
+                for c in self.cases
+            ]
+            out.append(replace(self, cases=cases))
+        return out
+
     def with_validation_split(self, fraction: float = 0.2, seed: int = 0) -> SegmentationDataset:
         """Move a deterministic ``fraction`` of the training cases (whole groups) to ``val``.
 

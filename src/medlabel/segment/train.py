@@ -163,9 +163,16 @@ def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
 
 
 def train_segmenter(
-    dataset: SegmentationDataset, config: SegTrainConfig | None = None, *, progress: bool = True
+    dataset: SegmentationDataset,
+    config: SegTrainConfig | None = None,
+    *,
+    progress: bool = True,
+    plan: Plan | None = None,
 ) -> TrainedSegmenter:
     """Plan, train and validate a segmentation network on ``dataset``.
+
+    A given ``plan`` is used as is (ensemble members share one); otherwise one is made from
+    the training cases' fingerprint.
 
     Raises:
         MedlabelError: no training or validation cases, or cases that cannot be read.
@@ -185,7 +192,13 @@ def train_segmenter(
         for i in tqdm(train_idx + val_idx, desc="read", disable=None if progress else True)
     }
     fp = fingerprint_cases((loaded[i] for i in train_idx), ds.modality)
-    plan = make_plan(fp, ds.classes, network=cfg.network, patch_size=cfg.patch_size, dims=cfg.dims)
+    plan = (
+        copy.deepcopy(plan)
+        if plan is not None
+        else make_plan(
+            fp, ds.classes, network=cfg.network, patch_size=cfg.patch_size, dims=cfg.dims
+        )
+    )
     log.info("plan: %s", plan)
     train_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in train_idx]  # type: ignore[arg-type]
     val_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in val_idx]  # type: ignore[arg-type]
@@ -254,7 +267,8 @@ def train_segmenter(
     net.load_state_dict(best[1])
     net.eval()
     val_pairs = [(ds.cases[i].id, loaded[i]) for i in val_idx]
-    plan.postprocess, cases_metrics = _choose_postprocessing(net, plan, val_pairs)
+    raw = native_predictions(net, plan, val_pairs)
+    plan.postprocess, cases_metrics = choose_postprocessing(raw, plan)
     summary = summarize_cases(cases_metrics)
     return TrainedSegmenter(
         net=net,
@@ -279,12 +293,12 @@ def train_segmenter(
     )
 
 
-def _choose_postprocessing(
+def native_predictions(
     net: torch.nn.Module,
     plan: Plan,
     pairs: list[tuple[str, tuple[MedicalImage, MedicalImage | None]]],
-) -> tuple[dict[int, dict[str, bool]], dict[str, dict[str, dict[str, float | None]]]]:
-    """Per class, switch largest-component and hole filling on where they raise mean Dice."""
+) -> dict[str, tuple[np.ndarray, MedicalImage]]:
+    """Label arrays on each case's own grid (before post-processing), with the true masks."""
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
     for cid, (image, mask) in pairs:
         assert mask is not None
@@ -293,6 +307,16 @@ def _choose_postprocessing(
             slice_predictor(net, plan.slice_axis), x, plan.patch_size, batch_size=plan.batch_size
         )
         raw[cid] = (to_native(probs, grid, plan).array, mask)
+    return raw
+
+
+def choose_postprocessing(
+    raw: dict[str, tuple[np.ndarray, MedicalImage]], plan: Plan
+) -> tuple[dict[int, dict[str, bool]], dict[str, dict[str, dict[str, float | None]]]]:
+    """Per class, switch largest-component and hole filling on where they raise mean Dice.
+
+    Returns the rules and the per-case metrics with the rules applied.
+    """
     rules: dict[int, dict[str, bool]] = {}
     for c in plan.classes:
 
@@ -320,3 +344,49 @@ def _choose_postprocessing(
         final = mask.with_array(postprocess(pred, rules), metadata={"labels": plan.classes})
         metrics[cid] = case_metrics(final, mask, plan.classes)
     return rules, metrics
+
+
+def train_ensemble(
+    dataset: SegmentationDataset,
+    config: SegTrainConfig | None = None,
+    *,
+    folds: int = 5,
+    progress: bool = True,
+) -> list[TrainedSegmenter]:
+    """Cross-validation ensemble: one member per fold, all sharing one plan.
+
+    The plan comes from the fingerprint of every training case; member ``k`` holds out fold
+    ``k`` for its validation. Post-processing is decided on the pooled out-of-fold predictions
+    (each validation case predicted by the member that did not train on it), and the pooled
+    per-case metrics become every member's validation record: an honest estimate of one
+    member, which the averaged ensemble usually beats.
+    """
+    cfg = config or SegTrainConfig()
+    splits = dataset.folds(folds, seed=cfg.split_seed)
+    train_idx = dataset.indices("train")
+    fp = fingerprint_cases((dataset.load(i) for i in train_idx), dataset.modality)
+    plan = make_plan(
+        fp, dataset.classes, network=cfg.network, patch_size=cfg.patch_size, dims=cfg.dims
+    )
+    members: list[TrainedSegmenter] = []
+    raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
+    for k, fold in enumerate(splits):
+        member_cfg = copy.deepcopy(cfg)
+        member_cfg.seed = cfg.seed + k
+        trained = train_segmenter(fold, member_cfg, progress=progress, plan=plan)
+        pairs = [(fold.cases[i].id, fold.load(i)) for i in fold.indices("val")]
+        raw.update(native_predictions(trained.net, trained.plan, pairs))
+        members.append(trained)
+    rules, cases_metrics = choose_postprocessing(raw, plan)
+    summary = summarize_cases(cases_metrics)
+    pooled = {
+        "classes": summary,
+        "n": len(cases_metrics),
+        "mean_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
+        "note": f"out-of-fold predictions of {folds} members, pooled",
+    }
+    for m in members:
+        m.plan.postprocess = rules
+        m.val_metrics = pooled
+        m.val_cases = cases_metrics
+    return members
