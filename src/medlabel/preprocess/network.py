@@ -78,11 +78,14 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _grey(array: np.ndarray) -> np.ndarray:
+def luminance(array: np.ndarray) -> np.ndarray:
+    """Grey values (float32, ITU-R BT.601 weights) of an RGB or RGBA array (channels last)."""
     weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    if array.shape[-1] == 4:
-        array = array[..., :3]
-    out = array[..., :3].astype(np.float32) @ weights
+    return np.asarray(array[..., :3].astype(np.float32) @ weights)
+
+
+def _grey(array: np.ndarray) -> np.ndarray:
+    out = luminance(array)
     return out.astype(array.dtype) if array.dtype == np.uint8 else out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
+from medlabel.preprocess.network import luminance
 from medlabel.preprocess.resample import resample_to_reference, resample_to_spacing
 from medlabel.preprocess.resize import resize
 from medlabel.segment.labelmap import label_map
@@ -39,8 +40,7 @@ def _grey(image: MedicalImage) -> MedicalImage:
     if not image.channels:
         return image
     if image.channels in (3, 4):
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        return image.with_array(image.array[..., :3].astype(np.float32) @ weights)
+        return image.with_array(luminance(image.array))
     raise MedlabelError(
         image.metadata.get("path"), f"{image.channels}-channel images are not supported"
     )
@@ -94,17 +94,9 @@ def to_network(image: MedicalImage, plan: Plan) -> tuple[np.ndarray, MedicalImag
     """Normalised spatial array for the network, and the (2D/3D) input grid to map back to."""
     native = _spatial(_grey(image), plan)
     work = work_image(native, plan)
-    return normalize(work.array, plan), _WorkGrid.attach(native, work)
-
-
-class _WorkGrid:
-    """Stores the work grid in the native image's metadata (kept out of repr)."""
-
-    @staticmethod
-    def attach(native: MedicalImage, work: MedicalImage) -> MedicalImage:
-        meta = dict(native.metadata)
-        meta["_work_grid"] = work.with_array(np.zeros(work.array.shape, np.uint8))
-        return native.with_array(native.array, metadata=meta)
+    meta = dict(native.metadata)
+    meta["_work_grid"] = work.with_array(np.zeros(work.array.shape, np.uint8))  # geometry only
+    return normalize(work.array, plan), native.with_array(native.array, metadata=meta)
 
 
 def to_native(probs: np.ndarray, grid: MedicalImage, plan: Plan) -> MedicalImage:

@@ -20,6 +20,7 @@ import numpy as np
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
+from medlabel.preprocess.network import luminance
 from medlabel.segment.labelmap import label_map
 
 __all__ = ["RECIPES", "Recipe", "list_recipes", "register", "run_recipe"]
@@ -88,8 +89,7 @@ def run_recipe(name: str, image: MedicalImage) -> MedicalImage:
     if image.channels:
         if recipe.dims != 2 or image.channels not in (3, 4):
             raise MedlabelError(source, f"recipe {name} needs a single-channel image")
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        values = values[..., :3].astype(np.float32) @ weights
+        values = luminance(values)
     single_slice = image.ndim == 3 and recipe.dims == 2 and values.shape[0] == 1
     if image.ndim != recipe.dims and not single_slice:
         raise MedlabelError(

@@ -69,9 +69,12 @@ def _hu(image: MedicalImage) -> np.ndarray:
     return values
 
 
-def body_mask(image: MedicalImage) -> np.ndarray:
-    """Boolean mask of the patient's body, without table, clothing straps or outside air."""
-    hu = _hu(image)
+def body_mask(image: MedicalImage, hu: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the patient's body, without table, clothing straps or outside air.
+
+    ``hu`` passes the voxels already converted by :func:`_hu` (saves a second conversion).
+    """
+    hu = _hu(image) if hu is None else hu
     opened = open_(hu > BODY_HU, 3.0, image.spacing)
     labels, n = connected_components(opened)
     if n == 0:
@@ -113,7 +116,7 @@ def _airways(hu: np.ndarray, candidates: np.ndarray, image: MedicalImage, axis: 
 def lung_labels(image: MedicalImage) -> np.ndarray:
     """Label array: 1 right lung, 2 left lung (patient sides)."""
     hu = _hu(image)
-    body = body_mask(image)
+    body = body_mask(image, hu)
     axis = axial_axis(image)
     in_plane = [a for a in range(3) if a != axis]
     air = remove_border_touching(threshold(hu, upper=LUNG_AIR_HU) & body, axes=in_plane)
@@ -163,7 +166,7 @@ def bone_mask(image: MedicalImage) -> np.ndarray:
     """Bone: hysteresis between 120 HU (trabecular) and 300 HU (cortical) inside the body,
     with marrow cavities filled slice by slice."""
     hu = _hu(image)
-    body = erode(body_mask(image), 1.0, image.spacing)
+    body = erode(body_mask(image, hu), 1.0, image.spacing)
     bone = apply_hysteresis_threshold(np.where(body, hu, -1000.0), 120.0, 300.0)
     bone = remove_small(bone, 300.0, image.spacing)
     bone = close(bone, 1.5, image.spacing)
@@ -173,7 +176,8 @@ def bone_mask(image: MedicalImage) -> np.ndarray:
 
 def _tissue(lower: float, upper: float):  # type: ignore[no-untyped-def]
     def run(image: MedicalImage) -> np.ndarray:
-        return threshold(_hu(image), lower, upper) & body_mask(image)
+        hu = _hu(image)
+        return threshold(hu, lower, upper) & body_mask(image, hu)
 
     return run
 
