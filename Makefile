@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel numpy
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
-	$(BIN)/python -m pip install --quiet -e ".[dev,radiomics]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,radiomics,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,7 +7,7 @@ the post-processing. Test Dice on each case's original grid, through the bundle'
 Reference points: nnU-Net's published test Dice 0.90 anterior / 0.89 posterior; a plain MONAI
 3D UNet (25 min of CPU) reached 0.883 / 0.866 on kept-back cases (from the issue).
 
-Run: ``python benchmarks/bench_hippocampus.py [--budget-minutes 90] [--save BUNDLE]``.
+Run: ``python benchmarks/bench_hippocampus.py [--budget-minutes 90] [--save BUNDLE] [--no-tta]``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--network", default="unet")
     parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
     parser.add_argument("--save", type=Path, default=None)
+    parser.add_argument(
+        "--no-tta", action="store_true", help="test without left-right mirroring TTA"
+    )
     args = parser.parse_args()
     data = shared_data()
     if data is None:
@@ -48,6 +51,7 @@ def main() -> None:
         f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}"
         + (f" --folds {args.folds}" if args.folds > 1 else "")
         + (f" --save {args.save}" if args.save else "")
+        + (" --no-tta" if args.no_tta else "")
     )
     rows = train_and_test(
         ds,
@@ -57,6 +61,8 @@ def main() -> None:
         command=command,
         save=args.save,
         folds=args.folds,
+        modalities=("MR",),
+        tta=not args.no_tta,
         intended_use="Research use: anterior and posterior hippocampus on T1-weighted brain MRI "
         "crops around the hippocampus (as in MSD Task04), as pre-annotation to be reviewed by a "
         "person. Not a medical device; whole-brain scans must be cropped first.",

@@ -61,6 +61,7 @@ def main() -> None:
         command=command,
         save=args.save,
         folds=args.folds,
+        modalities=("CR", "DX"),
         intended_use="Research use: lung fields and heart on frontal (PA) chest radiographs, as "
         "pre-annotation to be reviewed by a person. Not a medical device. Trained on JSRT "
         "(Japanese adults, digitised film); other populations, AP views and devices are untested.",

@@ -112,6 +112,7 @@ def main() -> None:
         licence=LICENCE,
         intended_use=INTENDED,
         command=command,
+        extra={"modalities": ["CR", "DX"]},
     )
     bundle = load_bundle(path)
     split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)

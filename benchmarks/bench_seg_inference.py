@@ -56,7 +56,7 @@ def run_medlabel(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
 
 def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
     import torch
-    from monai.data import decollate_batch
+    from monai.data import MetaTensor
     from monai.inferers import sliding_window_inference
     from monai.transforms import (
         AsDiscreted,
@@ -92,12 +92,19 @@ def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
     for _ in range(repeat):
         start = time.perf_counter()
         data = pre({"image": path})
+        image = data["image"]
         with torch.no_grad():
-            x = data["image"][None]
-            data["pred"] = sliding_window_inference(
-                x, plan.patch_size[::-1], 4, net, overlap=0.5, mode="gaussian"
+            logits = sliding_window_inference(
+                image[None], plan.patch_size[::-1], 4, net, overlap=0.5, mode="gaussian"
             )[0]
-        out = next(post(d) for d in decollate_batch([data]))
+        # the prediction carries the image's metadata and transform trace, as MONAI's
+        # tutorials do, so that Invertd can undo the resampling
+        data["pred"] = MetaTensor(
+            logits.as_tensor() if isinstance(logits, MetaTensor) else logits,
+            meta=image.meta,
+            applied_operations=image.applied_operations,
+        )
+        out = post(data)
         times.append(time.perf_counter() - start)
     return {
         "seconds": min(times),

@@ -37,6 +37,7 @@ def train_and_test(
     save: Path | None,
     tta: bool = False,
     folds: int = 1,
+    modalities: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Train on train (with its own validation, or ``folds``-fold cross-validation members),
     save the bundle, test on the held-out split."""
@@ -46,7 +47,13 @@ def train_and_test(
     train_s = time.perf_counter() - start
     work = save or Path(tempfile.mkdtemp(prefix=f"{name}-")) / name
     save_segmentation_bundle(
-        members, work, name=name, licence=licence, command=command, intended_use=intended_use
+        members,
+        work,
+        name=name,
+        licence=licence,
+        command=command,
+        intended_use=intended_use,
+        modalities=modalities,
     )
     bundle = load_segmentation_bundle(work)
     report_dir = Path(tempfile.mkdtemp(prefix=f"{name}-eval-"))

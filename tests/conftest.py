@@ -61,6 +61,7 @@ def write_ct_slice(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = "1.2.3"
     ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = "1.2.3.9"
     ds.PatientID = "SYNTHETIC-PATIENT-42"
     ds.Modality = modality
     ds.InstanceNumber = instance
@@ -93,7 +94,7 @@ def make_series(tmp_path: Path) -> SeriesMaker:
     ``positions`` (explicit offsets along the normal, overriding n/step), ``iop``, ``origin``,
     ``shape`` (rows, cols), ``shuffle_names`` (file names in random order), ``series_uid``,
     ``inplane_drift`` (mm per slice along the row direction: gantry tilt), ``prefix`` (of
-    file names), and any
+    file names), ``volume`` (stored values per slice, overriding the pattern), and any
     :func:`write_ct_slice` argument.
     """
 
@@ -110,6 +111,7 @@ def make_series(tmp_path: Path) -> SeriesMaker:
         series_uid: str = "1.2.3.4",
         inplane_drift: float = 0.0,
         prefix: str = "IM",
+        volume: np.ndarray | None = None,
         **kwargs: object,
     ) -> list[Path]:
         out = tmp_path / folder
@@ -123,7 +125,7 @@ def make_series(tmp_path: Path) -> SeriesMaker:
         paths = []
         for k, off in enumerate(offsets):
             ipp = np.asarray(origin, float) + off * normal + k * inplane_drift * row
-            pixels = 100 * (k + 1) + pattern
+            pixels = 100 * (k + 1) + pattern if volume is None else volume[k]
             path = out / f"{prefix}{names[k]:04d}"
             write_ct_slice(
                 path,

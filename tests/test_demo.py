@@ -33,3 +33,22 @@ def test_demo_segments_shared_ct(tmp_path, shared_data):
     lungs = read_image(tmp_path / "demo" / "ct_abdomen_ct-lungs.nii.gz")
     assert lungs.size == ct.size and lungs.spacing == ct.spacing
     assert set(lungs.array.ravel().tolist()) == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_demo_annotation_job_on_packaged_samples(tmp_path, monkeypatch):
+    import csv
+
+    from medlabel.demo import run_demo_annotation
+
+    monkeypatch.setenv("MEDLABEL_DATA", str(tmp_path / "no-shared-data"))
+    summary = run_demo_annotation(tmp_path / "demo", progress=False)
+    assert summary.items == 4 and summary.failed == 0 and summary.report.is_file()
+    with (tmp_path / "demo" / "annotation" / "manifest.csv").open() as fh:
+        rows = {(r["source"].rsplit("/", 1)[-1], r["model"]): r for r in csv.DictReader(fh)}
+    cr = rows[("RG1_UNCR.dcm", "cxr-lungs")]
+    assert cr["status"] == "done" and cr["label"] == "lung_right|lung_left|heart"
+    assert rows[("RG1_UNCR.dcm", "cxr-pneumonia")]["status"] == "done"
+    assert rows[("CT_small.dcm", "cxr-pneumonia")]["status"] == "skipped"
+    seg = next((tmp_path / "demo" / "annotation" / "masks").glob("*RG1_UNCR*/cxr-lungs.seg.dcm"))
+    assert seg.stat().st_size > 0

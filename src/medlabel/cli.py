@@ -622,6 +622,73 @@ def segment(
 
 @app.command()
 @_errors
+def annotate(
+    src: Annotated[
+        Path, typer.Argument(help="A file, a folder tree (DICOM, NIfTI, NRRD, PNG/JPEG) or a CSV.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created; reruns resume).")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Bundle, bundled model or recipe; repeat for several. Default: the bundled "
+            "models and the CT recipes, each where it fits.",
+        ),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--formats", help="Mask outputs: nifti,dicom-seg,png,coco.")
+    ] = "nifti,png",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="2D images per batch.")] = 16,
+    workers: Annotated[int, typer.Option("--workers", help="Reader threads.")] = 2,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Test-time augmentation: segmentation agreement.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 1 when any item failed.")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or ray (Ray Data; same outputs).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Existing Ray cluster (default: start a local one)."),
+    ] = None,
+) -> None:
+    """Annotate every image of an archive: labels, masks, manifest, review report.
+
+    Exits with code 1 when nothing succeeded (or, with --strict, when anything failed).
+    """
+    from medlabel.annotate.job import annotate as run_job
+
+    if out.exists() and not out.is_dir():
+        raise MedlabelError(out, "the output must be a folder")
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    summary = run_job(
+        src,
+        out,
+        models=model,
+        formats=chosen,
+        tta=tta,
+        batch_size=batch_size,
+        workers=workers,
+        engine=_choice(engine, ("local", "ray"), "--engine"),
+        ray_address=ray_address,
+    )
+    typer.echo(
+        f"{summary.items} items: {summary.done} done, {summary.failed} failed, "
+        f"{summary.skipped} skipped (no model applies), {summary.resumed} resumed; "
+        f"{summary.seconds:.1f} s"
+    )
+    typer.echo(f"manifest: {summary.manifest}")
+    typer.echo(f"report: {summary.report}")
+    if (summary.items and summary.done == 0 and summary.resumed == 0) or (
+        strict and summary.failed
+    ):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@_errors
 def predict(
     source: Annotated[Path, typer.Argument(help="Image file, folder of images, or dataset.")],
     model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
@@ -795,7 +862,7 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "origin", "task", "labels", "input", "validation", "licence")
+    table = Table("name", "origin", "task", "modality", "labels", "input", "validation", "licence")
     for r in rows:
         auc = r.get("validation_auc")
         dice = r.get("validation_dice")
@@ -804,12 +871,13 @@ def models(
             r["name"],
             r["origin"],
             str(r.get("task") or r.get("error", "")),
+            str(r.get("modality") or "any"),
             ", ".join(r.get("labels", [])),
             "x".join(str(v) for v in (r.get("input") or {}).get("size", [])),
             score,
             (r.get("licence") or "")[:40],
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     typer.echo(f"user model folder: {user_model_dir()}")
 
 
@@ -819,10 +887,16 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
 ) -> None:
     """Run the demo on real sample studies (pydicom-data wheel, ../shared/data if present)."""
-    from medlabel.demo import run_demo
+    from medlabel.demo import run_demo, run_demo_annotation
 
     index = run_demo(out)
-    typer.echo(f"demo results: {index.resolve()}")
+    summary = run_demo_annotation(out)
+    typer.echo(
+        f"annotated {summary.items} studies: {summary.done} done, {summary.failed} failed, "
+        f"{summary.skipped} with no applicable model ({summary.seconds:.0f} s)"
+    )
+    typer.echo(f"preprocessing gallery: {index.resolve()}")
+    typer.echo(f"annotation report: {summary.report.resolve()}")
 
 
 def main() -> None:

@@ -1,4 +1,9 @@
-"""The demo: read real studies available offline, preprocess them, write NIfTI and pictures.
+"""The demo: the annotation job on real studies available offline, and a preprocessing gallery.
+
+:func:`run_demo_annotation` runs ``medlabel annotate`` (the main job) with the bundled models
+and the classical CT recipes over the sample studies listed by :func:`demo_studies`; its
+``report.html`` is what a newcomer should open first. :func:`run_demo` is the gallery of the
+reading and preprocessing steps.
 
 It uses the full-size radiographs, CT and MR slices shipped in the ``pydicom-data`` wheel
 (installed with medlabel), and, when ``../shared/data`` (or ``$MEDLABEL_DATA``) is present,
@@ -34,7 +39,7 @@ from medlabel.io.atomic import atomic_output
 from medlabel.preprocess import clahe, resample_to_reference, window
 from medlabel.visualize.preview import render_preview
 
-__all__ = ["find_shared_data", "run_demo"]
+__all__ = ["demo_studies", "find_shared_data", "run_demo", "run_demo_annotation"]
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +252,59 @@ def run_demo(
     return _write_index(out, cases, shared_dir)
 
 
+def demo_studies(shared: Path | None, include_packaged: bool = True) -> list[Path]:
+    """Sample studies for the annotation demo: the radiographs, CT and MR files of the
+    pydicom-data wheel, and when the shared data is present a CT series, an abdominal CT,
+    a few chest radiographs (JSRT, Kermany), a brain MRI and hippocampus crops."""
+    paths: list[Path] = []
+    if include_packaged:
+        for name in ("RG1_UNCR.dcm", "RG3_J2KR.dcm", "CT_small.dcm", "MR2_UNCR.dcm"):
+            try:
+                found = get_testdata_file(name, download=False)
+            except Exception:  # pydicom-data lookups raise various errors when it is absent
+                found = None
+            if found:
+                paths.append(Path(found))
+    if shared is not None:
+        paths += [
+            shared / "ct-abdomen" / "dicom-series",
+            shared / "ct-abdomen" / "example_ct_sm.nii.gz",
+            shared / "mri-lesions" / "brain1_image.nrrd",
+        ]
+        paths += sorted((shared / "jsrt-lungs-224" / "images").glob("*.png"))[:4]
+        for label in ("NORMAL", "PNEUMONIA"):
+            paths += sorted((shared / "cxr-pneumonia-224" / "train" / label).glob("*.jpeg"))[:3]
+        paths += sorted((shared / "msd-hippocampus" / "imagesTr").glob("*.nii.gz"))[:2]
+    return [p for p in paths if p.exists()]
+
+
+def run_demo_annotation(
+    out_dir: str | os.PathLike[str],
+    *,
+    shared: Path | str | None = "auto",
+    include_packaged: bool = True,
+    progress: bool = True,
+) -> Any:
+    """Run the annotation job on :func:`demo_studies` into ``out_dir/annotation``.
+
+    The studies are given to the job as a CSV list, so nothing is copied. Returns the job's
+    :class:`~medlabel.annotate.job.JobSummary`.
+    """
+    from medlabel.annotate.job import annotate
+
+    out = Path(out_dir)
+    shared_dir = find_shared_data() if shared == "auto" else (Path(shared) if shared else None)
+    listing = out / "demo-studies.csv"
+    with atomic_output(listing) as tmp:
+        tmp.write_text(
+            "path\n"
+            + "".join(f"{p.resolve()}\n" for p in demo_studies(shared_dir, include_packaged))
+        )
+    return annotate(
+        listing, out / "annotation", formats=("nifti", "png", "dicom-seg"), progress=progress
+    )
+
+
 def _write_index(out: Path, cases: list[_Case], shared: Path | None) -> Path:
     rows = []
     for c in cases:
@@ -271,8 +329,10 @@ def _write_index(out: Path, cases: list[_Case], shared: Path | None) -> Path:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>medlabel demo</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}td{{vertical-align:top;padding:6px;
 border-bottom:1px solid #ccc}}pre{{font-size:11px}}.err{{color:#b00}}</style></head><body>
-<h1>medlabel demo</h1><p>Real studies read with exact geometry, written as NIfTI and shown as
-previews (radiological convention: patient right on the left). {note}</p>
+<h1>medlabel demo</h1><p><b>Automatic annotation</b>: see
+<a href="annotation/report.html">annotation/report.html</a>.</p>
+<h2>Reading and preprocessing gallery</h2><p>Real studies read with exact geometry, written as
+NIfTI and shown as previews (radiological convention: patient right on the left). {note}</p>
 <table><tr><th>study</th><th>geometry</th><th>outputs</th><th>previews</th></tr>
 {"".join(rows)}</table></body></html>"""
     index = out / "index.html"

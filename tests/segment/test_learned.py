@@ -36,9 +36,25 @@ def test_plan_2d_radiograph_and_3d_anisotropic_ct() -> None:
     p3 = make_plan(_fp(3, spacings, [(512, 512, 60)] * 3, "CT"), {1: "kidney_left", 2: "liver"})
     assert p3.fit == "spacing" and p3.target[2] < 5.0  # coarse axis takes the 10th percentile
     assert p3.normalization == "ct" and p3.clip == (-900.0, 600.0)
-    assert np.prod(p3.patch_size) <= 96**3 and 0 not in p3.mirror_axes[:0]
-    assert 2 not in p3.mirror_axes  # never mirror left-right when classes are lateral
+    assert np.prod(p3.patch_size) <= 96**3
+    assert p3.mirror_axes == ()  # lateral classes: never mirrored
     assert Plan.from_dict(p3.to_dict()) == p3
+
+
+def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
+    from medlabel.image import MedicalImage
+    from medlabel.segment.fingerprint import fingerprint_cases
+
+    axial = MedicalImage(np.zeros((8, 10, 12), np.float32))  # x runs left-right: NumPy axis 2
+    # the same anatomy stored sagittal-first: world x is the slowest index axis
+    sagittal = MedicalImage(
+        np.zeros((12, 10, 8), np.float32), direction=(0, 0, 1, 0, 1, 0, 1, 0, 0)
+    )
+    one = fingerprint_cases([(axial, None)] * 2)
+    assert make_plan(one, {1: "hippocampus"}).mirror_axes == (2,)
+    assert make_plan(fingerprint_cases([(sagittal, None)]), {1: "x"}).mirror_axes == (0,)
+    mixed = fingerprint_cases([(axial, None), (sagittal, None)])
+    assert mixed.lr_axis is None and make_plan(mixed, {1: "x"}).mirror_axes == ()
 
 
 def test_round_trip_returns_to_the_exact_native_grid() -> None:

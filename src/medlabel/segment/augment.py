@@ -57,7 +57,7 @@ class SegAugment:
         """Augment images ``(N, C, *spatial)`` and labels ``(N, *spatial)``."""
         n, dims = x.shape[0], x.ndim - 2
         active = (torch.rand(n, generator=gen) < self.p).float()
-        theta = self._affine(n, dims, gen, active)
+        theta = self._affine(n, dims, gen, active, tuple(x.shape[2:]))
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         y = (
@@ -70,8 +70,8 @@ class SegAugment:
         for axis in self.mirror_axes:
             flip = torch.rand(n, generator=gen) < 0.5
             if flip.any():
-                x[flip] = torch.flip(x[flip], dims=[axis + 1])
-                y[flip] = torch.flip(y[flip], dims=[axis])
+                x[flip] = torch.flip(x[flip], dims=[axis + 2])  # (N, C, *spatial)
+                y[flip] = torch.flip(y[flip], dims=[axis + 1])  # (N, *spatial)
         shape = (n,) + (1,) * (x.ndim - 1)
 
         def draw(width: float) -> torch.Tensor:
@@ -88,8 +88,20 @@ class SegAugment:
         return x, y
 
     def _affine(
-        self, n: int, dims: int, gen: torch.Generator, active: torch.Tensor
+        self,
+        n: int,
+        dims: int,
+        gen: torch.Generator,
+        active: torch.Tensor,
+        shape: tuple[int, ...],
     ) -> torch.Tensor:
+        """Rotation and zoom in voxel space, as ``affine_grid`` expects them.
+
+        ``affine_grid`` works in coordinates normalised to [-1, 1] per axis, so a rotation
+        there would shear non-square patches; the matrix is conjugated with the patch
+        half-sizes (x, y, z order) to rotate real shapes.
+        """
+
         def uniform(width: float) -> torch.Tensor:
             return (torch.rand(n, generator=gen) * 2 - 1) * width * active
 
@@ -102,6 +114,7 @@ class SegAugment:
             r[:, a, a], r[:, a, b] = torch.cos(angle), -torch.sin(angle)
             r[:, b, a], r[:, b, b] = torch.sin(angle), torch.cos(angle)
             rot = rot @ r
+        half = torch.tensor(shape[::-1], dtype=torch.float32) / 2
         theta = torch.zeros(n, dims, dims + 1)
-        theta[:, :, :dims] = rot / zoom.view(n, 1, 1)
+        theta[:, :, :dims] = (rot / zoom.view(n, 1, 1)) * half[None, None, :] / half[None, :, None]
         return theta

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medlabel.annotate.uncertainty import agreement, structure_entropy
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
@@ -72,8 +73,13 @@ def save_segmentation_bundle(
     licence: str | None = None,
     intended_use: str | None = None,
     command: str | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> Path:
     """Write a bundle folder atomically and return its path.
+
+    ``modalities`` (DICOM codes such as ``CR``, ``DX``) declares which images the model is
+    made for; ``medlabel annotate`` applies it only to those (and to images of unknown
+    modality). Without it, the training data's modality is used when known.
 
     Several members (from :func:`~medlabel.segment.train.train_ensemble`) make an ensemble
     whose class probabilities are averaged; they must share one plan.
@@ -124,6 +130,9 @@ def save_segmentation_bundle(
             "licence": licence,
             "intended_use": intended_use,
             "command": command,
+            "modalities": [m.upper() for m in modalities]
+            if modalities
+            else ([plan.modality.upper()] if plan.modality else None),
         }
         write_description(tmp, meta, segmentation_card)
     return target
@@ -223,6 +232,11 @@ class SegmentationBundle:
         Raises:
             MedlabelError: the volume would need more memory than the machine has free.
         """
+        self._check_memory(image)
+        x, grid = to_network(image, self.plan)
+        return self._network_probabilities(x, self.plan.mirror_axes if tta else ()), grid
+
+    def _check_memory(self, image: MedicalImage) -> None:
         needed, free = self.memory_needed(image), available_memory()
         if free is not None and needed > free:
             raise MedlabelError(
@@ -231,19 +245,46 @@ class SegmentationBundle:
                 f"{needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB is free; crop it "
                 "to the region of interest or use a machine with more memory",
             )
-        x, grid = to_network(image, self.plan)
+
+    def _network_probabilities(self, x: np.ndarray, mirror_axes: tuple[int, ...]) -> np.ndarray:
         runners = self._predictors()
         total = sum(
             predict_probabilities(
                 slice_predictor(run, self.plan.slice_axis),
                 x,
                 self.plan.patch_size,
-                mirror_axes=self.plan.mirror_axes if tta else (),
+                mirror_axes=mirror_axes,
                 batch_size=self.plan.batch_size,
             )
             for run in runners
         )
-        return np.asarray(total) / len(runners), grid
+        return np.asarray(total) / len(runners)
+
+    def predict_detailed(
+        self, image: MedicalImage, *, tta: bool = False
+    ) -> tuple[MedicalImage, dict[str, Any]]:
+        """Label map (as :meth:`predict`) and its uncertainty.
+
+        The uncertainty holds ``entropy`` (mean normalised voxel entropy inside the predicted
+        structures, overall and per class) and, with ``tta``, ``agreement``: the mean Dice
+        between the plain prediction and the predictions under each view (the trained
+        mirrorings, and contrast changes of +-10 %), whose average is then the returned map.
+        """
+        self._check_memory(image)
+        x, grid = to_network(image, self.plan)
+        plain = self._network_probabilities(x, ())
+        stats: dict[str, Any] = {}
+        probs = plain
+        if tta:
+            views = [self._network_probabilities(x, (a,)) for a in self.plan.mirror_axes]
+            views += [self._network_probabilities(x * f, ()) for f in (0.9, 1.1)]
+            main = np.argmax(plain, axis=0)
+            stats["agreement"] = agreement(
+                main, [np.argmax(v, axis=0) for v in views], list(self.classes)
+            )
+            probs = (plain + sum(views)) / (len(views) + 1)
+        stats["entropy"] = structure_entropy(probs)
+        return self._to_labels(image, probs, grid), stats
 
     def predict(self, image: MedicalImage, *, tta: bool = False) -> MedicalImage:
         """Label map of ``image`` on its own grid (same size, spacing, origin, direction).
@@ -254,6 +295,11 @@ class SegmentationBundle:
             tta: average over the mirrorings the model was trained with (slower).
         """
         probs, grid = self.probabilities(image, tta=tta)
+        return self._to_labels(image, probs, grid)
+
+    def _to_labels(
+        self, image: MedicalImage, probs: np.ndarray, grid: MedicalImage
+    ) -> MedicalImage:
         seg = to_native(probs, grid, self.plan)
         labels = postprocess(seg.array, self.plan.postprocess)
         if image.ndim != seg.ndim:  # a 2D model on a 1-slice volume: back onto the volume

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from medlabel.image import MedicalImage
 
-__all__ = ["Fingerprint", "fingerprint_cases", "fingerprint_dataset"]
+__all__ = ["Fingerprint", "fingerprint_cases", "fingerprint_dataset", "left_right_axis"]
 
 _SAMPLE_PER_CASE = 10_000
 
@@ -43,6 +43,14 @@ class Fingerprint:
     foreground_p005: float
     foreground_p995: float
     class_fractions: dict[int, float] = field(default_factory=dict)
+    lr_axes: list[int] = field(default_factory=list)
+
+    @property
+    def lr_axis(self) -> int | None:
+        """NumPy axis that runs left-right in every case (``None`` if the cases disagree)."""
+        if self.dims != 3 or not self.lr_axes or len(set(self.lr_axes)) != 1:
+            return None
+        return self.lr_axes[0]
 
     @property
     def median_spacing(self) -> tuple[float, ...]:
@@ -70,7 +78,7 @@ def fingerprint_cases(
 ) -> Fingerprint:
     """Fingerprint of ``(image, mask)`` pairs (masks hold class indices)."""
     rng = np.random.default_rng(seed)
-    spacings, sizes, samples = [], [], []
+    spacings, sizes, samples, lr_axes = [], [], [], []
     counts: dict[int, int] = {}
     total = 0
     dims, channels = 0, 0
@@ -78,6 +86,7 @@ def fingerprint_cases(
         dims, channels = image.ndim, image.channels
         spacings.append(tuple(float(s) for s in image.spacing))
         sizes.append(tuple(int(s) for s in image.size))
+        lr_axes.append(left_right_axis(image))
         values = image.array if not image.channels else image.array.mean(axis=-1)
         modality = modality or image.modality
         if mask is not None:
@@ -106,7 +115,22 @@ def fingerprint_cases(
         foreground_p005=float(np.percentile(pool, 0.5)),
         foreground_p995=float(np.percentile(pool, 99.5)),
         class_fractions={k: v / max(total, 1) for k, v in sorted(counts.items())},
+        lr_axes=lr_axes,
     )
+
+
+def left_right_axis(image: MedicalImage) -> int:
+    """The NumPy axis of ``image`` whose world direction is closest to patient left-right.
+
+    Example:
+        >>> from medlabel.image import MedicalImage
+        >>> left_right_axis(MedicalImage(np.zeros((2, 3, 4))))  # (z, y, x) storage
+        2
+    """
+    dim = image.ndim
+    direction = np.asarray(image.direction, dtype=float).reshape(dim, dim)
+    itk_axis = int(np.argmax(np.abs(direction[0])))  # largest world-x component of each column
+    return dim - 1 - itk_axis
 
 
 def fingerprint_dataset(ds: Any, indices: list[int], progress: bool = True) -> Fingerprint:

@@ -87,17 +87,22 @@ def predict_probabilities(
         c for r in range(len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, r)
     ]
     total: torch.Tensor | None = None
+    whole = tuple(padded.shape) == tuple(int(p) for p in patch_size)  # one window: no blending
     with torch.no_grad():
         for flips in combos:
             dims = [a + 2 for a in flips]
             xi = torch.flip(inputs, dims) if dims else inputs
-            logits = sliding_window_inference(
-                xi,
-                tuple(int(p) for p in patch_size),
-                batch_size,
-                predictor,
-                overlap=overlap,
-                mode="gaussian",
+            logits = (
+                predictor(xi)
+                if whole
+                else sliding_window_inference(
+                    xi,
+                    tuple(int(p) for p in patch_size),
+                    batch_size,
+                    predictor,
+                    overlap=overlap,
+                    mode="gaussian",
+                )
             )
             assert isinstance(logits, torch.Tensor)
             probs = torch.softmax(logits, dim=1)

@@ -14,9 +14,10 @@ The rules (nnU-Net's spirit, sized for a CPU):
 * **network**: a residual U-Net whose depth brings the patch down to 4-8 voxels, channels
   doubling from 16 up to 128 (bundles stay small enough to ship, steps fast on a CPU);
 * **batch**: as many patches as fit a per-step voxel budget (at least 2);
-* **mirroring** (augmentation and test-time): along every axis for 3D data without left/right
-  classes, never for 2D radiographs, never along the left-right axis when class names say left
-  or right.
+* **mirroring** (augmentation and test-time): for 3D data, only across the mid-sagittal plane
+  (the axis that runs left-right in every case), since anatomy is nearly symmetric left-right
+  but never front-back or head-foot; never when class names say left or right; never for 2D
+  radiographs.
 
 Example:
     >>> from medlabel.segment.fingerprint import Fingerprint
@@ -172,7 +173,8 @@ def make_plan(
             longest = int(np.argmax(patch))
             patch = tuple(p - 2**depth if k == longest else p for k, p in enumerate(patch))
         fit, target = "spacing", tuple(float(s) for s in spacing)
-        mirror = (0, 1) if lateral else (0, 1, 2)
+        lr = fp.lr_axis
+        mirror = () if lateral or lr is None else (lr,)
     slice_axis = None
     if fp.dims == 3 and dims == 2:
         sp_np = np.asarray(target)[::-1]

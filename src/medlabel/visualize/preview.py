@@ -31,7 +31,7 @@ from medlabel.io.atomic import atomic_output
 from medlabel.preprocess.orient import reorient
 from medlabel.preprocess.window import WINDOW_PRESETS
 
-__all__ = ["LABEL_COLOURS", "render_preview", "to_display"]
+__all__ = ["LABEL_COLOURS", "render_preview", "render_thumbnail", "to_display"]
 
 #: Colours for labels 1, 2, 3, ... (cycled), chosen to stay apart on grey images.
 LABEL_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -180,3 +180,35 @@ def render_preview(
         with atomic_output(target) as tmp:
             sheet.save(tmp, format="PNG")
     return sheet
+
+
+def render_thumbnail(
+    image: MedicalImage,
+    out: str | os.PathLike[str],
+    *,
+    size: int = 128,
+    window: str | tuple[float, float] | None = None,
+) -> None:
+    """A small grey picture (the middle axial slice of a volume, in LPS), written atomically.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.png"
+        >>> render_thumbnail(MedicalImage(np.random.rand(300, 200)), path, size=64)
+        >>> Image.open(path).size
+        (43, 64)
+    """
+    if image.ndim == 3 and image.array.shape[0] > 1:
+        image = reorient(image, "LPS")
+    arr = np.asarray(image.array)
+    if image.channels:
+        arr = arr.mean(axis=-1)
+    if arr.ndim == 3:
+        arr = arr[arr.shape[0] // 2]
+    pic = Image.fromarray(to_display(arr, window))
+    sx, sy = image.spacing[0], image.spacing[1]
+    h, w = arr.shape
+    scale = size / max(h * sy, w * sx)
+    pic = pic.resize((max(1, round(w * sx * scale)), max(1, round(h * sy * scale))), Image.BILINEAR)
+    with atomic_output(out) as tmp:
+        pic.save(tmp, format="PNG")

@@ -28,7 +28,7 @@ from pydicom.fileset import FileSet
 from medlabel.errors import ReadError, SeriesError
 from medlabel.io.dicom.headers import DicomFileInfo, iter_dicom_files, read_header
 
-__all__ = ["SeriesInfo", "SeriesScan", "scan_series", "select_series"]
+__all__ = ["SeriesInfo", "SeriesScan", "group_series", "scan_series", "select_series"]
 
 
 @dataclass
@@ -89,7 +89,8 @@ class SeriesScan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _group(infos: list[DicomFileInfo], root: Path) -> list[SeriesInfo]:
+def group_series(infos: list[DicomFileInfo], root: Path) -> list[SeriesInfo]:
+    """Group file headers into series (by UID or folder, then by size and orientation)."""
     groups: dict[tuple[Any, ...], list[DicomFileInfo]] = defaultdict(list)
     for info in infos:
         base: tuple[Any, ...] = (
@@ -142,7 +143,7 @@ def scan_series(path: str | os.PathLike[str]) -> SeriesScan:
             scan.skipped.append((item.path, f"no image (SOP class {item.sop_class_uid})"))
         else:
             infos.append(item)
-    scan.series = _group(infos, root)
+    scan.series = group_series(infos, root)
     return scan
 
 
@@ -164,7 +165,7 @@ def _scan_dicomdir(path: Path) -> SeriesScan:
             infos.append(info)
         else:
             scan.skipped.append((file, f"no image (SOP class {info.sop_class_uid})"))
-    scan.series = _group(infos, path.parent)
+    scan.series = group_series(infos, path.parent)
     return scan
 
 

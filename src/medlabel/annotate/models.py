@@ -1,0 +1,270 @@
+"""The models an annotation job runs, behind one interface, and which item each applies to.
+
+A model is a classification bundle, a segmentation bundle, or a classical recipe. Each
+declares the dimensionality and the modalities it is made for (bundles: the ``modalities``
+of their ``bundle.json``, else their training data's modality; recipes: their registry
+entry). :meth:`AnnotationModel.skip_reason` says, in words, why a model does not apply to an
+image; ``None`` means it applies. Images of unknown modality (PNG/JPEG exports, NIfTI) are
+given to a model that declares modalities only when the user asked for that model by name;
+the automatic choice (no ``--model``) applies models only where the modality is known to
+fit, except 2D models, which also take untagged 2D exports.
+
+Every model has an ``id`` (name and a digest of its description) that the manifest records,
+so a rerun with a retrained bundle redoes the work.
+
+Example:
+    >>> from medlabel.segment.recipes.ct import chest_phantom
+    >>> ct, _ = chest_phantom()
+    >>> model = open_model("ct-lungs")
+    >>> model.skip_reason(ct) is None, model.kind
+    (True, 'segmentation')
+    >>> out = model.segment(ct)
+    >>> sorted(out.sizes), out.unit
+    (['lung_left', 'lung_right'], 'mL')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medlabel.annotate.uncertainty import classification_uncertainty
+from medlabel.image import MedicalImage
+from medlabel.models import bundled_models, resolve_model
+
+__all__ = [
+    "AnnotationModel",
+    "Classification",
+    "Segmentation",
+    "default_models",
+    "effective_modality",
+    "open_model",
+]
+
+#: Classical recipes the automatic choice adds to the bundled models.
+DEFAULT_RECIPES = ("ct-lungs", "ct-bone")
+
+
+@dataclass
+class Classification:
+    """One classification result."""
+
+    label: str
+    confidence: float
+    uncertainty: float
+    probs: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Segmentation:
+    """One segmentation result: the label map on the input grid and its figures.
+
+    ``sizes`` holds each class's volume in mL (volumes) or area in cm2 (2D images), as
+    ``unit`` says.
+    """
+
+    mask: MedicalImage
+    classes: dict[int, str]
+    sizes: dict[str, float]
+    unit: str
+    uncertainty: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Names of the classes present, ``|``-joined (``""`` when nothing was found)."""
+        return "|".join(n for n, v in self.sizes.items() if v > 0)
+
+
+def effective_modality(image: MedicalImage) -> str:
+    """The image's modality code; for untagged volumes (NIfTI, NRRD) ``CT`` when the values
+    look like Hounsfield units (air near -1000, whole numbers, dense tissue above 100), else
+    ``""``.
+
+    Example:
+        >>> import numpy as np
+        >>> from medlabel.image import MedicalImage
+        >>> ct = np.full((4, 8, 8), -1000.0); ct[:, 2:6, 2:6] = 300
+        >>> effective_modality(MedicalImage(ct)), effective_modality(MedicalImage(ct / 1000))
+        ('CT', '')
+    """
+    if image.modality:
+        return image.modality.upper()
+    a = np.asarray(image.array)
+    if image.ndim != 3 or image.channels or a.shape[0] < 2:
+        return ""
+    sample = a.ravel()[:: max(1, a.size // 200_000)].astype(np.float64)
+    if not np.all(np.isfinite(sample)) or np.any(sample != np.round(sample)):
+        return ""
+    lo, hi = np.percentile(sample, [1, 99.5])
+    return "CT" if -1100 <= lo <= -900 and hi >= 100 else ""
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass
+class AnnotationModel:
+    """A loaded model with what it applies to.
+
+    Attributes:
+        name: model name (bundle or recipe name).
+        kind: ``classification`` or ``segmentation``.
+        dims: spatial dimensionality of its input (2D models take 1-slice volumes too).
+        modalities: DICOM modality codes it is made for (``()``: any).
+        version: digest of the bundle description (recipes: the medlabel version).
+        explicit: chosen by the user by name (then untagged images are accepted).
+    """
+
+    name: str
+    kind: str
+    dims: int
+    modalities: tuple[str, ...]
+    version: str
+    explicit: bool = True
+    impl: Any = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        """``name@version``, recorded in the manifest."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names of its output."""
+        if self.kind == "classification":
+            return list(self.impl.class_names)
+        return list(self.impl.classes.values())
+
+    def skip_reason(self, image: MedicalImage) -> str | None:
+        """Why this model does not apply to ``image`` (``None``: it applies)."""
+        depth = image.array.shape[0] if image.ndim == 3 else 1
+        image_dims = 2 if image.ndim == 2 or depth == 1 else 3
+        if image_dims != self.dims:
+            return f"{self.name} takes {self.dims}D images; this is {image_dims}D"
+        modality = effective_modality(image)
+        if self.modalities and modality and modality not in self.modalities:
+            return f"{self.name} is made for {'/'.join(self.modalities)}; this is {modality}"
+        if self.modalities and not modality and not self.explicit and self.dims == 3:
+            return f"modality unknown; {self.name} is made for {'/'.join(self.modalities)}"
+        return None
+
+    def classify(self, images: list[MedicalImage], *, tta: bool = False) -> list[Classification]:
+        """Calibrated labels for a batch of images (one network pass per batch)."""
+        bundle = self.impl
+        probs = bundle.predict_arrays(np.stack([bundle.prepare(im) for im in images]), tta=tta)
+        decided = bundle.decide(probs)
+        multilabel = bundle.task == "multilabel"
+        out = []
+        for k in range(len(images)):
+            p = probs[k]
+            figures = classification_uncertainty(p, multilabel=multilabel)
+            if multilabel:
+                label = "|".join(
+                    c for c, v in zip(bundle.class_names, decided[k], strict=True) if v
+                )
+                confidence = float(np.mean(np.where(decided[k] > 0, p, 1 - p)))
+            else:
+                label = bundle.class_names[int(decided[k])]
+                confidence = float(p[int(decided[k])])
+            out.append(
+                Classification(
+                    label=label,
+                    confidence=confidence,
+                    uncertainty=figures["entropy"],
+                    probs={c: float(v) for c, v in zip(bundle.class_names, p, strict=True)},
+                    extra={"margin": figures["margin"]},
+                )
+            )
+        return out
+
+    def segment(self, image: MedicalImage, *, tta: bool = False) -> Segmentation:
+        """Label map on ``image``'s grid, structure volumes, and (bundles) uncertainty."""
+        extra: dict[str, Any] = {}
+        uncertainty = None
+        if self.impl.recipe is not None:
+            mask = self.impl.segment(image)
+        else:
+            mask, stats = self.impl.bundle.predict_detailed(image, tta=tta)
+            uncertainty = stats["entropy"]["all"]
+            extra["entropy_per_class"] = {
+                self.impl.classes[int(c)]: v for c, v in stats["entropy"].items() if c != "all"
+            }
+            if "agreement" in stats:
+                extra["tta_agreement"] = stats["agreement"]
+        flat = mask.ndim == 2 or mask.array.shape[0] == 1
+        unit = "cm2" if flat else "mL"
+        each = (
+            float(np.prod(mask.spacing[:2])) / 100.0
+            if flat
+            else float(np.prod(mask.spacing)) / 1000.0
+        )
+        counts = np.bincount(mask.array.ravel().astype(np.int64), minlength=1)
+        classes = dict(self.impl.classes)
+        sizes = {n: float(counts[v] * each) if v < len(counts) else 0.0 for v, n in classes.items()}
+        return Segmentation(mask, classes, sizes, unit, uncertainty, extra)
+
+
+def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -> AnnotationModel:
+    """A recipe name, a bundled or user model name, or a bundle folder.
+
+    Raises:
+        BundleError: not a recipe and not a readable bundle.
+    """
+    from medlabel.segment.recipes import RECIPES
+
+    name = str(name_or_path)
+    if name in RECIPES:
+        from medlabel import __version__
+        from medlabel.segment.api import Segmenter
+
+        r = RECIPES[name]
+        return AnnotationModel(
+            name,
+            "segmentation",
+            r.dims,
+            tuple(r.modalities),
+            f"medlabel-{__version__}",
+            explicit,
+            Segmenter(name=name, recipe=name),
+        )
+    path = resolve_model(name_or_path)
+    meta_path = path / "bundle.json"
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+    version = _digest(meta)
+    declared = tuple(m.upper() for m in (meta.get("modalities") or []))
+    if meta.get("kind") == "segmentation":
+        from medlabel.segment.api import Segmenter
+        from medlabel.segment.bundle import load_segmentation_bundle
+
+        bundle = load_segmentation_bundle(path)
+        return AnnotationModel(
+            bundle.name,
+            "segmentation",
+            int(bundle.plan.dims),
+            declared or ((bundle.plan.modality.upper(),) if bundle.plan.modality else ()),
+            version,
+            explicit,
+            Segmenter(name=bundle.name, bundle=bundle),
+        )
+    from medlabel.classify.bundle import load_bundle
+
+    cbundle = load_bundle(path)
+    return AnnotationModel(
+        cbundle.name, "classification", cbundle.spec.dims, declared, version, explicit, cbundle
+    )
+
+
+def default_models() -> list[AnnotationModel]:
+    """The bundled models and the default CT recipes, for a job without ``--model``."""
+    names = [*bundled_models(), *DEFAULT_RECIPES]
+    return [open_model(n, explicit=False) for n in names]

@@ -1,0 +1,61 @@
+"""Discovery: one item per image file or DICOM series, stable ids, nothing lost silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medlabel.annotate.items import content_hash, discover, read_item
+from medlabel.errors import MedlabelError, ReadError
+
+
+def test_mixed_folder_gives_one_item_per_file_and_per_series(mixed_archive: Path) -> None:
+    found = discover(mixed_archive)
+    by_source = {i.source: i for i in found.items}
+    assert set(by_source) == {
+        "ct/chest.nii.gz",
+        "ct/corrupt.nii.gz",
+        "dicom/series1",
+        "png/photo.png",
+    }
+    series = by_source["dicom/series1"]
+    assert series.kind == "dicom-series" and len(series.files) == 24 and series.modality == "CT"
+    assert found.ignored == 1  # notes.txt
+    assert read_item(series).array.shape == (24, 64, 64)
+    with pytest.raises(MedlabelError, match="corrupt.nii.gz"):
+        read_item(by_source["ct/corrupt.nii.gz"])
+    # ids are stable and unique
+    again = discover(mixed_archive)
+    assert [i.id for i in again.items] == [i.id for i in found.items]
+    assert len({i.id for i in found.items}) == len(found.items)
+
+
+def test_csv_list_and_missing_paths(mixed_archive: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\narchive/png/photo.png\narchive/dicom\narchive/gone.png\n")
+    found = discover(listing)
+    sources = sorted(i.source for i in found.items)
+    assert sources == ["archive/dicom/series1", "archive/gone.png", "archive/png/photo.png"]
+    gone = next(i for i in found.items if i.source == "archive/gone.png")
+    assert gone.error == "no such file or folder"
+    (tmp_path / "bad.csv").write_text("file\nx.png\n")
+    with pytest.raises(ReadError, match="'path' column"):
+        discover(tmp_path / "bad.csv")
+
+
+def test_output_folder_inside_input_is_excluded(mixed_archive: Path) -> None:
+    out = mixed_archive / "results"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "m.nii.gz").write_bytes(b"x")
+    assert all(
+        not i.source.startswith("results") for i in discover(mixed_archive, exclude=out).items
+    )
+
+
+def test_content_hash_follows_the_bytes(mixed_archive: Path) -> None:
+    item = next(i for i in discover(mixed_archive).items if i.source == "png/photo.png")
+    before = content_hash(item)
+    assert content_hash(item) == before
+    Path(item.files[0]).write_bytes(Path(item.files[0]).read_bytes() + b"\0")
+    assert content_hash(item) != before

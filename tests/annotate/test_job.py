@@ -1,0 +1,164 @@
+"""The annotation job: outputs, manifest, failures, resuming after a rerun or a kill."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medlabel.annotate import job as job_module
+from medlabel.annotate.job import annotate
+from medlabel.image import same_grid
+from medlabel.io import read_image
+
+MODELS = ["ct-lungs", "cxr-pneumonia", "cxr-lungs"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_job_writes_masks_manifest_and_report_and_leaves_inputs_alone(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    before = _digests(mixed_archive)
+    out = tmp_path / "out"
+    s = annotate(
+        mixed_archive, out, models=MODELS, formats=["nifti", "png", "coco"], progress=False
+    )
+    assert _digests(mixed_archive) == before  # inputs never modified
+    assert (s.items, s.done, s.failed, s.ignored_files) == (4, 3, 1, 1)
+    rows = _rows(out)
+    assert list(rows[0])[:9] == [
+        "item",
+        "source",
+        "modality",
+        "model",
+        "status",
+        "error",
+        "label",
+        "confidence",
+        "uncertainty",
+    ]
+    assert {"p_NORMAL", "p_PNEUMONIA", "mask", "seconds"} <= set(rows[0])
+    status = {(r["source"], r["model"]): r for r in rows}
+    assert len(rows) == 4 * len(MODELS)  # one row per item and model
+    failed = status[("ct/corrupt.nii.gz", "ct-lungs")]
+    assert failed["status"] == "failed" and "corrupt.nii.gz" in failed["error"]
+    series = status[("dicom/series1", "ct-lungs")]
+    assert series["label"] == "lung_right|lung_left"  # the same phantom as a DICOM series
+    chest = status[("ct/chest.nii.gz", "ct-lungs")]
+    assert chest["status"] == "done" and chest["label"] == "lung_right|lung_left"
+    assert status[("ct/chest.nii.gz", "cxr-lungs")]["status"] == "skipped"
+    photo = status[("png/photo.png", "cxr-pneumonia")]
+    assert photo["status"] == "done" and photo["label"] in ("NORMAL", "PNEUMONIA")
+    p = float(photo["p_NORMAL"]) + float(photo["p_PNEUMONIA"])
+    assert p == pytest.approx(1.0, abs=1e-5) and 0 <= float(photo["uncertainty"]) <= 1
+    # masks on the exact input grid
+    mask = read_image(out / chest["mask"])
+    assert same_grid(mask, read_image(mixed_archive / "ct/chest.nii.gz"))
+    assert set(np.unique(mask.array)) == {0, 1, 2}
+    seg_png = status[("png/photo.png", "cxr-lungs")]
+    assert read_image(out / seg_png["mask"]).array.shape == (64, 64)
+    coco = json.loads((out / "coco.json").read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["png/photo.png"]
+    # JSONL has the details: volumes, outputs, model id
+    details = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    lungs = next(
+        d for d in details if d["source"] == "ct/chest.nii.gz" and d["model"] == "ct-lungs"
+    )
+    assert lungs["volumes_ml"]["lung_right"] > 0 and lungs["model_id"].startswith("ct-lungs@")
+    report = (out / "report.html").read_text()
+    assert "corrupt.nii.gz" in report and "Review queue" in report
+    assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_rerun_resumes_and_redoes_changed_and_failed_items(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    annotate(mixed_archive, out, models=["ct-lungs"], progress=False)
+    again = annotate(mixed_archive, out, models=["ct-lungs"], progress=False)
+    assert again.resumed == 3 and again.failed == 1  # the failed item is tried again
+    photo = mixed_archive / "png" / "photo.png"
+    photo.write_bytes(photo.read_bytes())  # same bytes: still resumed
+    assert annotate(mixed_archive, out, models=["ct-lungs"], progress=False).resumed == 3
+    nifti = mixed_archive / "ct" / "chest.nii.gz"
+    image = read_image(nifti)
+    from medlabel.io import write_image
+
+    write_image(image.with_array(image.array + 1), nifti)  # changed content: redone
+    third = annotate(mixed_archive, out, models=["ct-lungs"], progress=False)
+    assert third.resumed == 2
+    # a deleted output is noticed too
+    row = next(r for r in _rows(out) if r["source"] == "ct/chest.nii.gz")
+    (out / row["mask"]).unlink()
+    assert annotate(mixed_archive, out, models=["ct-lungs"], progress=False).resumed == 2
+    assert (out / row["mask"]).is_file()
+
+
+def test_a_killed_job_loses_nothing_finished(
+    mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    real = job_module._Runner.process
+    calls = {"n": 0}
+
+    def dying(self, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed while the second batch runs
+        return real(self, batch)
+
+    monkeypatch.setattr(job_module._Runner, "process", dying)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(mixed_archive, out, models=["ct-lungs"], batch_size=1, progress=False)
+    journal = (out / ".medlabel" / "journal.jsonl").read_text().splitlines()
+    assert len(journal) == 1  # the first item was recorded as soon as it finished
+    assert not (out / "manifest.csv").exists()
+    monkeypatch.setattr(job_module._Runner, "process", real)
+    s = annotate(mixed_archive, out, models=["ct-lungs"], batch_size=1, progress=False)
+    assert s.resumed == 1 and s.done + s.failed + s.skipped == 4
+    assert len(_rows(out)) == 4 and not list(out.rglob(".*.tmp-*"))
+
+
+def test_torn_journal_line_is_ignored(mixed_archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    annotate(mixed_archive, out, models=["ct-lungs"], progress=False)
+    with (out / ".medlabel" / "journal.jsonl").open("a") as fh:
+        fh.write('{"item": "half-writ')
+    assert annotate(mixed_archive, out, models=["ct-lungs"], progress=False).resumed == 3
+
+
+def test_dicom_seg_from_the_job_and_bad_requests(mixed_archive: Path, tmp_path: Path) -> None:
+    import highdicom as hd
+
+    from medlabel.errors import MedlabelError
+
+    out = tmp_path / "out"
+    annotate(mixed_archive, out, models=["ct-bone"], formats=["dicom-seg"], progress=False)
+    rows = {r["source"]: r for r in _rows(out)}
+    series = rows["dicom/series1"]
+    assert series["status"] == "done", series["error"]
+    seg = hd.seg.segread(out / series["mask"])
+    assert seg.SegmentSequence[0].SegmentLabel == "bone"
+    details = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    chest = next(d for d in details if d["source"] == "ct/chest.nii.gz")
+    assert "dicom-seg: the input is not DICOM" in chest["notes"]
+    with pytest.raises(MedlabelError, match="unknown format"):
+        annotate(mixed_archive, out, models=["ct-bone"], formats=["jpeg2000"], progress=False)
+    with pytest.raises(MedlabelError, match="must not be the input"):
+        annotate(mixed_archive, mixed_archive, models=["ct-bone"], progress=False)

@@ -1,0 +1,89 @@
+"""Mask outputs: DICOM SEG that highdicom parses back onto the right slices; COCO polygons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medlabel.annotate.items import discover, read_item
+from medlabel.annotate.outputs import coco_annotations, coco_document, write_dicom_seg
+from medlabel.image import MedicalImage
+
+
+def _series_and_mask(root: Path) -> tuple[MedicalImage, MedicalImage]:
+    item = next(i for i in discover(root).items if i.kind == "dicom-series")
+    image = read_item(item)
+    labels = np.zeros(image.array.shape, np.uint8)
+    labels[1, 2:6, 3:7] = 1  # one box on slice 1
+    labels[3, 5:9, 1:4] = 2  # another class on slice 3 only
+    return image, image.with_array(labels, is_label=True)
+
+
+def test_dicom_seg_references_the_series_and_lines_up_slice_by_slice(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    import highdicom as hd
+    import pydicom
+
+    image, mask = _series_and_mask(mixed_archive)
+    files = image.metadata["source_files"]
+    out = tmp_path / "mask.seg.dcm"
+    classes = {1: "lung_right", 2: "heart"}
+    assert write_dicom_seg(mask, classes, files, out, model_name="m", model_version="1") is None
+    seg = hd.seg.segread(out)
+    sources = [pydicom.dcmread(f) for f in files]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == sources[0].SeriesInstanceUID
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    labels = {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence}
+    assert labels == {1: "lung_right", 2: "heart"}
+    # frames as stored for each source slice, in our volume's slice order
+    uids = [s.SOPInstanceUID for s in sources]
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, combine_segments=True, skip_overlap_checks=True
+    )
+    np.testing.assert_array_equal(pixels, mask.array)
+
+
+def test_dicom_seg_is_refused_with_a_reason(mixed_archive: Path, tmp_path: Path) -> None:
+    image, mask = _series_and_mask(mixed_archive)
+    files = image.metadata["source_files"]
+    empty = mask.with_array(np.zeros_like(mask.array))
+    assert "nothing segmented" in str(
+        write_dicom_seg(
+            empty, {1: "a"}, files, tmp_path / "e.dcm", model_name="m", model_version="1"
+        )
+    )
+    assert "resampled" in str(
+        write_dicom_seg(
+            mask, {1: "a", 2: "b"}, files[:3], tmp_path / "r.dcm", model_name="m", model_version="1"
+        )
+    )
+    assert not list(tmp_path.glob("*.dcm"))
+
+
+def test_coco_polygons_bbox_and_area() -> None:
+    m = np.zeros((40, 50), np.uint8)
+    m[5:15, 10:30] = 1
+    m[20:30, 5:10] = 1  # a second region of the same class
+    m[25:35, 30:45] = 2
+    anns = coco_annotations(MedicalImage(m, is_label=True), {1: "lung", 2: "heart"})
+    assert [a["category"] for a in anns] == ["lung", "lung", "heart"]
+    assert anns[0]["bbox"] == [10.0, 5.0, 20.0, 10.0] and anns[0]["area"] == 200.0
+    poly = np.asarray(anns[0]["segmentation"][0]).reshape(-1, 2)
+    assert poly[:, 0].min() == pytest.approx(9.5) and poly[:, 0].max() == pytest.approx(29.5)
+    doc = coco_document(
+        [
+            {
+                "item": "a",
+                "file_name": "a.png",
+                "width": 50,
+                "height": 40,
+                "model": "m",
+                "annotations": anns,
+            }
+        ]
+    )
+    assert [c["name"] for c in doc["categories"]] == ["lung", "heart"]
+    assert {a["image_id"] for a in doc["annotations"]} == {1} and len(doc["annotations"]) == 3

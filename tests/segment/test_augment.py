@@ -1,0 +1,48 @@
+"""Joint augmentation: shapes survive rotation on non-square patches; labels follow images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medlabel.segment.augment import SegAugment
+
+
+def _elongation(mask: np.ndarray) -> float:
+    coords = np.argwhere(mask).astype(float)
+    eig = np.linalg.eigvalsh(np.cov(coords.T))
+    return float(eig.max() / eig.min())
+
+
+def test_rotation_keeps_a_disk_round_on_a_wide_patch() -> None:
+    yy, xx = np.mgrid[:32, :128]
+    disk = ((yy - 16) ** 2 + (xx - 64) ** 2 <= 10**2).astype(np.int64)
+    aug = SegAugment(rotate_deg=45, scale=0.0, brightness=0, contrast=0, gamma=0, noise=0, p=1)
+    x = torch.from_numpy(disk[None, None].astype(np.float32)).repeat(8, 1, 1, 1)
+    y = torch.from_numpy(disk[None]).repeat(8, 1, 1)
+    xa, ya = aug(x, y, torch.Generator().manual_seed(1))
+    for k in range(8):
+        out = ya[k].numpy()
+        assert abs(out.sum() / disk.sum() - 1) < 0.05  # area kept
+        assert _elongation(out) < 1.15  # still a disk, not a sheared ellipse
+        assert ((xa[k, 0].numpy() > 0.5) == (out == 1)).mean() > 0.99  # label follows image
+
+
+def test_mirroring_flips_image_and_label_together() -> None:
+    x = torch.arange(16 * 4 * 6, dtype=torch.float32).reshape(16, 1, 4, 6) % 24
+    y = (x[:, 0] > 11).long()
+    aug = SegAugment(mirror_axes=(1,), brightness=0, contrast=0, gamma=0, noise=0, p=0)
+    xa, ya = aug(x.clone(), y.clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(ya, (xa[:, 0] > 11.5).long())
+    flipped = [
+        bool(torch.allclose(xa[k], torch.flip(x[k], dims=[2]), atol=1e-4)) for k in range(16)
+    ]
+    kept = [bool(torch.allclose(xa[k], x[k], atol=1e-4)) for k in range(16)]
+    assert all(f or s for f, s in zip(flipped, kept, strict=True))
+    assert 0 < sum(flipped) < 16
+    x3 = torch.rand(6, 1, 3, 4, 5)
+    y3 = (x3[:, 0] > 0.5).long()
+    for axis in range(3):
+        a3 = SegAugment(mirror_axes=(axis,), brightness=0, contrast=0, gamma=0, noise=0, p=0)
+        xa3, ya3 = a3(x3.clone(), y3.clone(), torch.Generator().manual_seed(axis))
+        assert torch.equal(ya3, (xa3[:, 0] > 0.5).long())  # labels stay with their images
