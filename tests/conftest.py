@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data folder (skip when absent) and a synthetic DICOM series maker."""
+"""Shared fixtures: the real data folder (skip when absent), a synthetic DICOM series maker,
+and a small mixed archive for the annotation job."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medlabel.demo import find_shared_data
+from medlabel.image import MedicalImage
+from medlabel.io import write_image
+from medlabel.segment.recipes.ct import chest_phantom
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,3 +179,28 @@ def skip_without_data(real_image: Path | None) -> Path:
     if real_image is None:
         pytest.skip("real data not found: set MEDLABEL_DATA or place it at ../shared/data")
     return real_image
+
+
+@pytest.fixture
+def mixed_archive(tmp_path: Path, make_series: SeriesMaker) -> Path:
+    """``archive/`` with a chest CT phantom as NIfTI and as a DICOM series,
+    a PNG, a note, and a corrupt NIfTI."""
+    root = tmp_path / "archive"
+    write_image(chest_phantom()[0], root / "ct" / "chest.nii.gz")
+    phantom = chest_phantom()[0]
+    hu = np.asarray(phantom.array)
+    make_series(
+        "archive/dicom/series1",
+        n=hu.shape[0],
+        step=phantom.spacing[2],
+        shape=hu.shape[1:],
+        volume=(hu + 1024).clip(0, 4095).astype(np.int64),
+        pixel_spacing=phantom.spacing[:2][::-1],
+    )
+    rng = np.random.default_rng(0)
+    write_image(
+        MedicalImage((rng.random((64, 64)) * 255).astype(np.uint8)), root / "png" / "photo.png"
+    )
+    (root / "notes.txt").write_text("not an image")
+    (root / "ct" / "corrupt.nii.gz").write_bytes(b"\x1f\x8b broken")
+    return root

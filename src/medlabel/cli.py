@@ -53,6 +53,8 @@ def _errors(func: F) -> F:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except typer.BadParameter as err:  # an option value checked inside the command
+            _fail(err.format_message(), 1)
         except MedlabelError as err:
             if _STATE["debug"]:
                 raise
@@ -685,6 +687,39 @@ def annotate(
         strict and summary.failed
     ):
         raise typer.Exit(code=1)
+
+
+@app.command("next")
+@_errors
+def next_(
+    folder: Annotated[Path, typer.Argument(help="Output folder of medlabel annotate.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="uncertainty, margin, random or diversity.")
+    ] = "uncertainty",
+    n: Annotated[int, typer.Option("--n", help="How many items.")] = 20,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's results.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random strategy.")] = 0,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Store URL (default: SQLite in the folder).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The pending results a person should review next (active learning)."""
+    from medlabel.review.active import STRATEGIES
+    from medlabel.review.queue import next_items
+
+    rows = next_items(
+        folder, _choice(strategy, STRATEGIES, "--strategy"), n, model=model, seed=seed, db=db
+    )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        u = r.get("uncertainty")
+        typer.echo(
+            f"{r['item']}\t{r['model']}\t{r['label'] or '(nothing found)'}\t"
+            f"uncertainty={'n/a' if u is None else f'{u:.3f}'}\t{r['source']}"
+        )
 
 
 @app.command()

@@ -23,7 +23,7 @@ def test_mixed_folder_gives_one_item_per_file_and_per_series(mixed_archive: Path
     assert series.kind == "dicom-series" and len(series.files) == 24 and series.modality == "CT"
     assert found.ignored == 1  # notes.txt
     assert read_item(series).array.shape == (24, 64, 64)
-    with pytest.raises(MedlabelError, match="corrupt.nii.gz"):
+    with pytest.raises(MedlabelError, match=r"corrupt\.nii\.gz"):
         read_item(by_source["ct/corrupt.nii.gz"])
     # ids are stable and unique
     again = discover(mixed_archive)

@@ -105,10 +105,10 @@ def run_ray(
         records = [{"item": json.dumps(i.to_dict())} for i in items]
         if not records:
             return timing
-        ds = ray.data.from_items(
+        source = ray.data.from_items(
             records, override_num_blocks=max(1, -(-len(records) // batch_size))
         )
-        ds = ds.map_batches(
+        ds = source.map_batches(
             _Worker,
             fn_constructor_args=(str(journal.out), specs, formats, tta),
             batch_size=batch_size,

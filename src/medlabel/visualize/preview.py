@@ -209,6 +209,8 @@ def render_thumbnail(
     sx, sy = image.spacing[0], image.spacing[1]
     h, w = arr.shape
     scale = size / max(h * sy, w * sx)
-    pic = pic.resize((max(1, round(w * sx * scale)), max(1, round(h * sy * scale))), Image.BILINEAR)
+    pic = pic.resize(
+        (max(1, round(w * sx * scale)), max(1, round(h * sy * scale))), Image.Resampling.BILINEAR
+    )
     with atomic_output(out) as tmp:
         pic.save(tmp, format="PNG")

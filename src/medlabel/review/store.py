@@ -1,0 +1,376 @@
+"""The annotation store: items, predictions, human annotations, review states, users, audit.
+
+:func:`open_store` opens (and migrates to the newest schema with Alembic) a SQLite file inside
+the annotation output folder by default, or any SQLAlchemy URL (``postgresql://...``) for
+teams. :meth:`Store.import_job` loads the results of ``medlabel annotate`` (idempotent: a
+rerun of the job updates predictions, never touches human work); the review methods record
+what people decide, each with an audit entry.
+
+Example:
+    >>> import tempfile
+    >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/review.db")
+    >>> store.add_user("ana", "reviewer", "correct horse battery")
+    >>> store.check_password("ana", "correct horse battery"), store.check_password("ana", "x")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from medlabel.errors import MedlabelError
+from medlabel.review.schema import (
+    REVIEW_STATES,
+    ROLES,
+    Annotation,
+    Audit,
+    Item,
+    Prediction,
+    Review,
+    User,
+)
+
+__all__ = ["Store", "StoreError", "default_url", "open_store"]
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class StoreError(MedlabelError):
+    """A request the store cannot honour (unknown item, bad state, bad role...)."""
+
+
+def default_url(folder: str | os.PathLike[str]) -> str:
+    """``sqlite:///FOLDER/.medlabel/review.db`` (the folder of a ``medlabel annotate`` job)."""
+    path = Path(folder).resolve() / ".medlabel" / "review.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def _verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_b64, digest_b64 = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    expected = _hash_password(password, base64.b64decode(salt_b64)).split("$")[2]
+    return hmac.compare_digest(expected, digest_b64)
+
+
+@dataclass
+class Store:
+    """A migrated database behind a session factory."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+    # ----------------------------------------------------------------- users
+    def add_user(self, name: str, role: str, password: str) -> None:
+        """Create a user (or reset an existing user's role and password).
+
+        Raises:
+            StoreError: an unknown role or a password shorter than 8 characters.
+        """
+        if role not in ROLES:
+            raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if len(password) < 8:
+            raise StoreError(None, "passwords have at least 8 characters")
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                s.add(User(name=name, role=role, password_hash=_hash_password(password)))
+            else:
+                user.role, user.password_hash = role, _hash_password(password)
+            s.add(Audit(user=name, action="user", detail={"role": role}))
+
+    def check_password(self, name: str, password: str) -> bool:
+        """Whether ``password`` is ``name``'s (constant-time comparison)."""
+        with self.session() as s:
+            user = s.get(User, name)
+            return user is not None and _verify_password(password, user.password_hash)
+
+    def role(self, name: str) -> str | None:
+        """A user's role (``None`` for unknown users)."""
+        with self.session() as s:
+            user = s.get(User, name)
+            return None if user is None else user.role
+
+    # ----------------------------------------------------------------- import
+    def import_job(self, folder: str | os.PathLike[str], user: str = "medlabel") -> dict[str, int]:
+        """Load ``folder/manifest.jsonl`` of an annotation job: items, predictions (updated
+        when the model version changes), and a pending review per (item, model) result.
+
+        Human annotations and decided reviews are never touched. Returns counts.
+
+        Raises:
+            StoreError: the folder holds no ``manifest.jsonl``.
+        """
+        manifest = Path(folder) / "manifest.jsonl"
+        if not manifest.is_file():
+            raise StoreError(folder, "no manifest.jsonl here: run medlabel annotate first")
+        counts = {"items": 0, "predictions": 0, "reviews": 0}
+        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        with self.session() as s:
+            for row in rows:
+                if row.get("status") != "done":
+                    continue
+                item = s.get(Item, row["item"])
+                if item is None:
+                    item = Item(
+                        id=row["item"],
+                        source=row.get("source", ""),
+                        modality=row.get("modality") or "",
+                        files={"job": str(Path(folder).resolve())},
+                        thumbnail=row.get("thumbnail") or "",
+                    )
+                    s.add(item)
+                    counts["items"] += 1
+                pred = s.scalar(
+                    select(Prediction).where(
+                        Prediction.item_id == row["item"], Prediction.model == row["model"]
+                    )
+                )
+                values = {
+                    "model_id": row["model_id"],
+                    "task": row.get("task", ""),
+                    "label": row.get("label") or "",
+                    "confidence": row.get("confidence"),
+                    "uncertainty": row.get("uncertainty"),
+                    "margin": row.get("margin"),
+                    "probs": {k[2:]: v for k, v in row.items() if k.startswith("p_")},
+                    "mask": row.get("mask") or "",
+                }
+                if pred is None:
+                    s.add(Prediction(item_id=row["item"], model=row["model"], **values))
+                    counts["predictions"] += 1
+                elif pred.model_id != row["model_id"]:
+                    for key, value in values.items():
+                        setattr(pred, key, value)
+                    counts["predictions"] += 1
+                review = s.scalar(
+                    select(Review).where(
+                        Review.item_id == row["item"], Review.model == row["model"]
+                    )
+                )
+                if review is None:
+                    s.add(Review(item_id=row["item"], model=row["model"], status="pending"))
+                    counts["reviews"] += 1
+            s.add(Audit(user=user, action="import", detail={"folder": str(folder), **counts}))
+        return counts
+
+    # ----------------------------------------------------------------- review
+    def _prediction(self, s: Session, item_id: str, model: str) -> Prediction:
+        pred = s.scalar(
+            select(Prediction).where(Prediction.item_id == item_id, Prediction.model == model)
+        )
+        if pred is None:
+            raise StoreError(None, f"no prediction of model {model!r} for item {item_id!r}")
+        return pred
+
+    def decide(
+        self,
+        item_id: str,
+        model: str,
+        status: str,
+        user: str,
+        *,
+        label: str | None = None,
+        mask: str | None = None,
+    ) -> None:
+        """Record a review decision: ``accepted`` (the prediction is right), ``corrected``
+        (with the right ``label`` and/or a new ``mask`` file), ``rejected`` (unusable), or
+        back to ``pending``. Accepting and correcting store a human annotation (a new
+        version); every decision is audited.
+
+        Raises:
+            StoreError: unknown state, no such prediction, a viewer, or a correction without
+                a label or mask.
+        """
+        if status not in REVIEW_STATES:
+            raise StoreError(None, f"status must be one of {', '.join(REVIEW_STATES)}")
+        if self.role(user) not in ("admin", "reviewer"):
+            raise StoreError(None, f"user {user!r} may not review (needs reviewer or admin)")
+        if status == "corrected" and not (label or mask):
+            raise StoreError(None, "a correction needs a label or a mask")
+        with self.session() as s:
+            pred = self._prediction(s, item_id, model)
+            review = s.scalar(
+                select(Review).where(Review.item_id == item_id, Review.model == model)
+            )
+            if review is None:
+                review = Review(item_id=item_id, model=model)
+                s.add(review)
+            before = review.status
+            review.status, review.reviewer = status, user
+            review.updated = dt.datetime.now(dt.timezone.utc)
+            if status in ("accepted", "corrected"):
+                version = (
+                    s.scalar(
+                        select(func.max(Annotation.version)).where(
+                            Annotation.item_id == item_id, Annotation.model == model
+                        )
+                    )
+                    or 0
+                ) + 1
+                s.add(
+                    Annotation(
+                        item_id=item_id,
+                        model=model,
+                        label=pred.label if label is None else label,
+                        mask=pred.mask if mask is None else mask,
+                        version=version,
+                        author=user,
+                        prediction_id=pred.id,
+                    )
+                )
+            s.add(
+                Audit(
+                    user=user,
+                    action=f"review:{status}",
+                    item_id=item_id,
+                    detail={"model": model, "before": before, "label": label, "mask": mask},
+                )
+            )
+
+    def latest_annotation(self, item_id: str, model: str) -> dict[str, Any] | None:
+        """The newest human annotation of an (item, model) pair."""
+        with self.session() as s:
+            a = s.scalar(
+                select(Annotation)
+                .where(Annotation.item_id == item_id, Annotation.model == model)
+                .order_by(Annotation.version.desc())
+            )
+            if a is None:
+                return None
+            return {
+                "label": a.label,
+                "mask": a.mask,
+                "version": a.version,
+                "author": a.author,
+                "prediction_id": a.prediction_id,
+            }
+
+    def progress(self) -> dict[str, Any]:
+        """Counts per review state, and how often reviewers agreed with the model
+        (accepted / (accepted + corrected))."""
+        with self.session() as s:
+            counts = dict(
+                s.execute(select(Review.status, func.count()).group_by(Review.status)).all()
+            )
+        out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in REVIEW_STATES}
+        decided = out["accepted"] + out["corrected"]
+        out["total"] = sum(out[k] for k in REVIEW_STATES)
+        out["agreement"] = out["accepted"] / decided if decided else None
+        return out
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest audit entries first."""
+        with self.session() as s:
+            rows = s.scalars(select(Audit).order_by(Audit.id.desc()).limit(limit)).all()
+            return [
+                {
+                    "at": r.at.isoformat() if r.at else None,
+                    "user": r.user,
+                    "action": r.action,
+                    "item": r.item_id,
+                    "detail": r.detail,
+                }
+                for r in rows
+            ]
+
+    def predictions(self, status: str | None = "pending") -> list[dict[str, Any]]:
+        """Predictions with their review state (optionally only those in ``status``)."""
+        with self.session() as s:
+            query = (
+                select(Prediction, Review, Item)
+                .join(
+                    Review,
+                    (Review.item_id == Prediction.item_id) & (Review.model == Prediction.model),
+                )
+                .join(Item, Item.id == Prediction.item_id)
+            )
+            if status is not None:
+                query = query.where(Review.status == status)
+            out = []
+            for pred, review, item in s.execute(query.order_by(Prediction.id)).all():
+                out.append(
+                    {
+                        "item": pred.item_id,
+                        "source": item.source,
+                        "model": pred.model,
+                        "task": pred.task,
+                        "label": pred.label,
+                        "confidence": pred.confidence,
+                        "uncertainty": pred.uncertainty,
+                        "margin": pred.margin,
+                        "probs": dict(pred.probs or {}),
+                        "status": review.status,
+                    }
+                )
+            return out
+
+
+def open_store(url_or_folder: str | os.PathLike[str]) -> Store:
+    """Open a store by SQLAlchemy URL, or the default SQLite file of a job folder, and bring
+    its schema up to date.
+
+    Raises:
+        StoreError: the database cannot be opened or migrated.
+    """
+    text = str(url_or_folder)
+    url = text if "://" in text else default_url(text)
+    try:
+        engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.close()
+
+        _migrate(engine)
+    except Exception as exc:
+        if isinstance(exc, MedlabelError):
+            raise
+        raise StoreError(None, f"cannot open the store at {url}: {exc}") from exc
+    return Store(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
