@@ -724,6 +724,44 @@ def next_(
 
 @app.command()
 @_errors
+def review(
+    folder: Annotated[Path, typer.Argument(help="Output folder of medlabel annotate.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Store URL (default: SQLite in the folder).")
+    ] = None,
+    add_user: Annotated[
+        str | None,
+        typer.Option(
+            "--add-user",
+            help="Create (or reset) this user, read the password from stdin, and exit.",
+        ),
+    ] = None,
+    role: Annotated[str, typer.Option("--role", help="admin, reviewer or viewer.")] = "reviewer",
+) -> None:
+    """Start the review web UI for an annotation job (sign in with a user made by --add-user)."""
+    from medlabel.review.schema import ROLES
+    from medlabel.review.store import open_store
+
+    if add_user:
+        password = sys.stdin.readline().rstrip("\n")
+        open_store(db or folder).add_user(add_user, _choice(role, ROLES, "--role"), password)
+        typer.echo(f"user {add_user} ({role}) saved")
+        return
+    import uvicorn
+
+    from medlabel.review.server import create_app
+
+    app_ = create_app(folder, db=db)
+    if not app_.state.store.progress()["total"]:
+        typer.echo("note: the job has no finished results to review yet")
+    typer.echo(f"review server on http://{host}:{port} (Ctrl+C stops it)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+@_errors
 def predict(
     source: Annotated[Path, typer.Argument(help="Image file, folder of images, or dataset.")],
     model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],

@@ -127,6 +127,9 @@ class _Runner:
             "mask": "",
             "seconds": 0.0,
             "hash": loaded.hash,
+            "kind": loaded.item.kind,
+            "files": list(loaded.item.files),
+            "series_uid": loaded.item.series_uid,
             "formats": list(self.formats),
             "outputs": {},
         }

@@ -158,7 +158,12 @@ class Store:
                         id=row["item"],
                         source=row.get("source", ""),
                         modality=row.get("modality") or "",
-                        files={"job": str(Path(folder).resolve())},
+                        files={
+                            "job": str(Path(folder).resolve()),
+                            "kind": row.get("kind", "file"),
+                            "paths": row.get("files", []),
+                            "series_uid": row.get("series_uid", ""),
+                        },
                         thumbnail=row.get("thumbnail") or "",
                     )
                     s.add(item)
@@ -316,6 +321,44 @@ class Store:
                 for r in rows
             ]
 
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An item with its predictions, review states and newest annotations."""
+        with self.session() as s:
+            item = s.get(Item, item_id)
+            if item is None:
+                return None
+            preds = s.scalars(select(Prediction).where(Prediction.item_id == item_id)).all()
+            reviews = {
+                r.model: r for r in s.scalars(select(Review).where(Review.item_id == item_id)).all()
+            }
+            results: list[dict[str, Any]] = []
+            out: dict[str, Any] = {
+                "id": item.id,
+                "source": item.source,
+                "modality": item.modality,
+                "files": dict(item.files or {}),
+                "thumbnail": item.thumbnail,
+                "results": results,
+            }
+        for p in preds:
+            review = reviews.get(p.model)
+            results.append(
+                {
+                    "model": p.model,
+                    "model_id": p.model_id,
+                    "task": p.task,
+                    "label": p.label,
+                    "confidence": p.confidence,
+                    "uncertainty": p.uncertainty,
+                    "probs": dict(p.probs or {}),
+                    "mask": p.mask,
+                    "status": review.status if review else "pending",
+                    "reviewer": review.reviewer if review else "",
+                    "annotation": self.latest_annotation(item_id, p.model),
+                }
+            )
+        return out
+
     def predictions(self, status: str | None = "pending") -> list[dict[str, Any]]:
         """Predictions with their review state (optionally only those in ``status``)."""
         with self.session() as s:
@@ -335,6 +378,8 @@ class Store:
                     {
                         "item": pred.item_id,
                         "source": item.source,
+                        "modality": item.modality,
+                        "thumbnail": item.thumbnail,
                         "model": pred.model,
                         "task": pred.task,
                         "label": pred.label,

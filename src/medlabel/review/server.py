@@ -1,0 +1,329 @@
+"""``medlabel review``: a FastAPI server with a web UI to accept, correct or reject results.
+
+Everything except the login page needs a logged-in user (signed session cookie); reviewers
+and admins may decide, viewers may only look. URLs carry item ids, never paths: files are
+looked up in the store and must lie inside the job folder. Request bodies are limited in size.
+Slices are rendered on the server (:mod:`medlabel.review.render`); the page's JavaScript is
+written for this project and served from the package.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from fastapi.testclient import TestClient
+    >>> from medlabel.annotate.job import annotate
+    >>> from medlabel.io import write_image
+    >>> from medlabel.segment.recipes.ct import chest_phantom
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> write_image(chest_phantom()[0], root / "in" / "chest.nii.gz")
+    >>> _ = annotate(root / "in", root / "out", models=["ct-lungs"], progress=False)
+    >>> app = create_app(root / "out")
+    >>> app.state.store.add_user("ana", "reviewer", "long enough pw")
+    >>> client = TestClient(app)
+    >>> client.get("/api/queue").status_code
+    401
+    >>> client.post("/login", data={"username": "ana", "password": "long enough pw"}).status_code
+    200
+    >>> [r["model"] for r in client.get("/api/queue").json()]
+    ['ct-lungs']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel
+
+from medlabel.annotate.items import Item as JobItem
+from medlabel.annotate.items import read_item
+from medlabel.errors import MedlabelError
+from medlabel.io import read_image
+from medlabel.preprocess.window import WINDOW_PRESETS
+from medlabel.review.active import STRATEGIES, rank
+from medlabel.review.auth import COOKIE, Sessions, load_secret
+from medlabel.review.queue import thumbnail_features
+from medlabel.review.render import View, decode_rle, encode_rle
+from medlabel.review.store import Store, StoreError, open_store
+from medlabel.visualize.preview import LABEL_COLOURS
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+#: Largest request body accepted (bytes): a mask slice as run-length code is far smaller.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+_STATIC = Path(__file__).resolve().parent / "static"
+
+
+class Decision(BaseModel):
+    """A review decision from the UI."""
+
+    model: str
+    status: str
+    label: str | None = None
+
+
+class MaskEdit(BaseModel):
+    """One edited slice of a mask, run-length coded in display orientation."""
+
+    index: int
+    width: int
+    height: int
+    rle: list[int]
+
+
+def _login_page(message: str = "") -> str:
+    note = f'<p class="err">{message}</p>' if message else ""
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>medlabel review: sign in</title>
+<style>body{{font-family:system-ui,sans-serif;background:#111;color:#eee;display:flex;
+justify-content:center;margin-top:12vh}}form{{background:#222;padding:2em;border-radius:8px;
+min-width:18em}}input{{display:block;width:100%;margin:.4em 0 1em;padding:.5em;
+box-sizing:border-box}}button{{padding:.5em 1.5em}}.err{{color:#f77}}</style></head><body>
+<form method="post" action="/login"><h2>medlabel review</h2>{note}
+<label>User<input name="username" id="username" autocomplete="username" autofocus></label>
+<label>Password<input name="password" id="password" type="password"
+autocomplete="current-password"></label><button type="submit" id="signin">Sign in</button>
+</form></body></html>"""
+
+
+def _model_classes(job: Path) -> dict[str, dict[int, str]]:
+    """Class value -> name per segmentation model, from the job's manifest."""
+    out: dict[str, dict[int, str]] = {}
+    manifest = job / "manifest.jsonl"
+    if not manifest.is_file():
+        return out
+    for line in manifest.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        sizes = row.get("volumes_ml") or row.get("areas_cm2")
+        if sizes and row["model"] not in out:
+            out[row["model"]] = {k + 1: str(name) for k, name in enumerate(sizes)}
+    return out
+
+
+def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI:
+    """The review app for the annotation job folder ``job`` (store: ``db`` or its SQLite).
+
+    Raises:
+        StoreError: the folder holds no annotation job.
+    """
+    folder = Path(job).resolve()
+    store: Store = open_store(db or folder)
+    store.import_job(folder)
+    sessions = Sessions(load_secret(folder))
+    classes = _model_classes(folder)
+    views: OrderedDict[str, View] = OrderedDict()
+    app = FastAPI(title="medlabel review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.folder = folder
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        response: Response = await call_next(request)
+        return response
+
+    def current_user(request: Request) -> str:
+        user = sessions.user(request.cookies.get(COOKIE))
+        if user is None or store.role(user) is None:
+            raise HTTPException(status_code=401, detail="sign in first")
+        return user
+
+    def reviewer(user: str = Depends(current_user)) -> str:
+        if store.role(user) not in ("admin", "reviewer"):
+            raise HTTPException(status_code=403, detail="viewers cannot change annotations")
+        return user
+
+    def inside(rel: str) -> Path:
+        path = (folder / rel).resolve()
+        if not rel or not path.is_relative_to(folder) or not path.is_file():
+            raise HTTPException(status_code=404, detail="no such file")
+        return path
+
+    def item_or_404(item_id: str) -> dict[str, Any]:
+        item = store.item(item_id)
+        if item is None:
+            raise HTTPException(status_code=404, detail="no such item")
+        return item
+
+    def view(item_id: str) -> View:
+        if item_id in views:
+            views.move_to_end(item_id)
+            return views[item_id]
+        item = item_or_404(item_id)
+        files = item["files"]
+        job_item = JobItem(
+            id=item_id,
+            source=item["source"],
+            kind=files.get("kind", "file"),
+            files=tuple(files.get("paths") or []),
+            series_uid=files.get("series_uid", ""),
+        )
+        try:
+            v = View(read_item(job_item))
+        except MedlabelError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        views[item_id] = v
+        while len(views) > 6:  # a few volumes in memory at most
+            views.popitem(last=False)
+        return v
+
+    def mask_labels(item_id: str, model: str) -> np.ndarray:
+        item = item_or_404(item_id)
+        result = next((r for r in item["results"] if r["model"] == model), None)
+        if result is None:
+            raise HTTPException(status_code=404, detail="no such result")
+        rel = (result["annotation"] or {}).get("mask") or result["mask"]
+        mask = read_image(inside(rel), is_label=True)
+        return view(item_id).mask_display(mask)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form() -> str:
+        return _login_page()
+
+    @app.post("/login")
+    def login(username: str = Form(...), password: str = Form(...)) -> Response:
+        if not store.check_password(username, password):
+            return HTMLResponse(_login_page("Wrong user or password."), status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE, sessions.issue(username), httponly=True, samesite="strict", max_age=12 * 3600
+        )
+        return response
+
+    @app.post("/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        if sessions.user(request.cookies.get(COOKIE)) is None:
+            return RedirectResponse("/login", status_code=303)
+        return HTMLResponse((_STATIC / "review.html").read_text())
+
+    @app.get("/static/{name}")
+    def static(name: str, user: str = Depends(current_user)) -> FileResponse:
+        allowed = {"review.js": "text/javascript", "review.css": "text/css"}
+        if name not in allowed:
+            raise HTTPException(status_code=404, detail="no such file")
+        return FileResponse(_STATIC / name, media_type=allowed[name])
+
+    @app.get("/api/me")
+    def me(user: str = Depends(current_user)) -> dict[str, Any]:
+        return {"user": user, "role": store.role(user)}
+
+    @app.get("/api/queue")
+    def queue(
+        strategy: str = "uncertainty",
+        status: str = "pending",
+        model: str | None = None,
+        label: str | None = None,
+        n: int = 500,
+        user: str = Depends(current_user),
+    ) -> list[dict[str, Any]]:
+        if strategy not in STRATEGIES:
+            raise HTTPException(status_code=422, detail=f"strategy: one of {STRATEGIES}")
+        rows = store.predictions(None if status == "all" else status)
+        if model:
+            rows = [r for r in rows if r["model"] == model]
+        if label:
+            rows = [r for r in rows if label.lower() in (r["label"] or "").lower()]
+        return rank(
+            rows,
+            strategy,
+            n,
+            features=lambda r: thumbnail_features(folder, r.get("thumbnail", "")),
+        )
+
+    @app.get("/api/progress")
+    def progress(user: str = Depends(current_user)) -> dict[str, Any]:
+        return store.progress()
+
+    @app.get("/api/items/{item_id}")
+    def item_info(item_id: str, user: str = Depends(current_user)) -> dict[str, Any]:
+        item = item_or_404(item_id)
+        v = view(item_id)
+        level, width = v.default_window()
+        for result in item["results"]:
+            result["classes"] = (
+                {str(k): n for k, n in classes.get(result["model"], {}).items()}
+                if result["task"] == "segmentation"
+                else list(result["probs"])
+            )
+        item.pop("files", None)  # paths stay on the server
+        return {
+            **item,
+            "slices": v.slices,
+            "aspect": v.aspect,
+            "window": {"level": level, "width": width},
+            "presets": {k: {"level": lw[0], "width": lw[1]} for k, lw in WINDOW_PRESETS.items()},
+            "modality": item["modality"] or v.image.modality or "",
+            "colours": [list(c) for c in LABEL_COLOURS],
+        }
+
+    @app.get("/api/items/{item_id}/slice/{index}.png")
+    def slice_png(
+        item_id: str, index: int, level: float, width: float, user: str = Depends(current_user)
+    ) -> Response:
+        return Response(view(item_id).slice_png(index, level, width), media_type="image/png")
+
+    @app.get("/api/items/{item_id}/overlay/{model}/{index}.png")
+    def overlay_png(
+        item_id: str, model: str, index: int, user: str = Depends(current_user)
+    ) -> Response:
+        labels = mask_labels(item_id, model)
+        return Response(view(item_id).overlay_png(labels, index), media_type="image/png")
+
+    @app.get("/api/items/{item_id}/labels/{model}/{index}")
+    def labels_slice(
+        item_id: str, model: str, index: int, user: str = Depends(current_user)
+    ) -> dict[str, Any]:
+        labels = mask_labels(item_id, model)
+        plane = labels if labels.ndim == 2 else labels[int(np.clip(index, 0, len(labels) - 1))]
+        return {"width": plane.shape[1], "height": plane.shape[0], "rle": encode_rle(plane)}
+
+    @app.get("/api/thumbs/{item_id}.png")
+    def thumb(item_id: str, user: str = Depends(current_user)) -> FileResponse:
+        return FileResponse(inside(item_or_404(item_id)["thumbnail"]), media_type="image/png")
+
+    @app.post("/api/items/{item_id}/review")
+    def review(item_id: str, decision: Decision, user: str = Depends(reviewer)) -> dict[str, Any]:
+        try:
+            store.decide(item_id, decision.model, decision.status, user, label=decision.label)
+        except StoreError as err:
+            raise HTTPException(status_code=422, detail=err.reason) from err
+        return {"ok": True, "progress": store.progress()}
+
+    @app.post("/api/items/{item_id}/mask/{model}")
+    def save_mask(
+        item_id: str, model: str, edit: MaskEdit, user: str = Depends(reviewer)
+    ) -> dict[str, Any]:
+        labels = mask_labels(item_id, model)
+        shape = labels.shape if labels.ndim == 2 else labels.shape[1:]
+        if (edit.height, edit.width) != tuple(shape):
+            raise HTTPException(status_code=422, detail=f"slice must be {shape[1]}x{shape[0]}")
+        try:
+            plane = decode_rle(edit.rle, edit.width * edit.height).reshape(shape)
+        except ValueError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        known = set(classes.get(model, {})) | {0}
+        if not set(np.unique(plane).tolist()) <= known:
+            raise HTTPException(status_code=422, detail="labels outside the model's classes")
+        current = store.latest_annotation(item_id, model)
+        version = (current["version"] if current else 0) + 1
+        rel = f"masks/{item_id}/{model}.v{version}.nii.gz"
+        view(item_id).save_edit(labels, edit.index, plane, folder / rel, classes.get(model, {}))
+        store.decide(item_id, model, "corrected", user, mask=rel)
+        return {"ok": True, "mask": rel, "version": version}
+
+    return app

@@ -1,0 +1,134 @@
+"""The review UI in a real browser: Playwright drives Debian's Chromium against a live server.
+
+It signs in, reviews with the keyboard (accept, change a label), scrolls a volume, paints a
+mask correction with the brush and saves it, and checks that the store recorded each change.
+Screenshots of the main views are kept in ``test-artifacts/review/`` (or
+``$MEDLABEL_ARTIFACTS/review``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medlabel.annotate.job import annotate
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _artifacts() -> Path:
+    base = Path(os.environ.get("MEDLABEL_ARTIFACTS", REPO / "test-artifacts"))
+    out = base / "review"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def server(mixed_archive: Path, tmp_path: Path) -> Iterator[tuple[str, object]]:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    import uvicorn
+
+    from medlabel.review.server import create_app
+
+    job = tmp_path / "job"
+    annotate(mixed_archive, job, models=["ct-lungs", "cxr-pneumonia"], progress=False)
+    app = create_app(job)
+    app.state.store.add_user("ana", "reviewer", "long enough pw")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app.state.store
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_review_in_chromium(server: tuple[str, object]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, store = server
+    shots = _artifacts()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.goto(url + "/")
+        expect(page).to_have_url(url + "/login")
+        page.fill("#username", "ana")
+        page.fill("#password", "long enough pw")
+        page.screenshot(path=str(shots / "login.png"))
+        page.click("#signin")
+        expect(page.locator("#queue li")).to_have_count(3)  # 2 ct-lungs + 1 classification
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(shots / "queue-and-viewer.png"))
+
+        # classification: show only that model, change the label with a number key
+        page.select_option("#model", "cxr-pneumonia")
+        expect(page.locator("#queue li")).to_have_count(1)
+        item = store.predictions("pending")  # type: ignore[attr-defined]
+        photo = next(r for r in item if r["model"] == "cxr-pneumonia")
+        wanted = "PNEUMONIA" if photo["label"] == "NORMAL" else "NORMAL"
+        page.locator("#canvas").focus()
+        page.keyboard.press("1" if wanted == "NORMAL" else "2")
+        expect(page.locator("#progress")).to_contain_text("corrected 1")
+        ann = store.latest_annotation(photo["item"], "cxr-pneumonia")  # type: ignore[attr-defined]
+        assert ann is not None and ann["label"] == wanted and ann["author"] == "ana"
+
+        # segmentation: accept one volume with the keyboard
+        page.select_option("#model", "ct-lungs")
+        expect(page.locator("#queue li")).to_have_count(2)
+        page.locator("#canvas").focus()
+        page.keyboard.press("a")
+        expect(page.locator("#progress")).to_contain_text("accepted 1")
+        expect(page.locator("#queue li")).to_have_count(1)
+
+        # scroll slices, then paint with the brush and save a new mask version
+        page.locator("#canvas").focus()
+        before = page.locator("#sliceinfo").inner_text()
+        page.keyboard.press("ArrowUp")
+        expect(page.locator("#sliceinfo")).not_to_have_text(before)
+        page.keyboard.press("b")
+        page.keyboard.press("2")
+        box = page.locator("#canvas").bounding_box()
+        assert box is not None
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx - 60, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 60, cy, steps=12)
+        page.mouse.up()
+        page.screenshot(path=str(shots / "brush-correction.png"))
+        page.keyboard.press("s")
+        expect(page.locator("#message")).to_contain_text("Saved mask version 1")
+        expect(page.locator("#progress")).to_contain_text("corrected 2")
+        page.screenshot(path=str(shots / "after-save.png"))
+        browser.close()
+    progress = store.progress()  # type: ignore[attr-defined]
+    assert (progress["accepted"], progress["corrected"]) == (1, 2)
+    assert any(a["action"] == "review:corrected" and a["detail"]["mask"] for a in store.audit(10))  # type: ignore[attr-defined]

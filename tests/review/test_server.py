@@ -1,0 +1,109 @@
+"""The review server's API: sign-in everywhere, roles, ids not paths, size limits, edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from medlabel.annotate.job import annotate
+from medlabel.image import same_grid
+from medlabel.io import read_image
+from medlabel.review.server import MAX_BODY_BYTES, create_app
+
+
+@pytest.fixture
+def job(mixed_archive: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "job"
+    annotate(mixed_archive, out, models=["ct-lungs", "cxr-pneumonia"], progress=False)
+    return out
+
+
+def _client(job: Path, user: str = "ana", role: str = "reviewer") -> TestClient:
+    app = create_app(job)
+    app.state.store.add_user(user, role, "long enough pw")
+    client = TestClient(app)
+    r = client.post("/login", data={"username": user, "password": "long enough pw"})
+    assert r.status_code == 200
+    return client
+
+
+def test_nothing_is_served_without_signing_in(job: Path) -> None:
+    client = TestClient(create_app(job))
+    assert client.get("/login").status_code == 200
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    for path in ("/api/queue", "/api/progress", "/static/review.js", "/api/items/x"):
+        assert client.get(path).status_code == 401, path
+    bad = client.post("/login", data={"username": "ana", "password": "wrong password"})
+    assert bad.status_code == 401 and "Wrong user or password" in bad.text
+    forged = TestClient(create_app(job), cookies={"medlabel_session": "YW5h.9999999999.x"})
+    assert forged.get("/api/queue").status_code == 401
+
+
+def test_review_flow_and_roles(job: Path) -> None:
+    client = _client(job)
+    queue = client.get("/api/queue", params={"model": "cxr-pneumonia"}).json()
+    assert [r["source"] for r in queue] == ["png/photo.png"]
+    item = queue[0]["item"]
+    info = client.get(f"/api/items/{item}").json()
+    assert info["slices"] == 1 and "files" not in info  # no server paths leak
+    other = next(c for c in info["results"][0]["classes"] if c != info["results"][0]["label"])
+    r = client.post(
+        f"/api/items/{item}/review",
+        json={"model": "cxr-pneumonia", "status": "corrected", "label": other},
+    )
+    assert r.status_code == 200 and r.json()["progress"]["corrected"] == 1
+    store = client.app.state.store  # type: ignore[attr-defined]
+    assert store.latest_annotation(item, "cxr-pneumonia")["label"] == other
+    png = client.get(f"/api/items/{item}/slice/0.png", params={"level": 128, "width": 256})
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    viewer = _client(job, "vic", "viewer")
+    denied = viewer.post(
+        f"/api/items/{item}/review", json={"model": "cxr-pneumonia", "status": "accepted"}
+    )
+    assert denied.status_code == 403
+
+
+def test_ids_not_paths_and_body_limit(job: Path) -> None:
+    client = _client(job)
+    assert client.get("/api/items/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert client.get("/static/..%2Fserver.py").status_code == 404
+    big = client.post(
+        "/api/items/x/review",
+        content=b"x" * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert big.status_code == 413
+
+
+def test_mask_edit_is_a_new_version_on_the_image_grid(job: Path, mixed_archive: Path) -> None:
+    client = _client(job)
+    queue = client.get("/api/queue", params={"model": "ct-lungs"}).json()
+    chest = next(r for r in queue if r["source"] == "ct/chest.nii.gz")["item"]
+    info = client.get(f"/api/items/{chest}").json()
+    index = info["slices"] // 2
+    plane = client.get(f"/api/items/{chest}/labels/ct-lungs/{index}").json()
+    w, h = plane["width"], plane["height"]
+    edited = np.zeros(w * h, np.uint8)
+    edited[: w * 4] = 2  # paint the first four display rows as left lung
+    rle = [int(v) for pair in ((2, w * 4), (0, w * h - w * 4)) for v in pair]
+    r = client.post(
+        f"/api/items/{chest}/mask/ct-lungs",
+        json={"index": index, "width": w, "height": h, "rle": rle},
+    )
+    assert r.status_code == 200 and r.json()["version"] == 1
+    saved = read_image(job / r.json()["mask"])
+    original = read_image(mixed_archive / "ct" / "chest.nii.gz")
+    assert same_grid(saved, original)
+    again = client.get(f"/api/items/{chest}/labels/ct-lungs/{index}").json()
+    assert again["rle"][:2] == [2, w * 4]  # the viewer now shows the edited version
+    before = read_image(job / next(x for x in info["results"] if x["model"] == "ct-lungs")["mask"])
+    changed = np.argwhere(saved.array != before.array)
+    assert len(changed) and len({int(z) for z in changed[:, 0]}) == 1  # one stored slice only
+    bad = client.post(
+        f"/api/items/{chest}/mask/ct-lungs",
+        json={"index": index, "width": w, "height": h, "rle": [9, w * h]},
+    )
+    assert bad.status_code == 422
