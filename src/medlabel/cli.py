@@ -430,13 +430,40 @@ train_app = typer.Typer(help="Train models (writes a model bundle).", no_args_is
 app.add_typer(train_app, name="train")
 
 
+FromReviewOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-review",
+        help="Train on the accepted and corrected results of this annotation job folder.",
+    ),
+]
+ReviewModelOpt = Annotated[
+    str | None,
+    typer.Option("--review-model", help="With --from-review: whose results (model name)."),
+]
+
+
+def _reviewed_data(folder: Path, model: str | None, task: str) -> tuple[Path, str]:
+    """Export reviewed results to a training CSV; returns it and the label mapping."""
+    from medlabel.review.export import export_reviewed
+
+    if not model:
+        raise MedlabelError(folder, "--from-review needs --review-model NAME (whose results)")
+    export = export_reviewed(folder, model)
+    if export.task != task:
+        raise MedlabelError(folder, f"model {model} is a {export.task} model, not {task}")
+    typer.echo(f"training on {export.rows} reviewed result(s) of {model} ({export.path})")
+    return export.path, export.labels
+
+
 @train_app.command("classify")
 @_errors
 def train_classify(
-    data: Annotated[
-        Path, typer.Option("--data", help="MedMNIST .npz, CSV manifest or class folders.")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="MedMNIST .npz, CSV manifest or class folders."),
+    ] = None,
     model: Annotated[
         str,
         typer.Option(
@@ -466,6 +493,8 @@ def train_classify(
         str | None,
         typer.Option("--group-regex", help="Regex finding the patient id in file names."),
     ] = None,
+    from_review: FromReviewOpt = None,
+    review_model: ReviewModelOpt = None,
 ) -> None:
     """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
     from medlabel.classify.bundle import save_bundle, save_classic_bundle
@@ -474,6 +503,10 @@ def train_classify(
     from medlabel.classify.train import train_classifier
     from medlabel.data.sources import open_dataset
 
+    if from_review is not None:
+        data, _ = _reviewed_data(from_review, review_model, "classification")
+    if data is None:
+        raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
     dataset = open_dataset(data, group_pattern=group_regex)
     command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
     if model.startswith("classic:"):
@@ -517,10 +550,11 @@ def train_classify(
 @train_app.command("segment")
 @_errors
 def train_segment(
-    data: Annotated[
-        Path, typer.Option("--data", help="MSD folder (imagesTr/labelsTr), images/+masks/, CSV.")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="MSD folder (imagesTr/labelsTr), images/+masks/, CSV."),
+    ] = None,
     labels: Annotated[
         str | None,
         typer.Option("--labels", help="Mask value to class name, e.g. 150=lung_right,250=heart."),
@@ -545,6 +579,8 @@ def train_segment(
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
     ] = None,
+    from_review: FromReviewOpt = None,
+    review_model: ReviewModelOpt = None,
 ) -> None:
     """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan).
 
@@ -554,6 +590,11 @@ def train_segment(
     from medlabel.segment.dataset import open_segmentation_dataset
     from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
+    if from_review is not None:
+        data, mapping = _reviewed_data(from_review, review_model, "segmentation")
+        labels = labels or mapping
+    if data is None:
+        raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
     dataset = open_segmentation_dataset(data, labels)
     image, _ = dataset.load(0)
     if dims is not None and dims > image.ndim:

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -46,6 +45,7 @@ from medlabel.io import read_image
 from medlabel.preprocess.window import WINDOW_PRESETS
 from medlabel.review.active import STRATEGIES, rank
 from medlabel.review.auth import COOKIE, Sessions, load_secret
+from medlabel.review.export import model_classes
 from medlabel.review.queue import thumbnail_features
 from medlabel.review.render import View, decode_rle, encode_rle
 from medlabel.review.store import Store, StoreError, open_store
@@ -91,22 +91,6 @@ autocomplete="current-password"></label><button type="submit" id="signin">Sign i
 </form></body></html>"""
 
 
-def _model_classes(job: Path) -> dict[str, dict[int, str]]:
-    """Class value -> name per segmentation model, from the job's manifest."""
-    out: dict[str, dict[int, str]] = {}
-    manifest = job / "manifest.jsonl"
-    if not manifest.is_file():
-        return out
-    for line in manifest.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        sizes = row.get("volumes_ml") or row.get("areas_cm2")
-        if sizes and row["model"] not in out:
-            out[row["model"]] = {k + 1: str(name) for k, name in enumerate(sizes)}
-    return out
-
-
 def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI:
     """The review app for the annotation job folder ``job`` (store: ``db`` or its SQLite).
 
@@ -117,7 +101,7 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     store: Store = open_store(db or folder)
     store.import_job(folder)
     sessions = Sessions(load_secret(folder))
-    classes = _model_classes(folder)
+    classes = model_classes(folder)
     views: OrderedDict[str, View] = OrderedDict()
     app = FastAPI(title="medlabel review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store

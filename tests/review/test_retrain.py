@@ -1,0 +1,75 @@
+"""From review back to training: reviewed labels become a training set for a new bundle."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from medlabel.annotate.job import annotate
+from medlabel.cli import app
+from medlabel.image import MedicalImage
+from medlabel.io import write_image
+from medlabel.review.export import export_reviewed
+from medlabel.review.store import open_store
+
+
+def test_train_classify_from_review(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    archive = tmp_path / "archive"
+    truth = {}
+    for k in range(16):
+        bright = k % 2 == 0
+        img = rng.normal(170 if bright else 70, 20, (40, 40)).clip(0, 255).astype(np.uint8)
+        name = f"img{k:02d}.png"
+        write_image(MedicalImage(img), archive / name)
+        truth[name] = "PNEUMONIA" if bright else "NORMAL"
+    job = tmp_path / "job"
+    annotate(archive, job, models=["cxr-pneumonia"], progress=False)
+    store = open_store(job)
+    store.import_job(job)
+    store.add_user("ana", "reviewer", "long enough pw")
+    for r in store.predictions("pending"):
+        right = truth[r["source"]]
+        if r["label"] == right:
+            store.decide(r["item"], r["model"], "accepted", "ana")
+        else:
+            store.decide(r["item"], r["model"], "corrected", "ana", label=right)
+    export = export_reviewed(job, "cxr-pneumonia")
+    with export.path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 16 and {Path(r["path"]).name: r["label"] for r in rows} == truth
+    out = tmp_path / "retrained"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "classify",
+            "--from-review",
+            str(job),
+            "--review-model",
+            "cxr-pneumonia",
+            "--out",
+            str(out),
+            "--model",
+            "compact",
+            "--size",
+            "28",
+            "--epochs",
+            "2",
+            "--budget-minutes",
+            "0.3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["class_names"] == ["NORMAL", "PNEUMONIA"]
+    missing = CliRunner().invoke(app, ["train", "classify", "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "--from-review" in missing.output
+    no_model = CliRunner().invoke(
+        app, ["train", "classify", "--from-review", str(job), "--out", str(tmp_path / "y")]
+    )
+    assert no_model.exit_code == 1 and "--review-model" in no_model.output
