@@ -51,10 +51,12 @@ from medlabel.review.render import View, decode_rle, encode_rle
 from medlabel.review.store import Store, StoreError, open_store
 from medlabel.visualize.preview import LABEL_COLOURS
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "create_app"]
 
 #: Largest request body accepted (bytes): a mask slice as run-length code is far smaller.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Largest image or label upload through the MONAI Label datastore routes (bytes).
+MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 
 _STATIC = Path(__file__).resolve().parent / "static"
 
@@ -106,17 +108,23 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     app = FastAPI(title="medlabel review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.folder = folder
+    app.state.sessions = sessions
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Response:
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        limit = MAX_UPLOAD_BYTES if request.url.path.startswith("/datastore") else MAX_BODY_BYTES
+        if length and length.isdigit() and int(length) > limit:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
         response: Response = await call_next(request)
         return response
 
     def current_user(request: Request) -> str:
-        user = sessions.user(request.cookies.get(COOKIE))
+        token = request.cookies.get(COOKIE)
+        bearer = request.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):  # MONAI Label clients
+            token = bearer[7:].strip()
+        user = sessions.user(token)
         if user is None or store.role(user) is None:
             raise HTTPException(status_code=401, detail="sign in first")
         return user
@@ -310,4 +318,7 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         store.decide(item_id, model, "corrected", user, mask=rel)
         return {"ok": True, "mask": rel, "version": version}
 
+    from medlabel.review.monailabel_api import add_monailabel_routes
+
+    add_monailabel_routes(app, current_user, reviewer)
     return app

@@ -275,6 +275,82 @@ class Store:
                 )
             )
 
+    def add_item(self, item_id: str, source: str, paths: list[str], user: str) -> None:
+        """Register an image that did not come from an annotation job (an upload)."""
+        with self.session() as s:
+            item = s.get(Item, item_id)
+            files = {"kind": "file", "paths": list(paths), "series_uid": ""}
+            if item is None:
+                s.add(Item(id=item_id, source=source, modality="", files=files, thumbnail=""))
+            else:
+                item.files, item.source = files, source
+            s.add(
+                Audit(user=user, action="upload:image", item_id=item_id, detail={"source": source})
+            )
+
+    def add_label(self, item_id: str, model: str, mask: str, user: str) -> int:
+        """Store a human mask for an item (a new version, with or without a prediction) and
+        mark the (item, model) pair corrected. Returns the version.
+
+        Raises:
+            StoreError: unknown item.
+        """
+        with self.session() as s:
+            if s.get(Item, item_id) is None:
+                raise StoreError(None, f"no item {item_id!r}")
+            pred = s.scalar(
+                select(Prediction).where(Prediction.item_id == item_id, Prediction.model == model)
+            )
+            version = (
+                s.scalar(
+                    select(func.max(Annotation.version)).where(
+                        Annotation.item_id == item_id, Annotation.model == model
+                    )
+                )
+                or 0
+            ) + 1
+            s.add(
+                Annotation(
+                    item_id=item_id,
+                    model=model,
+                    label="",
+                    mask=mask,
+                    version=version,
+                    author=user,
+                    prediction_id=pred.id if pred else None,
+                )
+            )
+            review = s.scalar(
+                select(Review).where(Review.item_id == item_id, Review.model == model)
+            )
+            if review is None:
+                s.add(Review(item_id=item_id, model=model, status="corrected", reviewer=user))
+            else:
+                review.status, review.reviewer = "corrected", user
+            s.add(
+                Audit(
+                    user=user,
+                    action="upload:label",
+                    item_id=item_id,
+                    detail={"model": model, "mask": mask, "version": version},
+                )
+            )
+            return version
+
+    def log(self, user: str, action: str, detail: dict[str, Any], item_id: str = "") -> None:
+        """Add an audit entry."""
+        with self.session() as s:
+            s.add(Audit(user=user, action=action, item_id=item_id, detail=detail))
+
+    def items(self) -> list[dict[str, Any]]:
+        """Every item with whether a person has labelled it (any model)."""
+        with self.session() as s:
+            labelled = set(s.scalars(select(Annotation.item_id)).all())
+            return [
+                {"id": i.id, "source": i.source, "labelled": i.id in labelled}
+                for i in s.scalars(select(Item).order_by(Item.id)).all()
+            ]
+
     def latest_annotation(self, item_id: str, model: str) -> dict[str, Any] | None:
         """The newest human annotation of an (item, model) pair."""
         with self.session() as s:

@@ -1,0 +1,393 @@
+"""MONAI Label-compatible REST routes, so 3D Slicer's MONAI Label plugin and OHIF can use a
+medlabel review server unchanged.
+
+The routes and reply shapes follow MONAI Label's public API (written from its documentation
+and client, no code taken): ``/auth/``, ``/auth/token``, ``/info/``, ``/infer/{model}``,
+``/activelearning/{strategy}``, ``/datastore/...`` and ``/train/...``. They sit behind the same
+sign-in as the web UI: the plugin gets a bearer token from ``/auth/token`` with a medlabel
+user's name and password.
+
+* The **datastore** is the annotation job: its items are the images; a label is the newest
+  human mask of an item (tag ``final``), or the model's mask (tag ``original``).
+* **Infer** runs a job model (bundled model, user bundle or recipe) on a stored image and
+  replies with the mask (NIfTI) and/or a JSON ``params`` part.
+* **Active learning** returns the next pending item by the chosen strategy, ``{}`` when none.
+* **Train** runs ``medlabel train ... --from-review`` in a subprocess on the reviewed labels,
+  writing ``JOB/models/<model>-v<N>``; it can be polled and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from medlabel import __version__
+from medlabel.errors import MedlabelError
+from medlabel.review.active import STRATEGIES, rank
+from medlabel.review.export import model_classes
+
+__all__ = ["add_monailabel_routes"]
+
+
+def _multipart(params: dict[str, Any], name: str, data: bytes) -> Response:
+    boundary = "medlabel" + str(int(time.time() * 1000))
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n'
+            f"Content-Type: application/json\r\n\r\n{json.dumps(params)}\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return Response(body, media_type=f"multipart/form-data; boundary={boundary}")
+
+
+def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> None:
+    """Mount the MONAI Label routes on the review ``app`` (which holds the store and folder)."""
+    store = app.state.store
+    folder: Path = app.state.folder
+    sessions = app.state.sessions
+    router = APIRouter()
+    training: dict[str, Any] = {"process": None, "status": "NONE"}
+    loaded: dict[str, Any] = {}
+
+    def job_models() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        classes = model_classes(folder)
+        for r in store.predictions(None):
+            if r["model"] in out:
+                continue
+            labels = classes.get(r["model"]) or {k + 1: c for k, c in enumerate(r["probs"])}
+            out[r["model"]] = {
+                "type": r["task"],
+                "labels": {name: value for value, name in labels.items()},
+                "dimension": 3 if r["task"] == "segmentation" and r["modality"] == "CT" else 2,
+                "description": f"medlabel {r['task']} model {r['model']}",
+            }
+        return out
+
+    def item_image(item_id: str) -> Any:
+        from medlabel.annotate.items import Item, read_item
+
+        item = store.item(item_id)
+        if item is None:
+            raise HTTPException(status_code=404, detail=f"no image {item_id!r}")
+        files = item["files"]
+        return read_item(
+            Item(
+                id=item_id,
+                source=item["source"],
+                kind=files.get("kind", "file"),
+                files=tuple(files.get("paths") or []),
+                series_uid=files.get("series_uid", ""),
+            )
+        )
+
+    @router.get("/auth/")
+    def auth_info() -> dict[str, Any]:
+        return {"enabled": True, "client_id": "medlabel", "realm_uri": "", "username": ""}
+
+    @router.post("/auth/token")
+    def auth_token(username: str = Form(...), password: str = Form(...)) -> dict[str, str]:
+        if not store.check_password(username, password):
+            raise HTTPException(status_code=401, detail="wrong user or password")
+        return {"access_token": sessions.issue(username), "token_type": "bearer"}
+
+    @router.get("/auth/token/valid")
+    def auth_valid(user: str = Depends(current_user)) -> dict[str, str]:
+        return {"user": user}
+
+    @router.get("/info/")
+    def info(user: str = Depends(current_user)) -> dict[str, Any]:
+        models = job_models()
+        labels = sorted({name for m in models.values() for name in m["labels"]})
+        progress = store.progress()
+        return {
+            "name": f"medlabel: {folder.name}",
+            "description": "medlabel annotation job served with MONAI Label's API",
+            "version": __version__,
+            "labels": labels,
+            "models": models,
+            "strategies": {
+                s: {"type": s, "description": f"medlabel active learning: {s}"} for s in STRATEGIES
+            },
+            "scoring": {},
+            "trainers": {
+                m: {
+                    "description": f"retrain {m} on reviewed labels",
+                    "config": {"budget_minutes": 5.0},
+                }
+                for m in models
+            },
+            "train_stats": {m: training.get("stats", {}).get(m, {}) for m in models},
+            "datastore": {
+                "total": progress["total"],
+                "completed": progress["accepted"] + progress["corrected"],
+            },
+        }
+
+    @router.post("/activelearning/{strategy}")
+    async def next_sample(
+        strategy: str, request: Request, user: str = Depends(current_user)
+    ) -> dict[str, Any]:
+        if strategy not in STRATEGIES:
+            raise HTTPException(status_code=404, detail=f"strategy: one of {STRATEGIES}")
+        try:
+            params = await request.json()
+        except (json.JSONDecodeError, ValueError):
+            params = {}
+        rows = store.predictions("pending")
+        if not rows:
+            return {}
+        chosen = rank(rows, strategy, 1, seed=int(params.get("seed", 0) or 0))[0]
+        return {
+            "id": chosen["item"],
+            "name": chosen["source"],
+            "strategy": strategy,
+            "model": chosen["model"],
+            "uncertainty": chosen["uncertainty"],
+        }
+
+    @router.post("/infer/{model}")
+    def infer(
+        model: str, image: str, output: str = "all", user: str = Depends(current_user)
+    ) -> Response:
+        from medlabel.annotate.models import open_model
+        from medlabel.io import write_image
+
+        if output not in ("image", "json", "all"):
+            raise HTTPException(status_code=422, detail="output: image, json or all")
+        try:
+            m = loaded.get(model) or open_model(model)
+        except MedlabelError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from err
+        loaded[model] = m
+        img = item_image(image)
+        start = time.perf_counter()
+        if m.kind == "classification":
+            res = m.classify([img])[0]
+            return JSONResponse(
+                {
+                    "label": res.label,
+                    "confidence": res.confidence,
+                    "probs": res.probs,
+                    "latencies": {"total": time.perf_counter() - start},
+                }
+            )
+        seg = m.segment(img)
+        params = {
+            "label_names": {n: v for v, n in seg.classes.items()},
+            "latencies": {"total": time.perf_counter() - start},
+            "model": model,
+        }
+        if output == "json":
+            return JSONResponse(params)
+        out = folder / ".medlabel" / "infer" / f"{image}.{model}.nii.gz"
+        write_image(seg.mask, out)
+        data = out.read_bytes()
+        if output == "image":
+            return Response(
+                data,
+                media_type="application/octet-stream",
+                headers={"content-disposition": f'attachment; filename="{out.name}"'},
+            )
+        return _multipart(params, out.name, data)
+
+    @router.get("/datastore/")
+    def datastore(output: str = "stats", user: str = Depends(current_user)) -> Any:
+        items = store.items()
+        done = [i for i in items if i["labelled"]]
+        if output == "stats":
+            return {
+                "total": len(items),
+                "completed": len(done),
+                "label_tags": {"final": len(done)},
+                "train": len(done),
+            }
+        if output == "train":
+            out = []
+            for i in done:
+                item = store.item(i["id"]) or {"results": []}
+                masks = [(r["annotation"] or {}).get("mask") for r in item["results"]]
+                ann = next((m for m in masks if m), None)
+                if ann:
+                    out.append({"image": i["id"], "label": str(folder / ann)})
+            return out
+        return {
+            "name": folder.name,
+            "objects": {
+                i["id"]: {
+                    "image": {"id": i["id"], "name": i["source"]},
+                    "labels": {"final": {}} if i["labelled"] else {},
+                }
+                for i in items
+            },
+        }
+
+    async def _save_upload(file: UploadFile, target: Path) -> None:
+        from medlabel.io.atomic import atomic_output
+
+        with atomic_output(target) as tmp, tmp.open("wb") as fh:
+            while chunk := await file.read(1 << 20):
+                fh.write(chunk)
+
+    async def put_image(request: Request, image: str | None, user: str) -> dict[str, Any]:
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise HTTPException(status_code=422, detail="send the image as the 'file' part")
+        name = Path(upload.filename).name
+        item_id = image or name.split(".")[0]
+        if not item_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise HTTPException(status_code=422, detail="image ids are letters, digits, -_.")
+        suffix = name[len(name.split(".")[0]) :] or ".nii.gz"
+        target = folder / "uploads" / f"{item_id}{suffix}"
+        await _save_upload(upload, target)
+        store.add_item(item_id, name, [str(target)], user=user)
+        return {"image": item_id}
+
+    @router.put("/datastore/image")
+    async def upload_image(
+        request: Request, image: str | None = None, user: str = Depends(reviewer)
+    ) -> dict[str, Any]:
+        return await put_image(request, image, user)
+
+    @router.put("/datastore/")
+    async def upload_image_alias(
+        request: Request, image: str | None = None, user: str = Depends(reviewer)
+    ) -> dict[str, Any]:
+        return await put_image(request, image, user)
+
+    @router.put("/datastore/label")
+    async def upload_label(
+        request: Request, image: str, tag: str = "final", user: str = Depends(reviewer)
+    ) -> dict[str, Any]:
+        form = await request.form()
+        upload = form.get("label")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(status_code=422, detail="send the mask as the 'label' part")
+        params = json.loads(str(form.get("params") or "{}"))
+        if store.item(image) is None:
+            raise HTTPException(status_code=404, detail=f"no image {image!r}")
+        model = params.get("model") or "label"
+        current = store.latest_annotation(image, model)
+        version = (current["version"] if current else 0) + 1
+        rel = f"masks/{image}/{model}.{tag}.v{version}.nii.gz"
+        await _save_upload(upload, folder / rel)
+        store.add_label(image, model, rel, user)
+        return {"image": image, "label": rel, "tag": tag}
+
+    @router.get("/datastore/image")
+    def download_image(image: str, user: str = Depends(current_user)) -> Response:
+        from medlabel.io import write_image
+
+        out = folder / ".medlabel" / "images" / f"{image}.nii.gz"
+        if not out.is_file():
+            write_image(item_image(image), out)
+        return FileResponse(out, media_type="application/octet-stream", filename=out.name)
+
+    @router.get("/datastore/label")
+    def download_label(
+        label: str, tag: str = "final", user: str = Depends(current_user)
+    ) -> Response:
+        item = store.item(label)
+        candidates = (
+            []
+            if item is None
+            else [
+                (r["annotation"] or {}).get("mask") or (r["mask"] if tag == "original" else "")
+                for r in item["results"]
+            ]
+        )
+        rel = next((c for c in candidates if c), "")
+        path = (folder / rel).resolve()
+        if not rel or not path.is_relative_to(folder) or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no {tag} label for {label!r}")
+        return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+
+    def running() -> bool:
+        proc = training.get("process")
+        return proc is not None and proc.poll() is None
+
+    @router.post("/train/{model}")
+    async def train(model: str, request: Request, user: str = Depends(reviewer)) -> dict[str, Any]:
+        if running():
+            raise HTTPException(status_code=409, detail="a training run is already going on")
+        try:
+            params = await request.json()
+        except (json.JSONDecodeError, ValueError):
+            params = {}
+        models = job_models()
+        if model not in models:
+            raise HTTPException(status_code=404, detail=f"no model {model!r} in this job")
+        task = "segment" if models[model]["type"] == "segmentation" else "classify"
+        version = len(list((folder / "models").glob(f"{model}-v*"))) + 1
+        out = folder / "models" / f"{model}-v{version}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        budget = float(params.get("budget_minutes", 5.0))
+        cmd = [
+            sys.executable,
+            "-m",
+            "medlabel.cli",
+            "train",
+            task,
+            "--from-review",
+            str(folder),
+            "--review-model",
+            model,
+            "--out",
+            str(out),
+            "--budget-minutes",
+            str(budget),
+        ]
+        if params.get("max_epochs") and task == "classify":
+            cmd += ["--epochs", str(int(params["max_epochs"]))]
+        log = (folder / ".medlabel" / f"train-{model}-v{version}.log").open("w")
+        training.update(
+            process=subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+            status="RUNNING",
+            model=model,
+            out=str(out),
+            start=time.time(),
+            log=log,
+        )
+        store.log(user, "train:start", {"model": model, "out": str(out)})
+        return {"id": f"{model}-v{version}", "status": "RUNNING", "model": model}
+
+    @router.get("/train/")
+    def train_status(check_if_running: bool = False, user: str = Depends(current_user)) -> Response:
+        proc = training.get("process")
+        if proc is not None and proc.poll() is not None and training["status"] == "RUNNING":
+            training["status"] = "DONE" if proc.returncode == 0 else "FAILED"
+            training["log"].close()
+            training.setdefault("stats", {})[training["model"]] = {
+                "status": training["status"],
+                "bundle": training["out"],
+                "seconds": time.time() - training["start"],
+            }
+        if check_if_running:
+            if running():
+                return JSONResponse({"status": "RUNNING"})
+            return JSONResponse({"status": training["status"]}, status_code=404)
+        return JSONResponse({k: training.get(k) for k in ("status", "model", "out", "start")})
+
+    @router.delete("/train/")
+    def train_stop(user: str = Depends(reviewer)) -> dict[str, Any]:
+        if running():
+            training["process"].terminate()
+            training["process"].wait(timeout=30)
+            training["status"] = "STOPPED"
+            store.log(user, "train:stop", {"model": training.get("model")})
+        return {"status": training["status"]}
+
+    app.include_router(router)

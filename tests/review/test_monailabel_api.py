@@ -1,0 +1,88 @@
+"""MONAI Label's own client against medlabel's server: info, next sample, infer, labels, train."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medlabel.annotate.job import annotate
+
+pytest.importorskip("monailabel.client", reason="monailabel is not installed")
+
+
+@pytest.fixture
+def live(mixed_archive: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]]:
+    import uvicorn
+
+    from medlabel.review.server import create_app
+
+    job = tmp_path / "job"
+    annotate(mixed_archive, job, models=["ct-lungs", "cxr-pneumonia"], progress=False)
+    app = create_app(job)
+    app.state.store.add_user("ana", "reviewer", "long enough pw")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app.state.store, job
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_monailabel_client_workflow(live: tuple[str, object, Path], tmp_path: Path) -> None:
+    from monailabel.client import MONAILabelClient
+    from monailabel.client.client import MONAILabelClientException
+
+    url, store, job = live
+    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    with pytest.raises(MONAILabelClientException):
+        client.info()  # nothing without signing in
+    assert client.auth_enabled()
+    client.update_auth(client.auth_token("ana", "long enough pw"))
+    info = client.info()
+    assert info["models"]["ct-lungs"]["type"] == "segmentation"
+    assert info["models"]["ct-lungs"]["labels"] == {"lung_right": 1, "lung_left": 2}
+    assert info["models"]["cxr-pneumonia"]["type"] == "classification"
+    assert {"uncertainty", "random"} <= set(info["strategies"])
+    assert info["datastore"]["total"] == 3
+
+    sample = client.next_sample("uncertainty", {})
+    assert sample["id"] in {r["item"] for r in store.predictions("pending")}  # type: ignore[attr-defined]
+    chest = next(r["item"] for r in store.predictions() if r["source"] == "ct/chest.nii.gz")  # type: ignore[attr-defined]
+    mask_file, params = client.infer("ct-lungs", chest, {})
+    assert Path(mask_file).is_file() and params["label_names"] == {"lung_right": 1, "lung_left": 2}
+    saved = client.save_label(chest, mask_file, tag="final", params={"model": "ct-lungs"})
+    assert saved["image"] == chest and saved["label"].endswith(".nii.gz")
+    assert store.latest_annotation(chest, "ct-lungs")["author"] == "ana"  # type: ignore[attr-defined]
+    objects = client.datastore()["objects"]
+    assert objects[chest]["labels"] == {"final": {}}
+    up = client.upload_image(str(job / saved["label"]), image_id="upload1")
+    assert up == {"image": "upload1"}
+    assert client.datastore()["objects"]["upload1"]["labels"] == {}
+
+    # train on the reviewed labels (the two phantom volumes), poll it, and stop a second run
+    other = next(r["item"] for r in store.predictions("pending") if r["model"] == "ct-lungs")  # type: ignore[attr-defined]
+    store.decide(other, "ct-lungs", "accepted", "ana")  # type: ignore[attr-defined]
+    started = client.train_start("ct-lungs", {"budget_minutes": 0.05})
+    assert started["status"] == "RUNNING"
+    deadline = time.time() + 300
+    while client.train_status(check_if_running=True) and time.time() < deadline:
+        time.sleep(1)
+    status = client.train_status()
+    assert status["status"] == "DONE", (job / ".medlabel").glob("train-*.log")
+    assert (Path(status["out"]) / "bundle.json").is_file()
+    assert client.info()["train_stats"]["ct-lungs"]["status"] == "DONE"
+    client.train_start("ct-lungs", {"budget_minutes": 5})
+    assert client.train_status(check_if_running=True)
+    assert client.train_stop()["status"] == "STOPPED"
+    assert not client.train_status(check_if_running=True)
