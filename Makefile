@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel numpy
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
 	$(BIN)/python -m pip install --quiet -e ".[dev,radiomics,ray]"
+	# MONAI Label's client, for the API compatibility test (its pins conflict: no deps)
+	$(BIN)/python -m pip install --quiet --no-deps "monailabel>=0.8"
 	touch $(STAMP)
 
 install: $(STAMP)

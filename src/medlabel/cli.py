@@ -895,7 +895,12 @@ def _pairs_or_single(
 @_errors
 def evaluate(
     model: Annotated[
-        str, typer.Option("--model", help="Bundle folder, bundled model or segmentation recipe.")
+        list[str],
+        typer.Option(
+            "--model",
+            help="Bundle folder, bundled model or segmentation recipe; repeat to compare "
+            "versions on the same data.",
+        ),
     ],
     data: Annotated[
         Path, typer.Option("--data", help="Dataset (.npz, CSV, class folders, MSD, images+masks).")
@@ -911,7 +916,30 @@ def evaluate(
         typer.Option("--labels", help="Segmentation masks: value to class, e.g. 150=lung_right."),
     ] = None,
 ) -> None:
-    """Evaluate a model: metrics.json and report.html (classification or segmentation)."""
+    """Evaluate a model (or compare several): metrics.json and report.html per model."""
+    rows = []
+    for k, name in enumerate(model):
+        target = out if len(model) == 1 else out / f"{k + 1}-{Path(name).name}"
+        rows.append((name, _evaluate_one(name, data, target, split, tta, labels)))
+    if len(model) > 1:
+        lines = [
+            "| model | n | " + " | ".join(rows[0][1][1]) + " |",
+            "|---|---|" + "---|" * len(rows[0][1][1]),
+        ]
+        for name, (n, figures) in rows:
+            lines.append(
+                f"| {name} | {n} | " + " | ".join(f"{v:.4f}" for v in figures.values()) + " |"
+            )
+        table = "\n".join(lines)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.md").write_text(table + "\n")
+        typer.echo(table)
+
+
+def _evaluate_one(
+    model: str, data: Path, out: Path, split: str | None, tta: bool, labels: str | None
+) -> tuple[int, dict[str, float]]:
+    """Evaluate one model; returns n and its headline figures."""
     from medlabel.segment.api import open_segmenter
 
     if _is_segmenter(model):
@@ -927,10 +955,12 @@ def evaluate(
         )
         dice = ", ".join(f"{c} {v['dice']['mean']:.4f}" for c, v in result["summary"].items())
         typer.echo(
-            f"{result['cases_evaluated']} (n={result['n']}): Dice {dice}; "
+            f"{model}: {result['cases_evaluated']} (n={result['n']}): Dice {dice}; "
             f"report: {out / 'report.html'}"
         )
-        return
+        return int(result["n"]), {
+            f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()
+        }
     from medlabel.classify.bundle import load_bundle
     from medlabel.classify.evaluation import evaluate_bundle
     from medlabel.data.sources import open_dataset
@@ -942,9 +972,13 @@ def evaluate(
     auc = metrics.get("auc")
     auc_text = "n/a" if auc is None else f"{auc:.4f}"
     typer.echo(
-        f"{split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} (n={metrics['n']}); "
-        f"report: {out / 'report.html'}"
+        f"{model}: {split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} "
+        f"(n={metrics['n']}); report: {out / 'report.html'}"
     )
+    figures = {"accuracy": float(metrics["accuracy"])}
+    if auc is not None:
+        figures["AUC"] = float(auc)
+    return int(metrics["n"]), figures
 
 
 def _is_segmenter(model: str) -> bool:

@@ -110,6 +110,25 @@ def test_train_segment_then_segment_and_evaluate(
     assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
     html = (report / "report.html").read_text()
     assert "Worst cases" in html and "data:image/png;base64" in html
+    # two versions side by side on the same data (here: the same bundle twice)
+    compare = tmp_path / "compare"
+    result = run(
+        "evaluate",
+        "--model",
+        bundle,
+        "--model",
+        bundle,
+        "--data",
+        data,
+        "--labels",
+        "100=disc,200=square",
+        "--out",
+        compare,
+    )
+    assert result.exit_code == 0, result.output
+    table = (compare / "comparison.md").read_text().splitlines()
+    assert table[0].startswith("| model | n | Dice disc | Dice square")
+    assert table[2].split("|")[3:] == table[3].split("|")[3:]  # same model: same figures
     result = run(
         "train",
         "segment",
