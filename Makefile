@@ -4,6 +4,7 @@
 #   make bench  run the quick benchmarks (results land in benchmarks/results/)
 #   make bench-classify   the long training benchmarks (about 30 min each on 2 cores)
 #   make bench-segment    segmentation: recipes, JSRT (30 min), hippocampus (90 min), inference
+#   make bench-annotate   annotation job throughput vs a MONAI loop; active-learning curve
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medlabel-installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench bench-classify bench-segment lint install clean
+.PHONY: demo test bench bench-classify bench-segment bench-annotate lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,10 @@ bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_jsrt.py --budget-minutes 30
 	$(BIN)/python benchmarks/bench_hippocampus.py --budget-minutes 90
 	$(BIN)/python benchmarks/bench_seg_inference.py
+
+bench-annotate: $(STAMP)
+	$(BIN)/python benchmarks/bench_annotate.py
+	$(BIN)/python benchmarks/bench_active_learning.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache

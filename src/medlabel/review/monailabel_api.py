@@ -14,6 +14,11 @@ user's name and password.
 * **Active learning** returns the next pending item by the chosen strategy, ``{}`` when none.
 * **Train** runs ``medlabel train ... --from-review`` in a subprocess on the reviewed labels,
   writing ``JOB/models/<model>-v<N>``; it can be polled and stopped.
+
+Example (the multipart reply of ``/infer``):
+    >>> reply = _multipart({"label_names": {"lung": 1}}, "mask.nii.gz", b"...")
+    >>> reply.media_type.startswith("multipart/form-data"), b'name="params"' in reply.body
+    (True, True)
 """
 
 from __future__ import annotations

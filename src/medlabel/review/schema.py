@@ -13,6 +13,10 @@
 
 The schema is created and upgraded by Alembic migrations (:mod:`medlabel.review.migrations`),
 never by ``create_all``, so a store made by an older medlabel is upgraded in place.
+
+Example:
+    >>> sorted(Base.metadata.tables)
+    ['annotations', 'audit', 'items', 'predictions', 'reviews', 'users']
 """
 
 from __future__ import annotations
