@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL server for the store tests, when PostgreSQL is installed.
+"""Fixtures of the review tests: a live review server on 127.0.0.1, and a throw-away
+PostgreSQL server for the store tests when PostgreSQL is installed.
 
 The server lives in a temporary folder, listens on 127.0.0.1 at a free port, trusts local
 connections, and is stopped at the end of the session. Without ``initdb``/``pg_ctl`` (or
@@ -13,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +80,31 @@ def postgres_url() -> Iterator[str]:
             [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True
         )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def live_job(mixed_archive: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]]:
+    """A review server on a free 127.0.0.1 port for a job over ``mixed_archive`` (models
+    ct-lungs and cxr-pneumonia), with user ana (reviewer); yields (url, store, job folder)."""
+    import uvicorn
+
+    from medlabel.annotate.job import annotate
+    from medlabel.review.server import create_app
+
+    job = tmp_path / "job"
+    annotate(mixed_archive, job, models=["ct-lungs", "cxr-pneumonia"], progress=False)
+    app = create_app(job)
+    app.state.store.add_user("ana", "reviewer", "long enough pw")
+    srv = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    port = srv.config.port
+    yield f"http://127.0.0.1:{port}", app.state.store, job
+    srv.should_exit = True
+    thread.join(timeout=10)

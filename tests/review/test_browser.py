@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from medlabel.annotate.job import annotate
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -42,32 +36,11 @@ def _artifacts() -> Path:
 
 
 @pytest.fixture
-def server(mixed_archive: Path, tmp_path: Path) -> Iterator[tuple[str, object]]:
+def server(live_job: tuple[str, object, Path]) -> tuple[str, object]:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    import uvicorn
-
-    from medlabel.review.server import create_app
-
-    job = tmp_path / "job"
-    annotate(mixed_archive, job, models=["ct-lungs", "cxr-pneumonia"], progress=False)
-    app = create_app(job)
-    app.state.store.add_user("ana", "reviewer", "long enough pw")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app.state.store
-    srv.should_exit = True
-    thread.join(timeout=10)
+    return live_job[0], live_job[1]
 
 
 @pytest.mark.slow
@@ -89,9 +62,19 @@ def test_review_in_chromium(server: tuple[str, object]) -> None:
         page.wait_for_timeout(300)
         page.screenshot(path=str(shots / "queue-and-viewer.png"))
 
+        def loads() -> int:
+            return int(page.locator("#viewer").get_attribute("data-loads") or 0)
+
+        def choose_model(name: str, count: int) -> None:
+            before = loads()
+            page.select_option("#model", name)
+            expect(page.locator("#queue li")).to_have_count(count)
+            page.wait_for_function(
+                f"Number(document.getElementById('viewer').dataset.loads || 0) > {before}"
+            )
+
         # classification: show only that model, change the label with a number key
-        page.select_option("#model", "cxr-pneumonia")
-        expect(page.locator("#queue li")).to_have_count(1)
+        choose_model("cxr-pneumonia", 1)
         item = store.predictions("pending")  # type: ignore[attr-defined]
         photo = next(r for r in item if r["model"] == "cxr-pneumonia")
         wanted = "PNEUMONIA" if photo["label"] == "NORMAL" else "NORMAL"
@@ -102,12 +85,15 @@ def test_review_in_chromium(server: tuple[str, object]) -> None:
         assert ann is not None and ann["label"] == wanted and ann["author"] == "ana"
 
         # segmentation: accept one volume with the keyboard
-        page.select_option("#model", "ct-lungs")
-        expect(page.locator("#queue li")).to_have_count(2)
+        choose_model("ct-lungs", 2)
         page.locator("#canvas").focus()
+        before = loads()
         page.keyboard.press("a")
         expect(page.locator("#progress")).to_contain_text("accepted 1")
         expect(page.locator("#queue li")).to_have_count(1)
+        page.wait_for_function(
+            f"Number(document.getElementById('viewer').dataset.loads || 0) > {before}"
+        )
 
         # scroll slices, then paint with the brush and save a new mask version
         page.locator("#canvas").focus()

@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from medlabel.annotate.job import annotate
-
 pytest.importorskip("monailabel.client", reason="monailabel is not installed")
 
 
-@pytest.fixture
-def live(mixed_archive: Path, tmp_path: Path) -> Iterator[tuple[str, object, Path]]:
-    import uvicorn
-
-    from medlabel.review.server import create_app
-
-    job = tmp_path / "job"
-    annotate(mixed_archive, job, models=["ct-lungs", "cxr-pneumonia"], progress=False)
-    app = create_app(job)
-    app.state.store.add_user("ana", "reviewer", "long enough pw")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app.state.store, job
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.mark.slow
-def test_monailabel_client_workflow(live: tuple[str, object, Path], tmp_path: Path) -> None:
+def test_monailabel_client_workflow(live_job: tuple[str, object, Path], tmp_path: Path) -> None:
     from monailabel.client import MONAILabelClient
     from monailabel.client.client import MONAILabelClientException
 
-    url, store, job = live
+    url, store, job = live_job
     client = MONAILabelClient(url, tmpdir=str(tmp_path))
     with pytest.raises(MONAILabelClientException):
         client.info()  # nothing without signing in

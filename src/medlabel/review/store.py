@@ -71,6 +71,16 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _next_version(s: Session, item_id: str, model: str) -> int:
+    """The next annotation version number of an (item, model) pair."""
+    latest = s.scalar(
+        select(func.max(Annotation.version)).where(
+            Annotation.item_id == item_id, Annotation.model == model
+        )
+    )
+    return int(latest or 0) + 1
+
+
 def _hash_password(password: str, salt: bytes | None = None) -> str:
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
@@ -247,14 +257,7 @@ class Store:
             review.status, review.reviewer = status, user
             review.updated = dt.datetime.now(dt.timezone.utc)
             if status in ("accepted", "corrected"):
-                version = (
-                    s.scalar(
-                        select(func.max(Annotation.version)).where(
-                            Annotation.item_id == item_id, Annotation.model == model
-                        )
-                    )
-                    or 0
-                ) + 1
+                version = _next_version(s, item_id, model)
                 s.add(
                     Annotation(
                         item_id=item_id,
@@ -301,14 +304,7 @@ class Store:
             pred = s.scalar(
                 select(Prediction).where(Prediction.item_id == item_id, Prediction.model == model)
             )
-            version = (
-                s.scalar(
-                    select(func.max(Annotation.version)).where(
-                        Annotation.item_id == item_id, Annotation.model == model
-                    )
-                )
-                or 0
-            ) + 1
+            version = _next_version(s, item_id, model)
             s.add(
                 Annotation(
                     item_id=item_id,

@@ -85,6 +85,9 @@ async function select(i) {
   state.labelsDirty = false;
   renderPanel();
   await loadSlice();
+  // a counter that scripts (and tests) can wait on: the item is on screen and ready for keys
+  state.loads = (state.loads || 0) + 1;
+  $("viewer").dataset.loads = String(state.loads);
 }
 
 function renderPanel() {
