@@ -114,6 +114,16 @@ def test_review_in_chromium(server: tuple[str, object]) -> None:
         expect(page.locator("#message")).to_contain_text("Saved mask version 1")
         expect(page.locator("#progress")).to_contain_text("corrected 2")
         page.screenshot(path=str(shots / "after-save.png"))
+
+        # export the reviewed labels and retrain from the UI: no command line needed
+        with page.expect_download() as download:
+            page.click("#export")
+        exported = download.value.path().read_text().splitlines()
+        assert exported[0] == "image,label" and len(exported) == 3  # accepted + corrected
+        page.fill("#minutes", "0.05")
+        page.click("#retrain")
+        expect(page.locator("#trainstatus")).to_contain_text("DONE", timeout=240_000)
+        page.screenshot(path=str(shots / "retrained.png"))
         browser.close()
     progress = store.progress()  # type: ignore[attr-defined]
     assert (progress["accepted"], progress["corrected"]) == (1, 2)

@@ -318,6 +318,20 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         store.decide(item_id, model, "corrected", user, mask=rel)
         return {"ok": True, "mask": rel, "version": version}
 
+    @app.get("/api/export/{model}.csv")
+    def export_csv(model: str, user: str = Depends(current_user)) -> Response:
+        from medlabel.review.export import export_reviewed
+
+        try:
+            export = export_reviewed(folder, model, db=db)
+        except StoreError as err:
+            raise HTTPException(status_code=404, detail=err.reason) from err
+        return Response(
+            export.path.read_bytes(),
+            media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="reviewed-{model}.csv"'},
+        )
+
     from medlabel.review.monailabel_api import add_monailabel_routes
 
     add_monailabel_routes(app, current_user, reviewer)

@@ -123,6 +123,37 @@ function renderPanel() {
     box.appendChild(div);
   });
   renderLegend();
+  renderTraining();
+}
+
+function renderTraining() {
+  const r = current();
+  const link = $("export");
+  if (!r) { link.removeAttribute("href"); return; }
+  link.href = `/api/export/${encodeURIComponent(r.model)}.csv`;
+  $("retrain").textContent = `Retrain ${r.model}`;
+}
+
+async function retrain() {
+  const r = current();
+  if (!r) return;
+  try {
+    const res = await api(`/train/${encodeURIComponent(r.model)}`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ budget_minutes: Number($("minutes").value) || 10 }),
+    });
+    $("trainstatus").textContent = `training ${res.id} ...`;
+    pollTraining();
+  } catch (e) { $("trainstatus").textContent = String(e.message || e); }
+}
+
+async function pollTraining() {
+  const s = await api("/train/");
+  const text = s.status === "RUNNING" ? `training ${s.model} ...` :
+    s.status === "NONE" ? "" : `last training of ${s.model}: ${s.status}` +
+    (s.status === "DONE" ? ` (${s.out})` : "");
+  $("trainstatus").textContent = text;
+  if (s.status === "RUNNING") setTimeout(pollTraining, 3000);
 }
 
 function renderLegend() {
@@ -255,6 +286,8 @@ async function saveMask() {
   });
   state.labelsDirty = false;
   say(`Saved mask version ${res.version}.`);
+  const badge = document.querySelector(`#q-${state.pos} .badge`);
+  if (badge) { badge.className = "badge corrected"; badge.textContent = "corrected"; }
   const keep = state.item.id;
   state.item = await api("/api/items/" + id);
   state.colours = state.item.colours || state.colours;
@@ -376,6 +409,9 @@ async function init() {
     presets.appendChild(b);
   });
   $("opacity").oninput = (ev) => { state.opacity = ev.target.value / 100; draw(); };
+  $("retrain").onclick = retrain;
+  if (state.role === "viewer") $("retrain").disabled = true;
+  pollTraining();
   ["strategy", "status", "model"].forEach((id) => { $(id).onchange = () => loadQueue(); });
   $("label").onchange = () => loadQueue();
   const all = await api("/api/queue?status=all&n=100000");
