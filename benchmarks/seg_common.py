@@ -60,6 +60,8 @@ def train_and_test(
     result = evaluate_segmenter(
         Segmenter(bundle.name, bundle=bundle), ds, report_dir, split="test", tta=tta
     )
+    if save is not None:
+        record_test(save, result["summary"], result["n"], tta)
     return {
         "machine": machine(),
         "budget_minutes": cfg.budget_minutes,
@@ -76,6 +78,16 @@ def train_and_test(
         "command": command,
         "tta": tta,
     }
+
+
+def record_test(bundle: Path, summary: dict[str, Any], n: int, tta: bool) -> None:
+    """Add the held-out test figures to a saved bundle's description and card."""
+    from medlabel.models.files import write_description
+    from medlabel.segment.card import segmentation_card
+
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta.setdefault("metrics", {})["test"] = {"classes": summary, "n": n, "tta": tta}
+    write_description(bundle, meta, segmentation_card)
 
 
 def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from medlabel.models import bundled_models, resolve_model
 
 
@@ -47,6 +49,36 @@ def test_bundled_lung_model_segments_a_real_radiograph():
     # anatomy: the right lung on the image's left (PA view), the heart low and central-left
     cols = {k: np.nonzero(seg.array == k)[1].mean() / seg.array.shape[1] for k in (1, 2, 3)}
     assert cols[1] < 0.45 < 0.55 < cols[2] and 0.4 < cols[3] < 0.7
+
+
+def test_bundled_hippocampus_model_on_cases_it_did_not_train_on(shared_data):
+    import json
+
+    import SimpleITK as sitk
+
+    from medlabel.evaluate.segmentation import mask_metrics
+    from medlabel.io import read_image, read_label
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    if "mri-hippocampus" not in bundled_models():
+        return
+    folder = resolve_model("mri-hippocampus")
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "CC BY-SA 4.0" in card and "Held-out test" in card
+    meta = json.loads((folder / "bundle.json").read_text())
+    bundle = load_segmentation_bundle("mri-hippocampus")
+    for case in sorted(meta["data"]["val_ids"])[:3]:  # validation cases: never trained on
+        image_path = shared_data / "msd-hippocampus" / "imagesTr" / f"{case}.nii.gz"
+        image = read_image(image_path)
+        truth = read_label(shared_data / "msd-hippocampus" / "labelsTr" / f"{case}.nii.gz", image)
+        seg = bundle.predict(image)
+        for value in (1, 2):
+            dice = mask_metrics(seg.array == value, truth.array == value, image.spacing)["dice"]
+            assert dice > 0.75, (case, value, dice)
+        reference = sitk.ReadImage(str(image_path))  # geometry exactly SimpleITK's
+        assert seg.size == reference.GetSize()
+        assert seg.origin == pytest.approx(reference.GetOrigin())
+        assert seg.direction == pytest.approx(reference.GetDirection())
 
 
 def test_models_command_lists_user_bundles(tmp_path, monkeypatch):

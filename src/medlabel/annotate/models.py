@@ -7,7 +7,9 @@ entry). :meth:`AnnotationModel.skip_reason` says, in words, why a model does not
 image; ``None`` means it applies. Images of unknown modality (PNG/JPEG exports, NIfTI) are
 given to a model that declares modalities only when the user asked for that model by name;
 the automatic choice (no ``--model``) applies models only where the modality is known to
-fit, except 2D models, which also take untagged 2D exports.
+fit, except 2D models, which also take untagged 2D exports, and learned 3D models, which
+take untagged volumes whose physical size matches their training images (within 1.5x per
+axis: a hippocampus crop, not a whole brain).
 
 Every model has an ``id`` (name and a digest of its description) that the manifest records,
 so a rerun with a retrained bundle redoes the work.
@@ -106,6 +108,16 @@ def effective_modality(image: MedicalImage) -> str:
     return "CT" if -1100 <= lo <= -900 and hi >= 100 else ""
 
 
+def _similar_extent(image: MedicalImage, extent_mm: tuple[float, ...], factor: float = 1.5) -> bool:
+    """Whether the image's physical size matches ``extent_mm`` within ``factor`` per axis
+    (axes compared sorted, so the storage order does not matter)."""
+    size = sorted(float(n) * float(s) for n, s in zip(image.size, image.spacing, strict=False))
+    ref = sorted(float(v) for v in extent_mm)
+    if len(size) != len(ref):
+        return False
+    return all(r / factor <= v <= r * factor for v, r in zip(size, ref, strict=True))
+
+
 def _digest(data: Any) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -130,6 +142,7 @@ class AnnotationModel:
     version: str
     explicit: bool = True
     impl: Any = field(default=None, repr=False)
+    extent_mm: tuple[float, ...] | None = None
 
     @property
     def id(self) -> str:
@@ -153,6 +166,8 @@ class AnnotationModel:
         if self.modalities and modality and modality not in self.modalities:
             return f"{self.name} is made for {'/'.join(self.modalities)}; this is {modality}"
         if self.modalities and not modality and not self.explicit and self.dims == 3:
+            if self.extent_mm is not None and _similar_extent(image, self.extent_mm):
+                return None  # an untagged crop like the ones the model was trained on
             return f"modality unknown; {self.name} is made for {'/'.join(self.modalities)}"
         return None
 
@@ -247,6 +262,13 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
         from medlabel.segment.bundle import load_segmentation_bundle
 
         bundle = load_segmentation_bundle(path)
+        fp = meta.get("fingerprint") or {}
+        extent = None
+        if fp.get("median_size") and fp.get("median_spacing"):
+            extent = tuple(
+                float(n) * float(s)
+                for n, s in zip(fp["median_size"], fp["median_spacing"], strict=False)
+            )
         return AnnotationModel(
             bundle.name,
             "segmentation",
@@ -255,6 +277,7 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
             version,
             explicit,
             Segmenter(name=bundle.name, bundle=bundle),
+            extent,
         )
     from medlabel.classify.bundle import load_bundle
 

@@ -33,6 +33,7 @@ def segmentation_card(meta: dict[str, Any]) -> str:
     """Markdown model card for a segmentation bundle description ``meta``."""
     plan = meta["plan"]
     data = meta.get("data", {})
+    modality = "/".join(meta.get("modalities") or []) or plan.get("modality") or "any modality"
     geometry = (
         f"resized as a whole to {plan['target']} pixels"
         if plan["fit"] == "size"
@@ -43,7 +44,7 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         f"# Model card: {meta['name']}",
         "",
         f"- Task: {plan['dims']}D segmentation of {', '.join(plan['classes'].values())}",
-        f"- Input: {plan.get('modality') or 'any modality'} images, {geometry}, "
+        f"- Input: {modality} images, {geometry}, "
         f"{plan['normalization']} normalisation; output on the input's own grid",
         f"- Network: {plan['network']['name']} ({plan['network'].get('kwargs', {})})"
         + (
