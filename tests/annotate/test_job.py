@@ -162,3 +162,20 @@ def test_dicom_seg_from_the_job_and_bad_requests(mixed_archive: Path, tmp_path: 
         annotate(mixed_archive, out, models=["ct-bone"], formats=["jpeg2000"], progress=False)
     with pytest.raises(MedlabelError, match="must not be the input"):
         annotate(mixed_archive, mixed_archive, models=["ct-bone"], progress=False)
+
+
+def test_batched_2d_segmentation_equals_one_at_a_time() -> None:
+    from medlabel.annotate.models import open_model
+    from medlabel.image import MedicalImage
+
+    model = open_model("cxr-lungs")
+    rng = np.random.default_rng(3)
+    images = [
+        MedicalImage((rng.random(shape) * 255).astype(np.uint8))
+        for shape in ((180, 200), (224, 224), (300, 260))
+    ]
+    together = model.segment_many(images)
+    for image, seg in zip(images, together, strict=True):
+        alone = model.segment(image)
+        assert np.array_equal(seg.mask.array, alone.mask.array)
+        assert seg.uncertainty == pytest.approx(alone.uncertainty, abs=1e-5)

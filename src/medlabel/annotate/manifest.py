@@ -1,10 +1,10 @@
 """The job's record: a journal that makes reruns resume, and the manifest users read.
 
 Each finished (item, model) pair is appended to ``DIR/.medlabel/journal.jsonl`` as one JSON
-line, flushed and synced before the job moves on, so killing the job loses at most the pair
-in progress; a torn last line is ignored on reading. A rerun skips a pair whose journal row
-is ``done`` or ``skipped`` for the same content hash, model id and output formats, and whose
-output files still exist; failed or changed pairs are redone.
+line and flushed at once, so killing the job loses at most the pairs in progress; the file
+is synced to the disk after every batch; a torn last line is ignored on reading. A rerun
+skips a pair whose journal row is ``done`` or ``skipped`` for the same content hash, model id
+and output formats, and whose output files still exist; failed or changed pairs are redone.
 
 ``manifest.csv`` and ``manifest.jsonl`` are rewritten atomically from the journal at the end
 of a job (one row per item and model). The CSV holds the columns every tool reads
@@ -82,14 +82,22 @@ class Journal:
         return row
 
     def append(self, row: dict[str, Any]) -> None:
-        """Record a finished pair durably (flushed and synced)."""
+        """Record a finished pair (written through to the operating system at once)."""
+        self.extend([row])
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Record finished pairs: written at once, so a killed job keeps them, and synced to
+        the disk once per call, so a power cut loses at most this call's rows."""
+        rows = list(rows)
+        if not rows:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(row, default=str) + "\n"
         with self.path.open("a") as fh:
-            fh.write(line)
-            fh.flush()
+            for row in rows:
+                fh.write(json.dumps(row, default=str) + "\n")
+                fh.flush()
+                self.rows[(row["item"], row["model_id"])] = row
             os.fsync(fh.fileno())
-        self.rows[(row["item"], row["model_id"])] = row
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> list[Path]:

@@ -202,12 +202,21 @@ class AnnotationModel:
 
     def segment(self, image: MedicalImage, *, tta: bool = False) -> Segmentation:
         """Label map on ``image``'s grid, structure volumes, and (bundles) uncertainty."""
+        return self.segment_many([image], tta=tta)[0]
+
+    def segment_many(self, images: list[MedicalImage], *, tta: bool = False) -> list[Segmentation]:
+        """:meth:`segment` for several images (2D bundles run them as one batch)."""
+        if self.impl.recipe is not None:
+            return [self._segmentation(im, self.impl.segment(im), None) for im in images]
+        results = self.impl.bundle.predict_detailed_many(images, tta=tta)
+        return [self._segmentation(im, m, st) for im, (m, st) in zip(images, results, strict=True)]
+
+    def _segmentation(
+        self, image: MedicalImage, mask: MedicalImage, stats: dict[str, Any] | None
+    ) -> Segmentation:
         extra: dict[str, Any] = {}
         uncertainty = None
-        if self.impl.recipe is not None:
-            mask = self.impl.segment(image)
-        else:
-            mask, stats = self.impl.bundle.predict_detailed(image, tta=tta)
+        if stats is not None:
             uncertainty = stats["entropy"]["all"]
             extra["entropy_per_class"] = {
                 self.impl.classes[int(c)]: v for c, v in stats["entropy"].items() if c != "all"

@@ -297,6 +297,29 @@ class SegmentationBundle:
         probs, grid = self.probabilities(image, tta=tta)
         return self._to_labels(image, probs, grid)
 
+    def predict_detailed_many(
+        self, images: Sequence[MedicalImage], *, tta: bool = False
+    ) -> list[tuple[MedicalImage, dict[str, Any]]]:
+        """:meth:`predict_detailed` for several images; whole-image 2D models run them in
+        one batch (the same results, fewer calls), other models one at a time."""
+        if tta or self.plan.fit != "size" or self.plan.slice_axis is not None or len(images) < 2:
+            return [self.predict_detailed(im, tta=tta) for im in images]
+        for im in images:
+            self._check_memory(im)
+        prepared = [to_network(im, self.plan) for im in images]
+        batch = np.stack([x for x, _ in prepared]).astype(np.float32)[:, None]
+        if tuple(batch.shape[2:]) != tuple(self.plan.patch_size):
+            return [self.predict_detailed(im) for im in images]
+        inputs = torch.from_numpy(batch)
+        runners = self._predictors()
+        with torch.no_grad():
+            logits = sum(torch.as_tensor(run(inputs)) for run in runners) / len(runners)
+            probs = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+        out = []
+        for im, (_, grid), p in zip(images, prepared, probs, strict=True):
+            out.append((self._to_labels(im, p, grid), {"entropy": structure_entropy(p)}))
+        return out
+
     def _to_labels(
         self, image: MedicalImage, probs: np.ndarray, grid: MedicalImage
     ) -> MedicalImage:
