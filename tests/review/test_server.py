@@ -107,3 +107,42 @@ def test_mask_edit_is_a_new_version_on_the_image_grid(job: Path, mixed_archive: 
         json={"index": index, "width": w, "height": h, "rle": [9, w * h]},
     )
     assert bad.status_code == 422
+
+
+def test_monailabel_datastore_routes(job: Path, tmp_path: Path) -> None:
+    client = _client(job)
+    info = client.get("/info/").json()
+    assert info["models"]["ct-lungs"]["dimension"] == 3
+    assert info["models"]["cxr-pneumonia"]["dimension"] == 2
+    assert client.get("/datastore/", params={"output": "stats"}).json()["completed"] == 0
+    chest = next(
+        r["item"] for r in client.get("/api/queue").json() if r["source"] == "ct/chest.nii.gz"
+    )
+    image = client.get("/datastore/image", params={"image": chest})
+    assert image.status_code == 200 and image.content[:2] == b"\x1f\x8b"  # gzipped NIfTI
+    assert client.get("/datastore/label", params={"label": chest}).status_code == 404
+    original = client.get("/datastore/label", params={"label": chest, "tag": "original"})
+    assert original.status_code == 200
+    upload = tmp_path / "up.nii.gz"
+    upload.write_bytes(image.content)
+    with upload.open("rb") as fh:
+        up = client.put(
+            "/datastore/image", params={"image": "up-1"}, files={"file": ("up.nii.gz", fh)}
+        )
+    assert up.json() == {"image": "up-1"}
+    assert (
+        client.put(
+            "/datastore/image", params={"image": "../evil"}, files={"file": ("x.nii.gz", b"x")}
+        ).status_code
+        == 422
+    )
+    for row in client.get("/api/queue").json():
+        client.post(
+            f"/api/items/{row['item']}/review", json={"model": row["model"], "status": "accepted"}
+        )
+    assert client.post("/activelearning/uncertainty", json={}).json() == {}
+    stats = client.get("/datastore/", params={"output": "stats"}).json()
+    assert stats["completed"] == 3 and stats["total"] == 4
+    train = client.get("/datastore/", params={"output": "train"}).json()
+    assert {t["image"] for t in train} >= {chest} and all(Path(t["label"]).is_file() for t in train)
+    assert client.get("/datastore/label", params={"label": chest}).status_code == 200

@@ -66,6 +66,19 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
     training: dict[str, Any] = {"process": None, "status": "NONE"}
     loaded: dict[str, Any] = {}
 
+    def model_of(name: str) -> Any:
+        from medlabel.annotate.models import open_model
+
+        if name not in loaded:
+            loaded[name] = open_model(name)
+        return loaded[name]
+
+    def model_dims(name: str) -> int | None:
+        try:
+            return int(model_of(name).dims)
+        except MedlabelError:  # a model this installation does not have
+            return None
+
     def job_models() -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         classes = model_classes(folder)
@@ -76,7 +89,7 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
             out[r["model"]] = {
                 "type": r["task"],
                 "labels": {name: value for value, name in labels.items()},
-                "dimension": 3 if r["task"] == "segmentation" and r["modality"] == "CT" else 2,
+                "dimension": model_dims(r["model"]),
                 "description": f"medlabel {r['task']} model {r['model']}",
             }
         return out
@@ -167,16 +180,14 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
     def infer(
         model: str, image: str, output: str = "all", user: str = Depends(current_user)
     ) -> Response:
-        from medlabel.annotate.models import open_model
         from medlabel.io import write_image
 
         if output not in ("image", "json", "all"):
             raise HTTPException(status_code=422, detail="output: image, json or all")
         try:
-            m = loaded.get(model) or open_model(model)
+            m = model_of(model)
         except MedlabelError as err:
             raise HTTPException(status_code=404, detail=str(err)) from err
-        loaded[model] = m
         img = item_image(image)
         start = time.perf_counter()
         if m.kind == "classification":
