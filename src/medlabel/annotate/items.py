@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medlabel.errors import MedlabelError, ReadError
+from medlabel.errors import ReadError
 from medlabel.image import MedicalImage
 from medlabel.io.formats import detect_format, is_dicom_file
 
@@ -108,21 +108,15 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _dicom_items(paths: list[Path], root: Path) -> Iterator[Item]:
-    from medlabel.io.dicom.headers import read_header
-    from medlabel.io.dicom.series import group_series
+    from medlabel.io.dicom.series import scan_files
 
-    infos = []
-    for p in paths:
-        try:
-            info = read_header(p)
-        except MedlabelError as err:
-            yield Item(
-                _make_id(_rel(p, root)), _rel(p, root), "dicom-file", (str(p),), error=err.reason
-            )
-            continue
-        if info.is_image:
-            infos.append(info)
-    for series in group_series(infos, root):
+    scan = scan_files(paths, root)
+    for err in scan.errors:
+        p = Path(err.path) if err.path is not None else root
+        yield Item(
+            _make_id(_rel(p, root)), _rel(p, root), "dicom-file", (str(p),), error=err.reason
+        )
+    for series in scan.series:
         flat = len(series.files) > 1 and any(f.ipp is None or f.iop is None for f in series.files)
         if len(series.files) == 1 or flat:  # single files, or projections sharing a series
             for f in series.files:

@@ -83,8 +83,9 @@ class _Loaded:
     hash: str
     image: MedicalImage | None = None
     error: str = ""
-    reuse: list[dict[str, Any]] | None = None
+    resumed: bool = False  # every model's result is already in the journal
     seconds: float = 0.0
+    modality: str = ""  # effective modality, worked out once per item
 
 
 def _reason(exc: BaseException) -> str:
@@ -108,13 +109,12 @@ class _Runner:
 
     def _base(self, loaded: _Loaded, model: AnnotationModel) -> dict[str, Any]:
         image = loaded.image
-        modality = effective_modality(image) if image is not None else ""
         return {
             "item": loaded.item.id,
             "source": loaded.item.source,
-            "modality": modality or loaded.item.modality or "",
+            "modality": loaded.modality or loaded.item.modality or "",
             "modality_from_intensities": bool(
-                image is not None and modality and not image.modality
+                image is not None and loaded.modality and not image.modality
             ),
             "model": model.name,
             "model_id": model.id,
@@ -141,7 +141,7 @@ class _Runner:
             try:
                 from medlabel.visualize.preview import render_thumbnail
 
-                window = (40.0, 400.0) if effective_modality(loaded.image) == "CT" else None
+                window = (40.0, 400.0) if loaded.modality == "CT" else None
                 render_thumbnail(loaded.image, self.out / rel, window=window)
             except Exception as exc:  # a picture must never fail the job
                 log.warning("thumbnail of %s: %s", loaded.item.source, exc)
@@ -161,7 +161,7 @@ class _Runner:
                     row.update(status="failed", error=b.error)
                     rows.append(row)
                     continue
-                reason = model.skip_reason(b.image)
+                reason = model.skip_reason(b.image, b.modality)
                 if reason:
                     row.update(status="skipped", error=reason)
                     rows.append(row)
@@ -288,7 +288,7 @@ class _Runner:
                 else:
                     outputs["dicom-seg"] = rel["dicom-seg"].as_posix()
         if "png" in self.formats:
-            window = (40.0, 400.0) if (b.image.modality or "") == "CT" else None
+            window = (40.0, 400.0) if b.modality == "CT" else None
             write_overlay(b.image, mask, self.out / rel["png"], window=window)
             outputs["png"] = rel["png"].as_posix()
         if "coco" in self.formats:
@@ -319,10 +319,16 @@ def _load(
     digest = content_hash(item)
     earlier = [journal.finished(item.id, m.id, digest, formats) for m in models]
     if all(r is not None for r in earlier):
-        return _Loaded(item, digest, reuse=[r for r in earlier if r is not None])
+        return _Loaded(item, digest, resumed=True)
     try:
         image = read_item(item)
-        return _Loaded(item, digest, image=image, seconds=time.perf_counter() - start)
+        return _Loaded(
+            item,
+            digest,
+            image=image,
+            seconds=time.perf_counter() - start,
+            modality=effective_modality(image),
+        )
     except Exception as exc:
         return _Loaded(item, digest, error=_reason(exc), seconds=time.perf_counter() - start)
 
@@ -392,7 +398,7 @@ def _run_local(
 
     for loaded in _stream(items, journal, runner.models, runner.formats, max(1, workers)):
         read_seconds += loaded.seconds
-        if loaded.reuse is not None:
+        if loaded.resumed:
             summary.resumed += 1
             bar.update(1)
             continue
@@ -478,10 +484,9 @@ def annotate(
         )
     else:
         timing = {
-            "read": _run_local(found.items, journal, runner, batch_size, workers, bar, summary)
+            "read": _run_local(found.items, journal, runner, batch_size, workers, bar, summary),
+            **runner.timing,
         }
-        for name, seconds in runner.timing.items():
-            timing[name] = seconds
     bar.close()
     rows = _current_rows(journal, [i.id for i in found.items], chosen)
     summary.done, summary.failed, summary.skipped = _item_counts(rows)

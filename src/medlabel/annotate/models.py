@@ -37,13 +37,12 @@ import numpy as np
 
 from medlabel.annotate.uncertainty import classification_uncertainty
 from medlabel.image import MedicalImage
-from medlabel.models import bundled_models, resolve_model
+from medlabel.models import resolve_model
 
 __all__ = [
     "AnnotationModel",
     "Classification",
     "Segmentation",
-    "default_models",
     "effective_modality",
     "open_model",
 ]
@@ -156,13 +155,16 @@ class AnnotationModel:
             return list(self.impl.class_names)
         return list(self.impl.classes.values())
 
-    def skip_reason(self, image: MedicalImage) -> str | None:
-        """Why this model does not apply to ``image`` (``None``: it applies)."""
+    def skip_reason(self, image: MedicalImage, modality: str | None = None) -> str | None:
+        """Why this model does not apply to ``image`` (``None``: it applies).
+
+        ``modality`` is the image's :func:`effective_modality` when the caller has it already.
+        """
         depth = image.array.shape[0] if image.ndim == 3 else 1
         image_dims = 2 if image.ndim == 2 or depth == 1 else 3
         if image_dims != self.dims:
             return f"{self.name} takes {self.dims}D images; this is {image_dims}D"
-        modality = effective_modality(image)
+        modality = effective_modality(image) if modality is None else modality
         if self.modalities and modality and modality not in self.modalities:
             return f"{self.name} is made for {'/'.join(self.modalities)}; this is {modality}"
         if self.modalities and not modality and not self.explicit and self.dims == 3:
@@ -294,9 +296,3 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
     return AnnotationModel(
         cbundle.name, "classification", cbundle.spec.dims, declared, version, explicit, cbundle
     )
-
-
-def default_models() -> list[AnnotationModel]:
-    """The bundled models and the default CT recipes, for a job without ``--model``."""
-    names = [*bundled_models(), *DEFAULT_RECIPES]
-    return [open_model(n, explicit=False) for n in names]

@@ -50,14 +50,14 @@ class _Worker:
         items = [Item.from_dict(json.loads(s)) for s in batch["item"]]
         loaded = [_load(i, self.journal, runner.models, runner.formats) for i in items]
         out: list[str] = []
-        fresh = [x for x in loaded if x.reuse is None]
+        fresh = [x for x in loaded if not x.resumed]
         flat = [x for x in fresh if _is_2d(x.image)]
         rows = runner.process(flat) if flat else []
         for x in fresh:
             if not _is_2d(x.image):
                 rows += runner.process([x])
         out += [json.dumps({"row": r}, default=str) for r in rows]
-        out += [json.dumps({"resumed": x.item.id}) for x in loaded if x.reuse is not None]
+        out += [json.dumps({"resumed": x.item.id}) for x in loaded if x.resumed]
         timing = {"read": sum(x.seconds for x in loaded), **runner.timing}
         out.append(json.dumps({"timing": timing, "items": len(loaded)}))
         return {"record": out}

@@ -2,9 +2,8 @@
 
 Classification: the entropy of the calibrated probabilities, normalised to 0..1 by the
 entropy of a uniform guess, and the margin between the two most likely classes.
-Segmentation: the mean normalised voxel entropy inside the predicted structures (voxels far
-from any structure say little), and, with test-time augmentation, how well the predictions
-under the augmented views agree with the plain one (mean Dice).
+Segmentation figures (voxel entropy inside the structures, agreement under test-time
+augmentation) come from :mod:`medlabel.segment.uncertainty`, where the bundles compute them.
 
 Example:
     >>> import numpy as np
@@ -17,17 +16,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-__all__ = ["agreement", "classification_uncertainty", "structure_entropy"]
+from medlabel.segment.uncertainty import normalised_entropy as _entropy
 
-
-def _entropy(probs: np.ndarray, axis: int) -> np.ndarray:
-    p = np.clip(probs, 1e-12, 1.0)
-    k = probs.shape[axis]
-    return -(p * np.log(p)).sum(axis=axis) / np.log(max(k, 2))
+__all__ = ["classification_uncertainty"]
 
 
 def classification_uncertainty(probs: np.ndarray, multilabel: bool = False) -> dict[str, float]:
@@ -46,45 +39,3 @@ def classification_uncertainty(probs: np.ndarray, multilabel: bool = False) -> d
     top = np.sort(p)[::-1]
     margin = float(top[0] - top[1]) if len(top) > 1 else 1.0
     return {"entropy": float(_entropy(p, 0)), "margin": margin}
-
-
-def structure_entropy(probs: np.ndarray) -> dict[str, float | None]:
-    """Mean normalised voxel entropy inside the predicted foreground, overall and per class.
-
-    ``probs`` is ``(K+1, *spatial)`` with background first; keys are ``"all"`` and the class
-    indices as strings. ``None`` where nothing is predicted.
-
-    Example:
-        >>> p = np.zeros((2, 4, 4)); p[0] = 1; p[:, 1, 1] = [0.4, 0.6]
-        >>> round(structure_entropy(p)["all"], 3)
-        0.971
-    """
-    labels = np.argmax(probs, axis=0)
-    ent = _entropy(probs, 0)
-    out: dict[str, float | None] = {}
-    fg = labels > 0
-    out["all"] = float(ent[fg].mean()) if fg.any() else None
-    for c in range(1, probs.shape[0]):
-        sel = labels == c
-        out[str(c)] = float(ent[sel].mean()) if sel.any() else None
-    return out
-
-
-def agreement(main: np.ndarray, views: Sequence[np.ndarray], classes: Sequence[int]) -> float:
-    """Mean Dice between the plain label map and each augmented view, over classes present
-    in either (1.0 when every view agrees exactly).
-
-    Example:
-        >>> a = np.zeros((4, 4), int); a[1:3, 1:3] = 1
-        >>> b = a.copy(); b[1, 1] = 0
-        >>> round(agreement(a, [a, b], [1]), 3)
-        0.929
-    """
-    scores = []
-    for view in views:
-        for c in classes:
-            p, q = main == c, view == c
-            denom = int(p.sum() + q.sum())
-            if denom:
-                scores.append(2.0 * float((p & q).sum()) / denom)
-    return float(np.mean(scores)) if scores else 1.0

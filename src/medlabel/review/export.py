@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medlabel.io.atomic import atomic_output
-from medlabel.review.store import StoreError, open_store
+from medlabel.review.store import StoreError, open_store, source_item
 
 __all__ = ["Export", "export_reviewed", "model_classes"]
 
@@ -97,12 +97,12 @@ def export_reviewed(
         if item is None or ann is None:
             skipped += 1
             continue
-        files = item["files"]
-        paths = files.get("paths") or []
-        if not paths:
+        job_item = source_item(item)
+        if not job_item.files:
             skipped += 1
             continue
-        source = paths[0] if files.get("kind") != "dicom-series" else str(Path(paths[0]).parent)
+        first = job_item.files[0]
+        source = str(Path(first).parent) if job_item.kind == "dicom-series" else first
         if task == "classification":
             writer.writerow([source, ann["label"]])
         else:

@@ -36,8 +36,10 @@ from starlette.datastructures import UploadFile
 
 from medlabel import __version__
 from medlabel.errors import MedlabelError
-from medlabel.review.active import STRATEGIES, rank
+from medlabel.review.active import STRATEGIES
 from medlabel.review.export import model_classes
+from medlabel.review.queue import rank_pending
+from medlabel.review.store import source_item
 
 __all__ = ["add_monailabel_routes"]
 
@@ -95,21 +97,12 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
         return out
 
     def item_image(item_id: str) -> Any:
-        from medlabel.annotate.items import Item, read_item
+        from medlabel.annotate.items import read_item
 
         item = store.item(item_id)
         if item is None:
             raise HTTPException(status_code=404, detail=f"no image {item_id!r}")
-        files = item["files"]
-        return read_item(
-            Item(
-                id=item_id,
-                source=item["source"],
-                kind=files.get("kind", "file"),
-                files=tuple(files.get("paths") or []),
-                series_uid=files.get("series_uid", ""),
-            )
-        )
+        return read_item(source_item(item))
 
     @router.get("/auth/")
     def auth_info() -> dict[str, Any]:
@@ -167,7 +160,7 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
         rows = store.predictions("pending")
         if not rows:
             return {}
-        chosen = rank(rows, strategy, 1, seed=int(params.get("seed", 0) or 0))[0]
+        chosen = rank_pending(folder, rows, strategy, 1, seed=int(params.get("seed", 0) or 0))[0]
         return {
             "id": chosen["item"],
             "name": chosen["source"],

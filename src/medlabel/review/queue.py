@@ -23,7 +23,7 @@ import numpy as np
 from medlabel.review.active import rank
 from medlabel.review.store import open_store
 
-__all__ = ["next_items", "thumbnail_features"]
+__all__ = ["next_items", "rank_pending", "thumbnail_features"]
 
 
 def thumbnail_features(job: Path, rel: str, side: int = 16) -> np.ndarray | None:
@@ -35,6 +35,20 @@ def thumbnail_features(job: Path, rel: str, side: int = 16) -> np.ndarray | None
     with Image.open(job / rel) as pic:
         grey = pic.convert("L").resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(grey, np.float64).ravel() / 255.0
+
+
+def rank_pending(
+    job: Path, rows: list[dict[str, Any]], strategy: str, n: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """:func:`~medlabel.review.active.rank` with the items' thumbnails as the features of
+    the diversity strategy (rows as :meth:`Store.predictions` gives them)."""
+    return rank(
+        rows,
+        strategy,
+        n,
+        seed=seed,
+        features=lambda r: thumbnail_features(job, r.get("thumbnail", "")),
+    )
 
 
 def next_items(
@@ -57,18 +71,4 @@ def next_items(
     rows = store.predictions("pending")
     if model is not None:
         rows = [r for r in rows if r["model"] == model]
-    thumbs = {r["item"]: r.get("thumbnail", "") for r in _manifest_thumbnails(job)}
-    return rank(
-        rows,
-        strategy,
-        n,
-        seed=seed,
-        features=lambda r: thumbnail_features(job, thumbs.get(r["item"], "")),
-    )
-
-
-def _manifest_thumbnails(job: Path) -> list[dict[str, Any]]:
-    import json
-
-    path = job / "manifest.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return rank_pending(job, rows, strategy, n, seed)

@@ -38,17 +38,16 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
-from medlabel.annotate.items import Item as JobItem
 from medlabel.annotate.items import read_item
 from medlabel.errors import MedlabelError
 from medlabel.io import read_image
 from medlabel.preprocess.window import WINDOW_PRESETS
-from medlabel.review.active import STRATEGIES, rank
+from medlabel.review.active import STRATEGIES
 from medlabel.review.auth import COOKIE, Sessions, load_secret
 from medlabel.review.export import model_classes
-from medlabel.review.queue import thumbnail_features
+from medlabel.review.queue import rank_pending
 from medlabel.review.render import View, decode_rle, encode_rle
-from medlabel.review.store import Store, StoreError, open_store
+from medlabel.review.store import Store, StoreError, open_store, source_item
 from medlabel.visualize.preview import LABEL_COLOURS
 
 __all__ = ["MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "create_app"]
@@ -105,6 +104,7 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     sessions = Sessions(load_secret(folder))
     classes = model_classes(folder)
     views: OrderedDict[str, View] = OrderedDict()
+    masks: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
     app = FastAPI(title="medlabel review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.folder = folder
@@ -150,17 +150,8 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         if item_id in views:
             views.move_to_end(item_id)
             return views[item_id]
-        item = item_or_404(item_id)
-        files = item["files"]
-        job_item = JobItem(
-            id=item_id,
-            source=item["source"],
-            kind=files.get("kind", "file"),
-            files=tuple(files.get("paths") or []),
-            series_uid=files.get("series_uid", ""),
-        )
         try:
-            v = View(read_item(job_item))
+            v = View(read_item(source_item(item_or_404(item_id))))
         except MedlabelError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
         views[item_id] = v
@@ -169,13 +160,22 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         return v
 
     def mask_labels(item_id: str, model: str) -> np.ndarray:
+        """The current mask of a result in display orientation (cached: every slice and
+        overlay request of the viewer needs it)."""
         item = item_or_404(item_id)
         result = next((r for r in item["results"] if r["model"] == model), None)
         if result is None:
             raise HTTPException(status_code=404, detail="no such result")
         rel = (result["annotation"] or {}).get("mask") or result["mask"]
-        mask = read_image(inside(rel), is_label=True)
-        return view(item_id).mask_display(mask)
+        key = (item_id, model, rel)  # a new mask version is a new path: a new entry
+        if key in masks:
+            masks.move_to_end(key)
+            return masks[key]
+        labels = view(item_id).mask_display(read_image(inside(rel), is_label=True))
+        masks[key] = labels
+        while len(masks) > 6:
+            masks.popitem(last=False)
+        return labels
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form() -> str:
@@ -230,12 +230,7 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
             rows = [r for r in rows if r["model"] == model]
         if label:
             rows = [r for r in rows if label.lower() in (r["label"] or "").lower()]
-        return rank(
-            rows,
-            strategy,
-            n,
-            features=lambda r: thumbnail_features(folder, r.get("thumbnail", "")),
-        )
+        return rank_pending(folder, rows, strategy, n)
 
     @app.get("/api/progress")
     def progress(user: str = Depends(current_user)) -> dict[str, Any]:

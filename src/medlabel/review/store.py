@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from medlabel.annotate.items import Item as JobItem
 from medlabel.errors import MedlabelError
 from medlabel.review.schema import (
     REVIEW_STATES,
@@ -44,13 +45,26 @@ from medlabel.review.schema import (
     User,
 )
 
-__all__ = ["Store", "StoreError", "default_url", "open_store"]
+__all__ = ["Store", "StoreError", "default_url", "open_store", "source_item"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class StoreError(MedlabelError):
     """A request the store cannot honour (unknown item, bad state, bad role...)."""
+
+
+def source_item(item: dict[str, Any]) -> JobItem:
+    """The annotation-job item behind a stored item (from :meth:`Store.item`), to read its
+    image with :func:`medlabel.annotate.items.read_item`."""
+    files = item["files"]
+    return JobItem(
+        id=item["id"],
+        source=item["source"],
+        kind=files.get("kind", "file"),
+        files=tuple(files.get("paths") or []),
+        series_uid=files.get("series_uid", ""),
+    )
 
 
 def default_url(folder: str | os.PathLike[str]) -> str:

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from medlabel.annotate.uncertainty import agreement, structure_entropy
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
@@ -56,6 +55,7 @@ from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan
 from medlabel.segment.preprocessing import to_native, to_network
 from medlabel.segment.train import TrainedSegmenter
+from medlabel.segment.uncertainty import agreement, structure_entropy
 
 __all__ = [
     "BundleError",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,17 @@ from typing import Any
 import pydicom
 from pydicom.fileset import FileSet
 
-from medlabel.errors import ReadError, SeriesError
+from medlabel.errors import ReadError, SeriesError, UnsupportedFormatError
 from medlabel.io.dicom.headers import DicomFileInfo, iter_dicom_files, read_header
 
-__all__ = ["SeriesInfo", "SeriesScan", "group_series", "scan_series", "select_series"]
+__all__ = [
+    "SeriesInfo",
+    "SeriesScan",
+    "group_series",
+    "scan_files",
+    "scan_series",
+    "select_series",
+]
 
 
 @dataclass
@@ -134,9 +142,29 @@ def scan_series(path: str | os.PathLike[str]) -> SeriesScan:
     if p.is_file() and p.name.upper() == "DICOMDIR":
         return _scan_dicomdir(p)
     root = p if p.is_dir() else p.parent
+    return _collect(root, iter_dicom_files(root) if p.is_dir() else [read_header(p)])
+
+
+def scan_files(paths: Iterable[str | os.PathLike[str]], root: Path) -> SeriesScan:
+    """The series formed by given DICOM files (ids relative to ``root``); unreadable files
+    are listed in ``errors``, files without an image in ``skipped``."""
+
+    def headers() -> Iterator[DicomFileInfo | ReadError]:
+        for path in paths:
+            try:
+                yield read_header(path)
+            except ReadError as err:
+                yield err
+            except UnsupportedFormatError as err:
+                yield ReadError(err.path, err.reason)
+
+    return _collect(root, headers())
+
+
+def _collect(root: Path, headers: Iterable[DicomFileInfo | ReadError]) -> SeriesScan:
     scan = SeriesScan(root=root)
     infos = []
-    for item in iter_dicom_files(root) if p.is_dir() else [read_header(p)]:
+    for item in headers:
         if isinstance(item, ReadError):
             scan.errors.append(item)
         elif not item.is_image:
