@@ -9,7 +9,9 @@ rather than validation score: per-image intensity normalisation, strong intensit
 geometric augmentation (no flips: the heart is on the left), class weighting, temperature
 calibration and a threshold chosen on the grouped validation split.
 
-Run: ``python benchmarks/bench_kermany.py [--budget-minutes 35] [--install]``; ``--install``
+Run: ``python benchmarks/bench_kermany.py [--budget-minutes 35] [--install]``
+(``--fit-ood BUNDLE`` adds the out-of-distribution check to a bundle trained before it
+existed); ``--install``
 copies the bundle into ``src/medlabel/models/cxr-pneumonia`` (the packaged model).
 """
 
@@ -87,9 +89,24 @@ def main() -> None:
         default=None,
         help="only run the classic model and throughput against this trained bundle",
     )
+    parser.add_argument(
+        "--fit-ood",
+        type=Path,
+        default=None,
+        help="only fit and store the out-of-distribution check of this trained bundle",
+    )
     args = parser.parse_args()
     if args.extras is not None:
         extras(args.extras)
+        return
+    if args.fit_ood is not None:
+        from medlabel.classify.bundle import add_ood_check
+
+        data = shared_data()
+        assert data is not None, "needs ../shared/data/cxr-pneumonia-224"
+        ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
+        check = add_ood_check(args.fit_ood, ds)
+        print(f"out-of-distribution threshold {check.threshold:.2f} (quantile {check.quantile})")
         return
     data = shared_data()
     if data is None:

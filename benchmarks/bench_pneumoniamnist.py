@@ -98,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--ema", type=float, default=0.0, help="weight averaging decay (0: off)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
     args = parser.parse_args()
@@ -114,10 +115,16 @@ def main() -> None:
         "default": [],
         "machine": machine(),
         "budget_minutes": args.budget_minutes,
+        "ema": args.ema,
     }
     members = []
     for seed in range(args.seeds):
-        cfg = auto_config(ds, budget_minutes=args.budget_minutes, seed=seed)
+        cfg = auto_config(
+            ds,
+            budget_minutes=args.budget_minutes,
+            seed=seed,
+            overrides={"ema": args.ema} if args.ema else None,
+        )
         start = time.perf_counter()
         trained = train_classifier(ds, cfg, progress=False)
         seconds = time.perf_counter() - start
@@ -153,6 +160,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"pneumoniamnist-{stamp}.json").write_text(json.dumps(rows, indent=2))
     d = rows["default"]
+    ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     lines = [
         f"# PneumoniaMNIST benchmark, {rows['machine']['date']}",
         "",
@@ -162,7 +170,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         "| model | test AUC | test ACC (threshold from val) | test ACC (MedMNIST >0.5) | "
         "train time |",
         "|---|---|---|---|---|",
-        f"| medlabel default (compact CNN, auto), {len(d)} seeds | "
+        f"| medlabel default (compact CNN, auto{ema}), {len(d)} seeds | "
         f"{_mean_sd([r['auc'] for r in d])} | {_mean_sd([r['acc'] for r in d])} | "
         f"{_mean_sd([r['acc_medmnist'] for r in d])} | "
         f"{np.mean([r['seconds'] for r in d]) / 60:.1f} min |",
@@ -185,7 +193,9 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         "",
         "95% bootstrap CIs are in the JSON file. Command: "
         "`python benchmarks/bench_pneumoniamnist.py --budget-minutes "
-        f"{rows['budget_minutes']:g} --seeds {len(d)}`.",
+        f"{rows['budget_minutes']:g} --seeds {len(d)}"
+        + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
+        + "`.",
     ]
     md = RESULTS / f"pneumoniamnist-{stamp}.md"
     md.write_text("\n".join(lines) + "\n")

@@ -6,8 +6,9 @@ anything: the network was not trained on CT). Each run happens in a fresh proces
 resident memory (``ru_maxrss``) is that run's own; the increase over the process's footprint
 right after imports is reported too.
 
-* medlabel: ``SegmentationBundle.predict`` (plan preprocessing, ONNX Runtime sliding windows,
-  post-processing, mapping back to the input grid);
+* medlabel: ``SegmentationBundle.predict`` (plan preprocessing, sliding windows, post-processing,
+  mapping back to the input grid) with its default engine ``auto``, and forced to ONNX Runtime
+  or torch, so the table shows what the automatic choice buys;
 * MONAI: ``LoadImaged -> EnsureChannelFirstd -> Spacingd -> NormalizeIntensityd``, torch
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian), ``Invertd`` back to the
   input grid, argmax.
@@ -35,22 +36,25 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_medlabel(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
+def run_medlabel(bundle_name: str, path: str, repeat: int, engine: str = "auto") -> dict[str, Any]:
     from medlabel.io import read_image
     from medlabel.segment.bundle import load_segmentation_bundle
+    from medlabel.segment.preprocessing import to_network
 
-    bundle = load_segmentation_bundle(bundle_name)
+    bundle = load_segmentation_bundle(bundle_name, engine=engine)
     base = _rss_mb()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         seg = bundle.predict(read_image(path))
         times.append(time.perf_counter() - start)
+    chosen = bundle.engine_for(to_network(read_image(path), bundle.plan)[0].shape)
     return {
         "seconds": min(times),
         "peak_mb": _rss_mb(),
         "increase_mb": _rss_mb() - base,
         "shape": list(seg.array.shape),
+        "engine": f"{chosen[0]}, batch {chosen[1]}",
     }
 
 
@@ -114,6 +118,9 @@ def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
     }
 
 
+PIPELINES = ("medlabel", "medlabel-onnx", "medlabel-torch", "monai")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", default="mri-hippocampus")
@@ -121,8 +128,13 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("PIPELINE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        runner = run_medlabel if args.one[0] == "medlabel" else run_monai
-        print(json.dumps(runner(args.bundle, args.one[1], args.repeat)))
+        kind, path = args.one
+        if kind == "monai":
+            result = run_monai(args.bundle, path, args.repeat)
+        else:
+            engine = kind.partition("-")[2] or "auto"
+            result = run_medlabel(args.bundle, path, args.repeat, engine)
+        print(json.dumps(result))
         return
     data = shared_data()
     if data is None:
@@ -135,7 +147,7 @@ def main() -> None:
     rows: dict[str, Any] = {"machine": machine(), "bundle": args.bundle, "cases": {}}
     for name, path in cases.items():
         rows["cases"][name] = {}
-        for pipeline in ("medlabel", "monai"):
+        for pipeline in PIPELINES:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -167,14 +179,17 @@ def write(rows: dict[str, Any]) -> None:
         f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores. Network: bundle "
         f"`{rows['bundle']}`. Best of repeated runs; peak resident memory of a fresh process.",
         "",
-        "| volume | medlabel (s) | MONAI (s) | speed-up | medlabel peak / increase (MB) | "
+        "| volume | medlabel (s), default engine | forced ONNX (s) | forced torch (s) | "
+        "MONAI (s) | speed-up vs MONAI | medlabel peak / increase (MB) | "
         "MONAI peak / increase (MB) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows["cases"].items():
         m, b = r["medlabel"], r["monai"]
+        o, t = r["medlabel-onnx"], r["medlabel-torch"]
         lines.append(
-            f"| {name} {tuple(m['shape'])} | {m['seconds']:.2f} | {b['seconds']:.2f} | "
+            f"| {name} {tuple(m['shape'])} | {m['seconds']:.2f} ({m['engine']}) | "
+            f"{o['seconds']:.2f} | {t['seconds']:.2f} | {b['seconds']:.2f} | "
             f"{b['seconds'] / m['seconds']:.2f}x | {m['peak_mb']:.0f} / {m['increase_mb']:.0f} | "
             f"{b['peak_mb']:.0f} / {b['increase_mb']:.0f} |"
         )

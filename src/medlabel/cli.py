@@ -628,7 +628,14 @@ def segment(
     model: Annotated[
         str, typer.Option("--model", help="Recipe (ct-lungs, ...), bundled model or bundle.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Mask file; format from the extension.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Mask file; format from the extension (.nii.gz, .nrrd, .mha, .png; .dcm: a "
+            "DICOM SEG referencing a DICOM input).",
+        ),
+    ],
     overlay: Annotated[
         Path | None, typer.Option("--overlay", help="Also write a PNG overlay preview.")
     ] = None,
@@ -651,7 +658,10 @@ def segment(
     segmenter = open_segmenter(model)
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     seg = segmenter.segment(image, tta=tta)
-    write_image(seg, out)
+    if out.suffix.lower() == ".dcm":
+        _write_dicom_seg(seg, image, model, src, out)
+    else:
+        write_image(seg, out)
     if overlay is not None:
         from medlabel.visualize.preview import render_preview
 
@@ -661,6 +671,31 @@ def segment(
     counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=256)
     parts = [f"{v}={name} ({counts[v] * voxel:.1f} {unit})" for v, name in label_names(seg).items()]
     typer.echo(f"wrote {out}: " + ", ".join(parts))
+
+
+def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> None:
+    """A DICOM SEG of ``seg`` that references the DICOM files ``image`` was read from."""
+    from medlabel.annotate.models import model_version
+    from medlabel.annotate.outputs import write_dicom_seg
+    from medlabel.segment.labelmap import label_names
+
+    files = image.metadata.get("source_files") or []
+    if not files:
+        raise MedlabelError(
+            src,
+            "a DICOM SEG (--out *.dcm) references DICOM images; this input is not DICOM, "
+            "so write .nii.gz, .nrrd or .png instead",
+        )
+    why = write_dicom_seg(
+        seg,
+        label_names(seg),
+        files,
+        out,
+        model_name=Path(model).name,
+        model_version=model_version(model),
+    )
+    if why:
+        raise MedlabelError(src, why)
 
 
 @app.command()

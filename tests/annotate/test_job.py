@@ -81,8 +81,15 @@ def test_job_writes_masks_manifest_and_report_and_leaves_inputs_alone(
         d for d in details if d["source"] == "ct/chest.nii.gz" and d["model"] == "ct-lungs"
     )
     assert lungs["volumes_ml"]["lung_right"] > 0 and lungs["model_id"].startswith("ct-lungs@")
+    # the "photo" is random noise: whatever its label, it lies outside the X-ray model's world
+    noise = next(
+        d for d in details if d["source"] == "png/photo.png" and d["model"] == "cxr-pneumonia"
+    )
+    assert noise["ood"] is True and noise["uncertainty"] == 1.0
+    assert "out of distribution" in noise["notes"][0]
     report = (out / "report.html").read_text()
     assert "corrupt.nii.gz" in report and "Review queue" in report
+    assert "outside the model's training distribution" in report
     assert not list(out.rglob(".*.tmp-*"))
 
 

@@ -196,3 +196,16 @@ def test_bad_bundles(trained, tmp_path):
     (path / "member-0.onnx").unlink()
     with pytest.raises(BundleError, match="incomplete"):
         load_bundle(path)
+
+
+def test_weight_averaging_keeps_the_averaged_weights():
+    ds = make_dataset()
+    plain = train_classifier(ds, quick_config(epochs=3), progress=False)
+    averaged = train_classifier(ds, quick_config(epochs=3, ema=0.9), progress=False)
+    assert averaged.config.ema == 0.9 and TrainConfig.from_dict(averaged.config.to_dict()).ema
+    # same seed, same steps: only the averaging differs, so the kept weights differ
+    a, b = plain.net.state_dict(), averaged.net.state_dict()
+    assert a.keys() == b.keys() and any(not np.allclose(a[k], b[k]) for k in a)
+    assert averaged.val_metrics["auc"] > 0.9
+    with pytest.raises(ValueError, match="ema must be in"):
+        train_classifier(ds, quick_config(epochs=1, ema=1.5), progress=False)

@@ -115,6 +115,24 @@ def test_review_in_chromium(server: tuple[str, object]) -> None:
         expect(page.locator("#progress")).to_contain_text("corrected 2")
         page.screenshot(path=str(shots / "after-save.png"))
 
+        # zoom in about the centre, then pan with Shift+drag: window/level stays as it was
+        page.keyboard.press("v")
+        page.keyboard.press("0")
+        page.keyboard.press("=")
+        assert page.evaluate("[state.zoom, state.panX, state.panY]") == [1.2, 0, 0]
+        window = page.evaluate("[state.level, state.width]")
+        page.mouse.move(cx, cy)
+        page.keyboard.down("Shift")
+        page.mouse.down()
+        page.mouse.move(cx + 80, cy + 40, steps=5)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        assert page.evaluate("[state.panX, state.panY]") == [80, 40]
+        assert page.evaluate("[state.level, state.width]") == window
+        page.screenshot(path=str(shots / "zoomed-and-panned.png"))
+        page.keyboard.press("0")
+        assert page.evaluate("[state.zoom, state.panX, state.panY]") == [1, 0, 0]
+
         # export the reviewed labels and retrain from the UI: no command line needed
         with page.expect_download() as download:
             page.click("#export")
@@ -128,3 +146,30 @@ def test_review_in_chromium(server: tuple[str, object]) -> None:
     progress = store.progress()  # type: ignore[attr-defined]
     assert (progress["accepted"], progress["corrected"]) == (1, 2)
     assert any(a["action"] == "review:corrected" and a["detail"]["mask"] for a in store.audit(10))  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_admin_adds_a_user_in_chromium(server: tuple[str, object]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, store = server
+    store.add_user("root", "admin", "long enough pw")  # type: ignore[attr-defined]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.goto(url + "/login")
+        page.fill("#username", "root")
+        page.fill("#password", "long enough pw")
+        page.click("#signin")
+        expect(page.locator("#admin")).to_be_visible()
+        page.click("#admin summary")
+        page.fill("#newname", "zoe")
+        page.select_option("#newrole", "viewer")
+        page.fill("#newpass", "another long pw")
+        page.click("#adduserbtn")
+        expect(page.locator("#users")).to_contain_text("zoe")
+        expect(page.locator("#message")).to_contain_text("zoe saved")
+        page.screenshot(path=str(_artifacts() / "users.png"))
+        browser.close()
+    assert store.role("zoe") == "viewer"  # type: ignore[attr-defined]
+    assert store.check_password("zoe", "another long pw")  # type: ignore[attr-defined]

@@ -146,3 +146,34 @@ def test_monailabel_datastore_routes(job: Path, tmp_path: Path) -> None:
     train = client.get("/datastore/", params={"output": "train"}).json()
     assert {t["image"] for t in train} >= {chest} and all(Path(t["label"]).is_file() for t in train)
     assert client.get("/datastore/label", params={"label": chest}).status_code == 200
+
+
+def test_admins_manage_users_and_others_cannot(job: Path) -> None:
+    admin = _client(job, "ada", "admin")
+    assert [u["name"] for u in admin.get("/api/users").json()] == ["ada"]
+    r = admin.post("/api/users", json={"name": "bo", "role": "reviewer", "password": "long enough"})
+    assert r.status_code == 200 and {u["name"]: u["role"] for u in r.json()} == {
+        "ada": "admin",
+        "bo": "reviewer",
+    }
+    assert all("password" not in str(u) for u in r.json())  # hashes never leave the store
+    bo = TestClient(admin.app)
+    assert bo.post("/login", data={"username": "bo", "password": "long enough"}).status_code == 200
+    assert bo.get("/api/users").status_code == 403  # reviewers do not manage users
+    assert bo.delete("/api/users/ada").status_code == 403
+    short = admin.post("/api/users", json={"name": "cy", "role": "viewer", "password": "short"})
+    assert short.status_code == 422 and "8 characters" in short.json()["detail"]
+    bad_role = admin.put("/api/users/bo", json={"role": "root"})
+    assert bad_role.status_code == 422
+    assert admin.put("/api/users/bo", json={"role": "viewer"}).json()[1]["role"] == "viewer"
+    assert (
+        bo.post("/api/items/x/review", json={"model": "m", "status": "accepted"}).status_code == 403
+    )
+    # the last admin stays an admin, and nobody removes themselves
+    last = admin.put("/api/users/ada", json={"role": "viewer"})
+    assert last.status_code == 422 and "only admin" in last.json()["detail"]
+    assert admin.delete("/api/users/ada").status_code == 422
+    assert admin.delete("/api/users/bo").status_code == 200
+    assert bo.get("/api/progress").status_code == 401  # a removed user's session ends
+    store = admin.app.state.store  # type: ignore[attr-defined]
+    assert {"name": "bo"} in [a["detail"] for a in store.audit(10) if a["user"] == "ada"]

@@ -60,6 +60,8 @@ def test_users_roles_and_password_hashes(tmp_path: Path) -> None:
         store.add_user("x", "superuser", "long enough pw")
     with pytest.raises(StoreError, match="8 characters"):
         store.add_user("x", "viewer", "short")
+    with pytest.raises(StoreError, match="user names"):
+        store.add_user(" ana", "viewer", "long enough pw")
 
 
 def test_import_is_idempotent_and_keeps_human_work(tmp_path: Path) -> None:

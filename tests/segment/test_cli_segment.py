@@ -176,3 +176,43 @@ def test_evaluate_recipe_on_pairs(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["summary"]["lung_right"]["dice"]["mean"] > 0.9
     assert "unknown" in metrics["cases_evaluated"]
+
+
+def test_segment_writes_a_dicom_seg_for_a_dicom_series(mixed_archive: Path, tmp_path: Path) -> None:
+    import highdicom as hd
+    import pydicom
+
+    series = mixed_archive / "dicom" / "series1"
+    out = tmp_path / "lungs.dcm"
+    result = run("segment", series, "--model", "ct-lungs", "--out", out)
+    assert result.exit_code == 0, result.output
+    seg = hd.seg.segread(out)
+    sources = {pydicom.dcmread(f).SOPInstanceUID for f in series.iterdir()}
+    referenced = {
+        ref.ReferencedSOPInstanceUID
+        for s in seg.ReferencedSeriesSequence
+        for ref in s.ReferencedInstanceSequence
+    }
+    assert referenced == sources  # every slice of the series, and only those
+    labels = [d.SegmentLabel for d in seg.SegmentSequence]
+    assert labels == ["lung_right", "lung_left"]
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "ct-lungs"
+    # the same mask through NIfTI: one SEG frame per slice that holds each structure
+    nifti = tmp_path / "lungs.nii.gz"
+    assert run("segment", series, "--model", "ct-lungs", "--out", nifti).exit_code == 0
+    lungs = sitk.GetArrayFromImage(sitk.ReadImage(str(nifti)))
+    assert int(seg.NumberOfFrames) == int((lungs == 1).any(axis=(1, 2)).sum()) + int(
+        (lungs == 2).any(axis=(1, 2)).sum()
+    )
+    # a NIfTI input has no DICOM to reference
+    result = run(
+        "segment",
+        mixed_archive / "ct" / "chest.nii.gz",
+        "--model",
+        "ct-lungs",
+        "--out",
+        tmp_path / "x.dcm",
+    )
+    assert result.exit_code == 1 and "references DICOM images" in result.output
+    assert not (tmp_path / "x.dcm").exists()

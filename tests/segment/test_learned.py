@@ -129,6 +129,11 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
     assert (bundle_dir / "model.onnx").is_file() and "synthetic" in (
         bundle_dir / "MODEL_CARD.md"
     ).read_text()
+    import onnx
+
+    weights = [t for t in onnx.load(str(bundle_dir / "model.onnx")).graph.initializer if t.dims]
+    halved = [t for t in weights if np.prod(t.dims) >= 256]
+    assert halved and all(t.data_type == onnx.TensorProto.FLOAT16 for t in halved)
     onnx = load_segmentation_bundle(bundle_dir)
     torch_bundle = load_segmentation_bundle(bundle_dir, engine="torch")
     image, _mask = ds.load(
@@ -235,3 +240,38 @@ def test_cross_validation_ensemble_bundle(png_pairs: Callable[..., Path], tmp_pa
     ]
     np.testing.assert_allclose(probs, np.mean(singles, axis=0), atol=1e-5)
     assert "ensemble of 3 members" in (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+
+
+def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> None:
+    auto = load_segmentation_bundle("mri-hippocampus")
+    onnx = load_segmentation_bundle("mri-hippocampus", engine="onnx")
+    assert auto.engine == "auto" and onnx.engine_for((120, 200, 200)) == ("onnx", 9)
+    assert auto.engine_for(auto.plan.patch_size) == ("onnx", auto.plan.batch_size)
+    assert auto.engine_for((120, 200, 200)) == ("torch", 4)
+    rng = np.random.default_rng(0)
+    # a brain-like blob larger than one window: several windows, so the torch path runs
+    zz, yy, xx = np.mgrid[:60, :80, :56]
+    blob = np.exp(-(((zz - 30) / 14) ** 2 + ((yy - 40) / 20) ** 2 + ((xx - 28) / 12) ** 2))
+    image = MedicalImage((blob * 400 + rng.normal(0, 20, blob.shape)).astype(np.float32))
+    a, b = auto.predict(image), onnx.predict(image)
+    assert set(auto._runners) == {"torch"} and set(onnx._runners) == {"onnx"}
+    assert same_grid(a, image) and (a.array == b.array).mean() > 0.999
+    with pytest.raises(BundleError, match="engine must be auto, onnx or torch"):
+        load_segmentation_bundle("mri-hippocampus", engine="tensorrt")
+
+
+@pytest.mark.slow
+def test_bundle_without_onnx_runs_on_torch(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=2, iterations_per_epoch=2)
+    trained = train_segmenter(ds, cfg, progress=False)
+    small = save_segmentation_bundle(trained, tmp_path / "small", onnx=False)
+    assert not list(small.glob("*.onnx"))
+    bundle = load_segmentation_bundle(small)
+    image, _ = ds.load(0)
+    assert bundle.engine_for(bundle.plan.patch_size)[0] == "torch"
+    full = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / "full"))
+    assert (bundle.predict(image).array == full.predict(image).array).mean() > 0.999
+    assert len(bundle.predict_detailed_many([image, image])) == 2  # the batched 2D path too
+    with pytest.raises(BundleError, match="no onnx files"):
+        load_segmentation_bundle(small, engine="onnx")

@@ -44,6 +44,7 @@ __all__ = [
     "Classification",
     "Segmentation",
     "effective_modality",
+    "model_version",
     "open_model",
 ]
 
@@ -121,6 +122,24 @@ def _digest(data: Any) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def model_version(name_or_path: str | os.PathLike[str]) -> str:
+    """The version recorded for a model's outputs: a digest of its bundle description, or
+    ``medlabel-<version>`` for a recipe.
+
+    Example:
+        >>> model_version("ct-lungs").startswith("medlabel-"), len(model_version("cxr-lungs"))
+        (True, 10)
+    """
+    from medlabel.segment.recipes import RECIPES
+
+    if str(name_or_path) in RECIPES:
+        from medlabel import __version__
+
+        return f"medlabel-{__version__}"
+    meta_path = resolve_model(name_or_path) / "bundle.json"
+    return _digest(json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+
+
 @dataclass
 class AnnotationModel:
     """A loaded model with what it applies to.
@@ -176,7 +195,9 @@ class AnnotationModel:
     def classify(self, images: list[MedicalImage], *, tta: bool = False) -> list[Classification]:
         """Calibrated labels for a batch of images (one network pass per batch)."""
         bundle = self.impl
-        probs = bundle.predict_arrays(np.stack([bundle.prepare(im) for im in images]), tta=tta)
+        probs, distance = bundle.predict_with_ood(
+            np.stack([bundle.prepare(im) for im in images]), tta=tta
+        )
         decided = bundle.decide(probs)
         multilabel = bundle.task == "multilabel"
         out = []
@@ -191,13 +212,26 @@ class AnnotationModel:
             else:
                 label = bundle.class_names[int(decided[k])]
                 confidence = float(p[int(decided[k])])
+            extra: dict[str, Any] = {"margin": figures["margin"]}
+            uncertainty = figures["entropy"]
+            if distance is not None:
+                # out of the training distribution: the calibrated probabilities say nothing,
+                # so the result is as uncertain as it gets (and first in the review queue)
+                ood = bool(distance[k] > bundle.ood_check.threshold)
+                extra.update(ood=ood, ood_distance=round(float(distance[k]), 3))
+                if ood:
+                    uncertainty = 1.0
+                    extra["notes"] = [
+                        f"out of distribution: deep-feature distance {distance[k]:.1f} > "
+                        f"{bundle.ood_check.threshold:.1f}, so the label is not meaningful"
+                    ]
             out.append(
                 Classification(
                     label=label,
                     confidence=confidence,
-                    uncertainty=figures["entropy"],
+                    uncertainty=uncertainty,
                     probs={c: float(v) for c, v in zip(bundle.class_names, p, strict=True)},
-                    extra={"margin": figures["margin"]},
+                    extra=extra,
                 )
             )
         return out
@@ -247,8 +281,8 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
     from medlabel.segment.recipes import RECIPES
 
     name = str(name_or_path)
+    version = model_version(name_or_path)
     if name in RECIPES:
-        from medlabel import __version__
         from medlabel.segment.api import Segmenter
 
         r = RECIPES[name]
@@ -257,7 +291,7 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
             "segmentation",
             r.dims,
             tuple(r.modalities),
-            f"medlabel-{__version__}",
+            version,
             explicit,
             Segmenter(name=name, recipe=name),
         )
@@ -266,7 +300,6 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
     meta: dict[str, Any] = {}
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-    version = _digest(meta)
     declared = tuple(m.upper() for m in (meta.get("modalities") or []))
     if meta.get("kind") == "segmentation":
         from medlabel.segment.api import Segmenter

@@ -83,6 +83,13 @@ def _model_section(model: str, rows: list[dict[str, Any]]) -> list[str]:
                 _histogram(values, f"{model}: uncertainty", "mean voxel entropy"), "uncertainty"
             )
     lines.append(f"<div class='figures'>{table}{figure}</div>")
+    outside = sum(1 for r in done if r.get("ood"))
+    if outside:
+        lines.append(
+            f"<p><b>{outside} of {len(done)}</b> images lie outside the model's training "
+            "distribution (deep-feature distance above its threshold): their labels are not "
+            "meaningful, their uncertainty is 1 and they lead the review queue.</p>"
+        )
     return lines
 
 
@@ -100,7 +107,8 @@ def _queue(model: str, done: list[dict[str, Any]]) -> list[str]:
                 [
                     _e(r.get("source")),
                     _picture(r),
-                    _e(r.get("label") or "(nothing found)"),
+                    _e(r.get("label") or "(nothing found)")
+                    + (" <b>(out of distribution)</b>" if r.get("ood") else ""),
                     _fmt(r.get("confidence")),
                     _fmt(r.get("uncertainty")),
                 ]

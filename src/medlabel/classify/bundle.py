@@ -8,6 +8,7 @@ Layout::
                       data description and licence
       member-0.onnx   the network with normalisation built in (input: uint8 values as float)
       member-0.pt     the PyTorch weights (for fine-tuning and deep features)
+      ood.npz         the out-of-distribution check of member 0 (:mod:`.ood`), when fitted
       MODEL_CARD.md   intended use, data and licence, metrics, limits, the training command
 
 A bundle with several members is an ensemble: their logits are averaged before the temperature
@@ -38,13 +39,16 @@ from torch import nn
 
 from medlabel.classify.card import model_card
 from medlabel.classify.classic import ClassicModel
-from medlabel.classify.networks import build_network
+from medlabel.classify.networks import build_network, capture_features
+from medlabel.classify.ood import OODCheck
 from medlabel.classify.train import TrainConfig, TrainedClassifier, normalise, probabilities
+from medlabel.data.dataset import ClassificationDataset
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BUNDLE_FORMAT,
     BundleError,
     export_onnx,
+    json_default,
     read_description,
     staging,
     write_description,
@@ -55,6 +59,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "Bundle",
     "BundleError",
+    "add_ood_check",
     "load_bundle",
     "save_bundle",
     "save_classic_bundle",
@@ -75,6 +80,28 @@ class _Normalised(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(normalise(x / 255.0, self.mode, self.mean, self.std))
+
+
+def _with_features_output(path: str) -> bytes:
+    """The ONNX model at ``path`` with a second output: the input of its final linear layer
+    (the node whose result is the logits), so one pass gives logits and deep features."""
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load(path)
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    node = producer.get(proto.graph.output[0].name)
+    if node is not None and node.op_type == "Add":  # MatMul + bias
+        node = next(
+            (producer[i] for i in node.input if i in producer and producer[i].op_type == "MatMul"),
+            None,
+        )
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        raise BundleError(Path(path), "cannot find the final linear layer in this ONNX model")
+    proto.graph.output.append(
+        helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None)
+    )
+    return bytes(proto.SerializeToString())
 
 
 def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
@@ -130,9 +157,19 @@ def save_bundle(
                     "history": m.history,
                 }
             )
+        ood = None
+        if first.ood is not None:  # the check of member 0, whose features it measures
+            first.ood.save(tmp / "ood.npz")
+            ood = {
+                "file": "ood.npz",
+                "member": 0,
+                "threshold": first.ood.threshold,
+                "quantile": first.ood.quantile,
+            }
         meta: dict[str, Any] = {
             "kind": "cnn",
             "name": name or target.name,
+            "ood": ood,
             "task": first.task,
             "class_names": first.class_names,
             "input": first.spec.to_dict(),
@@ -195,6 +232,52 @@ def save_classic_bundle(
     return target
 
 
+def add_ood_check(path: str | os.PathLike[str], dataset: ClassificationDataset) -> OODCheck:
+    """Fit and store the out-of-distribution check of a CNN bundle saved without one.
+
+    ``dataset`` must be the data the bundle was trained on: its training split (carved with
+    the bundle's own validation fraction and seed) fits the check, its validation split sets
+    the threshold. ``ood.npz`` and the description are written atomically.
+
+    Raises:
+        BundleError: not a CNN bundle.
+    """
+    import json
+
+    from medlabel.data.arrays import load_arrays
+    from medlabel.io.atomic import atomic_output
+
+    bundle = load_bundle(path, engine="torch")
+    if bundle.kind != "cnn":
+        raise BundleError(bundle.path, "only CNN bundles have deep features to check")
+    cfg = TrainConfig.from_dict(bundle.meta["train_config"])
+    split = dataset.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
+    feats = []
+    for part in ("train", "val"):
+        images = load_arrays(split, split.indices(part), bundle.spec, desc=part).images
+        feats.append(bundle.embed(images)[:, : _member_width(bundle)])
+    check = OODCheck.fit(feats[0], feats[1])
+    check.save(bundle.path / "ood.npz")
+    meta = dict(bundle.meta)
+    meta["ood"] = {
+        "file": "ood.npz",
+        "member": 0,
+        "threshold": check.threshold,
+        "quantile": check.quantile,
+    }
+    with atomic_output(bundle.path / "bundle.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
+    with atomic_output(bundle.path / "MODEL_CARD.md") as tmp:
+        tmp.write_text(model_card(meta))
+    return check
+
+
+def _member_width(bundle: Bundle) -> int:
+    """Width of one member's features (members share an architecture)."""
+    probe = np.zeros((1, bundle.spec.channels, *bundle.spec.size), np.uint8)
+    return int(bundle.embed(probe).shape[1] // len(bundle.meta["members"]))
+
+
 def _write_description(folder: Path, meta: dict[str, Any]) -> None:
     write_description(folder, meta, model_card)
 
@@ -213,6 +296,7 @@ class Bundle:
     engine: str = "onnx"
     _sessions: list[Any] = field(default_factory=list, repr=False)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
+    _ood: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -237,11 +321,12 @@ class Bundle:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = max(1, torch.get_num_threads())
             opts.log_severity_level = 3
-            for m in self.meta["members"]:
+            for i, m in enumerate(self.meta["members"]):
+                model: Any = str(self.path / m["onnx"])
+                if i == 0 and self.ood_check is not None:
+                    model = _with_features_output(model)
                 self._sessions.append(
-                    ort.InferenceSession(
-                        str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
-                    )
+                    ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
                 )
         if self.engine == "torch" and not self._nets:
             self._nets = [self.torch_member(i) for i in range(len(self.meta["members"]))]
@@ -286,7 +371,9 @@ class Bundle:
         ]
         return np.mean(outs, axis=0)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, features: list[np.ndarray] | None = None) -> np.ndarray:
+        """Mean logits of the members; member 0's deep features go to ``features`` when given
+        (ONNX Runtime: a second output of the same pass; torch: a hook)."""
         if self.kind == "sklearn":
             from medlabel.classify.classic import image_features
 
@@ -296,11 +383,51 @@ class Bundle:
             return np.log(np.clip(np.mean(probs, axis=0), 1e-7, 1.0))
         x = batch.astype(np.float32)
         if self.engine == "onnx":
-            outs = [s.run(None, {"image": x})[0] for s in self._sessions]
+            results = [s.run(None, {"image": x}) for s in self._sessions]
+            outs = [r[0] for r in results]
+            if features is not None:
+                features.append(results[0][1])
         else:
+            outs = []
             with torch.no_grad():
-                outs = [net(torch.from_numpy(x)).numpy() for net in self._nets]
+                for i, net in enumerate(self._nets):
+                    if i == 0 and features is not None:
+                        with capture_features(net) as captured:
+                            outs.append(net(torch.from_numpy(x)).numpy())
+                        features.append(captured[0].numpy())
+                    else:
+                        outs.append(net(torch.from_numpy(x)).numpy())
         return np.mean(outs, axis=0)
+
+    @property
+    def ood_check(self) -> OODCheck | None:
+        """The out-of-distribution check (``None`` for bundles saved without one)."""
+        info = self.meta.get("ood")
+        if self._ood is None and info and (self.path / info["file"]).is_file():
+            self._ood = OODCheck.load(self.path / info["file"])
+        return self._ood
+
+    def predict_with_ood(
+        self, images: np.ndarray, *, batch_size: int | None = None, tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and each image's out-of-distribution distance (``None``
+        without a check), from one pass; distances above ``ood_check.threshold`` are out of
+        the training distribution."""
+        if self.ood_check is None or len(images) == 0:
+            return self.predict_arrays(images, batch_size=batch_size, tta=tta), None
+        self._load_engine()
+        batch_size = batch_size or self.batch_size
+        features: list[np.ndarray] = []
+        logits = np.concatenate(
+            [
+                self._run(images[s : s + batch_size], features)
+                for s in range(0, len(images), batch_size)
+            ]
+        )
+        if tta and self.meta.get("tta_flips"):
+            logits = (logits + self.logits(np.flip(images, axis=-1).copy())) / 2
+        probs = probabilities(logits / self.temperature, self.task)
+        return probs, self.ood_check.distance(np.concatenate(features))
 
     def embed(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Deep features: the input of each member's final linear layer, concatenated.
@@ -314,13 +441,9 @@ class Bundle:
         feats = []
         for i in range(len(self.meta["members"])):
             net = self.torch_member(i)
-            head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-            captured: list[torch.Tensor] = []
-            hook = head.register_forward_hook(lambda _m, inp, _o, c=captured: c.append(inp[0]))
-            with torch.no_grad():
+            with capture_features(net) as captured, torch.no_grad():
                 for start in range(0, len(images), batch_size):
                     net(torch.from_numpy(images[start : start + batch_size].astype(np.float32)))
-            hook.remove()
             feats.append(torch.cat(captured).numpy())
         return np.concatenate(feats, axis=1)
 

@@ -45,6 +45,19 @@ def model_card(meta: dict[str, Any]) -> str:
         json.dumps(metrics, indent=2),
         "```",
         "",
+        *(
+            [
+                "## Out-of-distribution check",
+                f"Images whose deep features lie farther from the training images' than "
+                f"{meta['ood']['quantile']:.1%} of the validation images' (Mahalanobis distance "
+                f"> {meta['ood']['threshold']:.1f}) are flagged as out of distribution: their "
+                "label and confidence do not mean anything, and `medlabel annotate` gives them "
+                "uncertainty 1.",
+                "",
+            ]
+            if meta.get("ood")
+            else []
+        ),
         "## Intended use and limits",
         meta.get("intended_use")
         or "Research use: automatic pre-annotation to be reviewed by a person. Not a medical "

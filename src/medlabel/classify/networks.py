@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["NETWORKS", "CompactCNN", "build_network", "count_parameters"]
+__all__ = ["NETWORKS", "CompactCNN", "build_network", "capture_features", "count_parameters"]
 
 
 class CompactCNN(nn.Module):
@@ -146,3 +147,23 @@ def build_network(
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def capture_features(net: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the input of ``net``'s last linear layer (its deep features) on every call.
+
+    Example:
+        >>> net = build_network("compact", spatial_dims=2, in_channels=1, num_classes=2, width=8)
+        >>> with capture_features(net.eval()) as feats:
+        ...     _ = net(torch.zeros(3, 1, 28, 28))
+        >>> tuple(feats[0].shape)
+        (3, 64)
+    """
+    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, inp, _o: captured.append(inp[0].detach()))
+    try:
+        yield captured
+    finally:
+        hook.remove()

@@ -39,9 +39,10 @@ __all__ = ["predict_dataset", "predict_paths", "predict_source", "write_predicti
 def _rows(
     bundle: Bundle,
     ids: list[str],
-    probs: np.ndarray,
+    result: tuple[np.ndarray, np.ndarray | None],
     truth: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
+    probs, distance = result
     labels = bundle.decide(probs)
     rows = []
     for k, item in enumerate(ids):
@@ -56,6 +57,9 @@ def _rows(
             row["confidence"] = float(probs[k, int(labels[k])])
         for c, name in enumerate(bundle.class_names):
             row[f"p_{name}"] = float(probs[k, c])
+        if distance is not None and bundle.ood_check is not None:
+            row["ood"] = bool(distance[k] > bundle.ood_check.threshold)
+            row["ood_distance"] = round(float(distance[k]), 3)
         if truth is not None:
             row["true_label"] = truth[k]
         row["error"] = ""
@@ -88,7 +92,7 @@ def predict_paths(
             except MedlabelError as err:
                 rows.append({"id": str(path), "label": "", "error": err.reason})
         if arrays:
-            rows += _rows(bundle, ok, bundle.predict_arrays(np.stack(arrays), tta=tta))
+            rows += _rows(bundle, ok, bundle.predict_with_ood(np.stack(arrays), tta=tta))
         bar.update(len(chunk))
     bar.close()
     return rows
@@ -127,7 +131,7 @@ def predict_dataset(
                 else dataset.class_names[int(lab)]
             )
         if arrays:
-            rows += _rows(bundle, ok, bundle.predict_arrays(np.stack(arrays), tta=tta), truth)
+            rows += _rows(bundle, ok, bundle.predict_with_ood(np.stack(arrays), tta=tta), truth)
         bar.update(len(chunk))
     bar.close()
     return rows
@@ -174,6 +178,7 @@ def write_predictions(rows: list[dict[str, Any]], out: str | os.PathLike[str]) -
         for key in row:
             if key.startswith("p_") and key not in columns:
                 columns.append(key)
+    columns += [c for c in ("ood", "ood_distance") if any(c in row for row in rows)]
     columns += ["true_label", "error"]
     with atomic_output(out) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")

@@ -43,7 +43,8 @@ from torch import nn
 from tqdm import tqdm
 
 from medlabel.classify.augment import Augment
-from medlabel.classify.networks import build_network, count_parameters
+from medlabel.classify.networks import build_network, capture_features, count_parameters
+from medlabel.classify.ood import OODCheck
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
@@ -83,6 +84,9 @@ class TrainConfig:
         val_fraction: validation share carved out of ``train`` when the data has no ``val``.
         model_kwargs: extra network arguments.
         num_threads: torch CPU threads (default: all cores).
+        ema: decay of an exponential moving average of the weights, updated every step;
+            when set (e.g. 0.99), the averaged weights are the ones validated and kept.
+            0 switches it off.
     """
 
     model: str = "compact"
@@ -106,6 +110,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
+    ema: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -142,6 +147,7 @@ class TrainedClassifier:
     failures: list[tuple[str, str]]
     val_logits: np.ndarray
     val_labels: np.ndarray
+    ood: OODCheck | None = None
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray, task: str) -> float:
@@ -228,6 +234,17 @@ def _lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(rest, 1.0))) * 0.99 + 0.01
 
 
+def _averaged(net: nn.Module, decay: float) -> Any:
+    """An exponential moving average of ``net`` (buffers too), or ``None`` for ``decay=0``."""
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema must be in (0, 1), not {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_classifier(
     dataset: ClassificationDataset,
     config: TrainConfig,
@@ -265,6 +282,8 @@ def train_classifier(
     log.info("%s: %d parameters, input %s", config.model, count_parameters(net), spec.describe())
     loss_fn = _loss_fn(task, train.labels, config, k)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    averaged = _averaged(net, config.ema)
+    judged = averaged.module if averaged is not None else net  # what is validated and kept
     gen = torch.Generator().manual_seed(config.seed)
     x_all = torch.from_numpy(train.images)
     y_all = torch.from_numpy(train.labels.astype(np.float32 if task == "multilabel" else np.int64))
@@ -274,7 +293,7 @@ def train_classifier(
     budget = None if config.budget_minutes is None else config.budget_minutes * 60.0
     history: list[dict[str, float]] = []
     best_auc, best_loss = -float("inf"), float("inf")
-    best_state = copy.deepcopy(net.state_dict())
+    best_state = copy.deepcopy(judged.state_dict())
     stale, step = 0, 0
     t0 = time.perf_counter()
     bar = tqdm(
@@ -301,9 +320,11 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             losses.append(loss.item())
             step += 1
-        val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
+        val_logits = predict_logits(judged, val.images, mean, std, mode=config.normalize)
         val_probs = probabilities(val_logits, task)
         val_auc = _auc(val.labels, val_probs, task)
         val_loss = float(
@@ -335,7 +356,7 @@ def train_classifier(
         # Among epochs whose AUC is within the tolerance of the best (AUC saturates near 1 and
         # then only measures noise), keep the one with the lowest validation loss.
         if auc_key >= best_auc - config.auc_tolerance and val_loss <= best_loss:
-            best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
+            best_loss, best_state = val_loss, copy.deepcopy(judged.state_dict())
         out_of_time = budget is not None and time.perf_counter() - t0 >= budget
         annealing = step >= total_steps * 0.5 or (
             budget is not None and time.perf_counter() - t0 >= 0.5 * budget
@@ -360,6 +381,7 @@ def train_classifier(
             choose_threshold(val.labels, val_probs[:, 1], config.threshold_criterion)  # type: ignore[arg-type]
         )
     val_metrics = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
+    ood = _fit_ood(net, train.images, val.images, mean, std, config.normalize)
     if task != "multilabel":
         pred = (
             (val_probs[:, 1] >= threshold).astype(int)
@@ -384,4 +406,21 @@ def train_classifier(
         failures=train.failures + val.failures,
         val_logits=val_logits,
         val_labels=val.labels,
+        ood=ood,
     )
+
+
+def _fit_ood(
+    net: nn.Module, train: np.ndarray, val: np.ndarray, mean: float, std: float, mode: str
+) -> OODCheck | None:
+    """The out-of-distribution check of the trained network (``None`` for tiny data sets)."""
+    feats = []
+    for images in (train, val):
+        with capture_features(net) as captured:
+            predict_logits(net, images, mean, std, mode=mode)
+        feats.append(torch.cat(captured).float().numpy() if captured else np.zeros((0, 0)))
+    try:
+        return OODCheck.fit(feats[0], feats[1])
+    except ValueError as err:
+        log.info("no out-of-distribution check: %s", err)
+        return None

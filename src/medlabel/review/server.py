@@ -68,6 +68,20 @@ class Decision(BaseModel):
     label: str | None = None
 
 
+class NewUser(BaseModel):
+    """An admin's request to create a user or reset one's role and password."""
+
+    name: str
+    role: str
+    password: str
+
+
+class RoleChange(BaseModel):
+    """An admin's request to change a user's role."""
+
+    role: str
+
+
 class MaskEdit(BaseModel):
     """One edited slice of a mask, run-length coded in display orientation."""
 
@@ -132,6 +146,11 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     def reviewer(user: str = Depends(current_user)) -> str:
         if store.role(user) not in ("admin", "reviewer"):
             raise HTTPException(status_code=403, detail="viewers cannot change annotations")
+        return user
+
+    def admin(user: str = Depends(current_user)) -> str:
+        if store.role(user) != "admin":
+            raise HTTPException(status_code=403, detail="only admins manage users")
         return user
 
     def inside(rel: str) -> Path:
@@ -326,6 +345,38 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
             media_type="text/csv",
             headers={"content-disposition": f'attachment; filename="reviewed-{model}.csv"'},
         )
+
+    @app.get("/api/users")
+    def users(user: str = Depends(admin)) -> list[dict[str, Any]]:
+        return store.users()
+
+    @app.post("/api/users")
+    def add_user(new: NewUser, user: str = Depends(admin)) -> list[dict[str, Any]]:
+        try:
+            store.add_user(new.name, new.role, new.password, by=user)
+        except StoreError as err:
+            raise HTTPException(status_code=422, detail=err.reason) from err
+        return store.users()
+
+    @app.put("/api/users/{name}")
+    def change_role(
+        name: str, change: RoleChange, user: str = Depends(admin)
+    ) -> list[dict[str, Any]]:
+        try:
+            store.set_role(name, change.role, by=user)
+        except StoreError as err:
+            raise HTTPException(status_code=422, detail=err.reason) from err
+        return store.users()
+
+    @app.delete("/api/users/{name}")
+    def remove_user(name: str, user: str = Depends(admin)) -> list[dict[str, Any]]:
+        if name == user:
+            raise HTTPException(status_code=422, detail="you cannot remove yourself")
+        try:
+            store.remove_user(name, by=user)
+        except StoreError as err:
+            raise HTTPException(status_code=422, detail=err.reason) from err
+        return store.users()
 
     from medlabel.review.monailabel_api import add_monailabel_routes
 

@@ -127,12 +127,17 @@ class Store:
             yield s
 
     # ----------------------------------------------------------------- users
-    def add_user(self, name: str, role: str, password: str) -> None:
+    def add_user(self, name: str, role: str, password: str, *, by: str | None = None) -> None:
         """Create a user (or reset an existing user's role and password).
 
+        ``by`` is the admin who did it (recorded in the audit; default: the user).
+
         Raises:
-            StoreError: an unknown role or a password shorter than 8 characters.
+            StoreError: an invalid name, an unknown role, a password shorter than 8
+                characters, or the last admin losing the role.
         """
+        if not name or len(name) > 120 or not name.isprintable() or name != name.strip():
+            raise StoreError(None, "user names are 1-120 printable characters, no outer spaces")
         if role not in ROLES:
             raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if len(password) < 8:
@@ -142,8 +147,54 @@ class Store:
             if user is None:
                 s.add(User(name=name, role=role, password_hash=_hash_password(password)))
             else:
+                self._keep_an_admin(s, user, role)
                 user.role, user.password_hash = role, _hash_password(password)
-            s.add(Audit(user=name, action="user", detail={"role": role}))
+            s.add(Audit(user=by or name, action="user", detail={"name": name, "role": role}))
+
+    def set_role(self, name: str, role: str, *, by: str) -> None:
+        """Change a user's role.
+
+        Raises:
+            StoreError: an unknown user or role, or the last admin losing the role.
+        """
+        if role not in ROLES:
+            raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                raise StoreError(None, f"no user {name!r}")
+            self._keep_an_admin(s, user, role)
+            user.role = role
+            s.add(Audit(user=by, action="user", detail={"name": name, "role": role}))
+
+    def remove_user(self, name: str, *, by: str) -> None:
+        """Delete a user; their past annotations keep their name as author.
+
+        Raises:
+            StoreError: an unknown user, or the last admin.
+        """
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                raise StoreError(None, f"no user {name!r}")
+            self._keep_an_admin(s, user, None)
+            s.delete(user)
+            s.add(Audit(user=by, action="user:removed", detail={"name": name}))
+
+    @staticmethod
+    def _keep_an_admin(s: Session, user: User, new_role: str | None) -> None:
+        if user.role == "admin" and new_role != "admin":
+            admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
+            if int(admins or 0) <= 1:
+                raise StoreError(None, f"{user.name} is the only admin; make another admin first")
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user: name, role and when they were created (no password hashes)."""
+        with self.session() as s:
+            rows = s.scalars(select(User).order_by(User.name)).all()
+            return [
+                {"name": u.name, "role": u.role, "created": u.created.isoformat()} for u in rows
+            ]
 
     def check_password(self, name: str, password: str) -> bool:
         """Whether ``password`` is ``name``'s (constant-time comparison)."""

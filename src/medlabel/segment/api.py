@@ -51,7 +51,7 @@ class Segmenter:
         return self.bundle.predict(image, tta=tta)
 
 
-def open_segmenter(model: str | os.PathLike[str], *, engine: str = "onnx") -> Segmenter:
+def open_segmenter(model: str | os.PathLike[str], *, engine: str = "auto") -> Segmenter:
     """A recipe (``ct-lungs``), a bundled or user model name (``cxr-lungs``), or a bundle folder.
 
     Raises:

@@ -5,14 +5,15 @@ Layout::
     bundle/
       bundle.json     kind "segmentation", the plan (geometry, normalisation, patch, classes,
                       post-processing), training settings and history, validation metrics
-      model.onnx      the network (input: normalised patches ``(B, 1, *patch)``)
+      model.onnx      the network (input: normalised patches ``(B, 1, *patch)``), weights
+                      stored in half precision and computed in float32
       model.pt        PyTorch weights in half precision (fine-tuning; loaded as float32)
                       (an ensemble has model-0.onnx, model-0.pt, model-1.onnx, ...)
       MODEL_CARD.md
 
 :meth:`SegmentationBundle.predict` applies exactly the stored preprocessing, runs sliding
-windows with ONNX Runtime (or torch), post-processes, and returns a label map on the input's
-own grid.
+windows with ONNX Runtime or torch (whichever is faster for the input), post-processes, and
+returns a label map on the input's own grid.
 
 Example:
     >>> import tempfile, pathlib
@@ -74,8 +75,12 @@ def save_segmentation_bundle(
     intended_use: str | None = None,
     command: str | None = None,
     modalities: Sequence[str] | None = None,
+    onnx: bool = True,
 ) -> Path:
     """Write a bundle folder atomically and return its path.
+
+    ``onnx=False`` leaves out the ONNX exports (half the size, for ensembles that ship
+    inside the package); such bundles run on torch.
 
     ``modalities`` (DICOM codes such as ``CR``, ``DX``) declares which images the model is
     made for; ``medlabel annotate`` applies it only to those (and to images of unknown
@@ -103,11 +108,14 @@ def save_segmentation_bundle(
                 n: v.half() if v.is_floating_point() else v for n, v in net.state_dict().items()
             }
             torch.save(half, tmp / f"{stem}.pt")
-            export_onnx(net, torch.zeros(2, 1, *plan.network_patch), tmp / f"{stem}.onnx")
+            if onnx:
+                export_onnx(
+                    net, torch.zeros(2, 1, *plan.network_patch), tmp / f"{stem}.onnx", half=True
+                )
             files.append(
                 {
                     "weights": f"{stem}.pt",
-                    "onnx": f"{stem}.onnx",
+                    "onnx": f"{stem}.onnx" if onnx else None,
                     "seed": member.config.seed,
                     "val_ids": member.data.get("val_ids", []),
                     "seconds": member.seconds,
@@ -152,8 +160,8 @@ class SegmentationBundle:
     path: Path
     meta: dict[str, Any]
     plan: Plan
-    engine: str = "onnx"
-    _runner: Any = field(default=None, repr=False)
+    engine: str = "auto"
+    _runners: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -186,15 +194,19 @@ class SegmentationBundle:
         )
         return net.eval()
 
-    def _predictors(self) -> list[Any]:
-        if self._runner is None:
-            if self.engine == "onnx":
+    def _predictors(self, engine: str | None = None) -> list[Any]:
+        """One predictor per member on ``engine`` (default: the bundle's; loaded once)."""
+        if engine is None:
+            has_onnx = all(m.get("onnx") for m in self.members)
+            engine = self.engine if self.engine != "auto" else "onnx" if has_onnx else "torch"
+        if engine not in self._runners:
+            if engine == "onnx":
                 import onnxruntime as ort
 
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = max(1, torch.get_num_threads())
                 opts.log_severity_level = 3
-                self._runner = [
+                self._runners[engine] = [
                     onnx_predictor(
                         ort.InferenceSession(
                             str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
@@ -203,8 +215,33 @@ class SegmentationBundle:
                     for m in self.members
                 ]
             else:
-                self._runner = [self.network(k) for k in range(len(self.members))]
-        return list(self._runner)
+                self._runners[engine] = [self.network(k) for k in range(len(self.members))]
+        return list(self._runners[engine])
+
+    def engine_for(self, shape: Sequence[int]) -> tuple[str, int]:
+        """Engine and windows per batch for a network-grid array of ``shape``.
+
+        With ``engine="auto"``: a 3D network that needs several sliding windows runs on torch,
+        4 windows per batch (ONNX Runtime's 3D convolutions are slower than torch's on large
+        inputs here: ``benchmarks/bench_seg_inference.py``); everything else on ONNX Runtime
+        with the plan's batch. A bundle without torch weights always uses ONNX Runtime, one
+        saved without ONNX exports (``save_segmentation_bundle(..., onnx=False)``) torch.
+
+        Example:
+            >>> b = load_segmentation_bundle("mri-hippocampus", engine="auto")
+            >>> b.engine_for((36, 50, 36)), b.engine_for((120, 200, 200))
+            (('onnx', 9), ('torch', 4))
+        """
+        if self.engine != "auto":
+            return self.engine, self.plan.batch_size
+        patch = self.plan.patch_size
+        several = any(int(s) > int(p) for s, p in zip(shape, patch, strict=True))
+        has_torch = all((self.path / m["weights"]).is_file() for m in self.members)
+        if not all(m.get("onnx") for m in self.members):
+            return "torch", min(4, self.plan.batch_size) if several else self.plan.batch_size
+        if self.plan.network_dims == 3 and several and has_torch:
+            return "torch", min(4, self.plan.batch_size)
+        return "onnx", self.plan.batch_size
 
     def memory_needed(self, image: MedicalImage) -> int:
         """Estimated peak bytes to segment ``image`` (input, windows, blended probabilities)."""
@@ -247,14 +284,15 @@ class SegmentationBundle:
             )
 
     def _network_probabilities(self, x: np.ndarray, mirror_axes: tuple[int, ...]) -> np.ndarray:
-        runners = self._predictors()
+        engine, batch = self.engine_for(x.shape)
+        runners = self._predictors(engine)
         total = sum(
             predict_probabilities(
                 slice_predictor(run, self.plan.slice_axis),
                 x,
                 self.plan.patch_size,
                 mirror_axes=mirror_axes,
-                batch_size=self.plan.batch_size,
+                batch_size=batch,
             )
             for run in runners
         )
@@ -354,9 +392,12 @@ def available_memory() -> int | None:
 
 
 def load_segmentation_bundle(
-    path: str | os.PathLike[str], *, engine: str = "onnx"
+    path: str | os.PathLike[str], *, engine: str = "auto"
 ) -> SegmentationBundle:
     """Open a segmentation bundle (by folder or bundled/user model name).
+
+    ``engine``: ``onnx`` (ONNX Runtime), ``torch``, or ``auto`` (per input, the faster of the
+    two: see :meth:`SegmentationBundle.engine_for`).
 
     Raises:
         BundleError: not a segmentation bundle, incomplete, or an incompatible version.
@@ -365,10 +406,17 @@ def load_segmentation_bundle(
 
     p = resolve_model(path)
     meta = read_description(p, kinds=("segmentation",))
-    if engine not in ("onnx", "torch"):
-        raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")
-    for member in _members(meta):
-        needed = member["onnx"] if engine == "onnx" else member["weights"]
-        if not (p / needed).is_file():
-            raise BundleError(p, f"bundle is incomplete: {needed} is missing")
+    if engine not in ("auto", "onnx", "torch"):
+        raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
+    members = _members(meta)
+    if engine == "auto" and not all(m.get("onnx") for m in members):
+        engine_files = ["weights"]  # saved without ONNX exports: torch only
+    else:
+        engine_files = ["weights"] if engine == "torch" else ["onnx"]
+    for member in members:
+        for key in engine_files:
+            if not member.get(key):
+                raise BundleError(p, f"this bundle has no {key} files; use engine auto or torch")
+            if not (p / member[key]).is_file():
+                raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
     return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine)

@@ -4,7 +4,7 @@
 
 const state = {
   queue: [], pos: -1, item: null, result: 0, slice: 0, level: 40, width: 400,
-  zoom: 1, overlay: true, opacity: 0.45, tool: "view", brushClass: 1, brush: 6,
+  zoom: 1, panX: 0, panY: 0, overlay: true, opacity: 0.45, tool: "view", brushClass: 1, brush: 6,
   labels: null, labelsDirty: false, colours: [], role: "viewer",
   img: null, over: null,
 };
@@ -80,7 +80,7 @@ async function select(i) {
   state.slice = Math.floor(state.item.slices / 2);
   state.level = state.item.window.level;
   state.width = state.item.window.width;
-  state.zoom = 1;
+  state.zoom = 1; state.panX = 0; state.panY = 0;
   state.labels = null;
   state.labelsDirty = false;
   renderPanel();
@@ -199,7 +199,10 @@ function geometry() {
   const im = state.img;
   const w = im.width, h = im.height * state.item.aspect;
   const fit = Math.min(canvas.width / w, canvas.height / h) * state.zoom;
-  return { x: (canvas.width - w * fit) / 2, y: (canvas.height - h * fit) / 2, sx: fit, sy: fit * state.item.aspect };
+  return {
+    x: (canvas.width - w * fit) / 2 + state.panX, y: (canvas.height - h * fit) / 2 + state.panY,
+    sx: fit, sy: fit * state.item.aspect,
+  };
 }
 
 function draw() {
@@ -330,24 +333,52 @@ function setTool(tool) {
 }
 
 let drag = null;
+canvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
 canvas.addEventListener("mousedown", async (ev) => {
   canvas.focus();
+  // pan: right or middle button, or shift with the left one (any tool)
+  if (ev.button === 1 || ev.button === 2 || ev.shiftKey) {
+    ev.preventDefault();
+    drag = { pan: true, x: ev.clientX, y: ev.clientY, px: state.panX, py: state.panY };
+    return;
+  }
   if (state.tool !== "view" && await ensureLabels()) { drag = { paint: true }; paint(ev); return; }
   drag = { x: ev.clientX, y: ev.clientY, level: state.level, width: state.width };
 });
 window.addEventListener("mousemove", (ev) => {
   if (!drag) return;
   if (drag.paint) { paint(ev); return; }
+  if (drag.pan) {
+    state.panX = drag.px + ev.clientX - drag.x;
+    state.panY = drag.py + ev.clientY - drag.y;
+    draw();
+    return;
+  }
   state.width = Math.max(1, drag.width + (ev.clientX - drag.x) * state.width / 200);
   state.level = drag.level + (ev.clientY - drag.y) * state.width / 200;
 });
 window.addEventListener("mouseup", () => {
-  if (drag && !drag.paint) loadSlice();
+  if (drag && !drag.paint && !drag.pan) loadSlice();
   drag = null;
 });
+
+function zoomAt(factor, cx, cy) {
+  // zoom about canvas point (cx, cy): the image point under it stays put
+  const before = state.zoom;
+  state.zoom = Math.min(20, Math.max(0.25, state.zoom * factor));
+  const f = state.zoom / before;
+  const ox = canvas.width / 2 + state.panX, oy = canvas.height / 2 + state.panY;
+  state.panX += (cx - ox) * (1 - f);
+  state.panY += (cy - oy) * (1 - f);
+  draw();
+}
 canvas.addEventListener("wheel", (ev) => {
   ev.preventDefault();
-  if (ev.ctrlKey) { state.zoom = Math.max(0.25, state.zoom * (ev.deltaY < 0 ? 1.1 : 0.9)); draw(); return; }
+  if (ev.ctrlKey) {
+    const rect = canvas.getBoundingClientRect();
+    zoomAt(ev.deltaY < 0 ? 1.1 : 1 / 1.1, ev.clientX - rect.left, ev.clientY - rect.top);
+    return;
+  }
   step(ev.deltaY > 0 ? 1 : -1);
 }, { passive: false });
 
@@ -370,8 +401,9 @@ document.addEventListener("keydown", async (ev) => {
   else if (k === "ArrowDown") step(1);
   else if (k === "PageUp") step(-10);
   else if (k === "PageDown") step(10);
-  else if (k === "+" || k === "=") { state.zoom *= 1.2; draw(); }
-  else if (k === "-") { state.zoom = Math.max(0.25, state.zoom / 1.2); draw(); }
+  else if (k === "+" || k === "=") zoomAt(1.2, canvas.width / 2, canvas.height / 2);
+  else if (k === "-") zoomAt(1 / 1.2, canvas.width / 2, canvas.height / 2);
+  else if (k === "0") { state.zoom = 1; state.panX = 0; state.panY = 0; draw(); }
   else if (k === "o" || k === "O") { state.overlay = !state.overlay; draw(); }
   else if (k === "b" || k === "B") setTool("brush");
   else if (k === "e" || k === "E") setTool("eraser");
@@ -411,6 +443,7 @@ async function init() {
   $("opacity").oninput = (ev) => { state.opacity = ev.target.value / 100; draw(); };
   $("retrain").onclick = retrain;
   if (state.role === "viewer") $("retrain").disabled = true;
+  if (state.role === "admin") { $("admin").hidden = false; renderUsers(await api("/api/users")); }
   pollTraining();
   ["strategy", "status", "model"].forEach((id) => { $(id).onchange = () => loadQueue(); });
   $("label").onchange = () => loadQueue();
@@ -426,3 +459,52 @@ async function init() {
 }
 
 init().catch((e) => say(String(e)));
+
+// ------------------------------------------------------------------ users (admins only)
+function renderUsers(users) {
+  const table = $("users");
+  table.replaceChildren();
+  for (const u of users) {
+    const tr = document.createElement("tr");
+    const name = document.createElement("td");
+    name.textContent = u.name;
+    const role = document.createElement("select");
+    for (const r of ["admin", "reviewer", "viewer"]) {
+      const o = document.createElement("option");
+      o.textContent = r; o.selected = r === u.role; role.appendChild(o);
+    }
+    role.onchange = () => userCall(`/api/users/${encodeURIComponent(u.name)}`, "PUT", { role: role.value },
+      `${u.name} is now ${role.value}`);
+    const remove = document.createElement("button");
+    remove.textContent = "remove";
+    remove.onclick = () => {
+      if (confirm(`Remove ${u.name}? Their past reviews keep their name.`)) {
+        userCall(`/api/users/${encodeURIComponent(u.name)}`, "DELETE", null, `${u.name} removed`);
+      }
+    };
+    const cells = [name, document.createElement("td"), document.createElement("td")];
+    cells[1].appendChild(role); cells[2].appendChild(remove);
+    tr.append(...cells);
+    table.appendChild(tr);
+  }
+}
+
+async function userCall(path, method, body, done) {
+  try {
+    const options = { method };
+    if (body) { options.headers = { "Content-Type": "application/json" }; options.body = JSON.stringify(body); }
+    renderUsers(await api(path, options));
+    say(done);
+  } catch (err) {
+    say(err.message);
+    renderUsers(await api("/api/users"));
+  }
+}
+
+$("adduser").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const name = $("newname").value.trim();
+  await userCall("/api/users", "POST", { name, role: $("newrole").value, password: $("newpass").value },
+    `${name} saved`);
+  $("newpass").value = "";
+};

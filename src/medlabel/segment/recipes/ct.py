@@ -1,8 +1,9 @@
 """CT recipes by Hounsfield units: body outline, lungs, bone, fat and soft tissue.
 
-All of them start from the body outline (``ct-body``): voxels above -500 HU, opened by 3 mm
-so the patient table and thin straps come loose, the largest piece kept and holes filled
-slice by slice. Sizes are in millimetres, so the recipes behave alike on thin and thick slices.
+All of them start from the body outline (``ct-body``): voxels above -300 HU, opened by 3 mm
+so the patient table and thin straps come loose; the trunk is kept with any limb beside it
+(a piece thick enough to hold a 2 cm ball), and holes are filled slice by slice. Sizes are
+in millimetres, so the recipes behave alike on thin and thick slices.
 
 ``ct-lungs`` keeps air-filled regions inside the body whose core holds lung tissue (median
 above -950 HU) and not pure gas (bowel, stomach), removes the trachea and main bronchi by
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.filters import apply_hysteresis_threshold
 
 from medlabel.errors import MedlabelError
@@ -36,10 +38,18 @@ from medlabel.segment.blocks import (
     remove_small,
     threshold,
 )
-from medlabel.segment.blocks._spacing import voxel_volume
+from medlabel.segment.blocks._spacing import numpy_spacing, voxel_volume
 from medlabel.segment.recipes.base import Recipe, register, run_recipe
 
-__all__ = ["axial_axis", "body_mask", "bone_mask", "chest_phantom", "lung_labels", "run_recipe"]
+__all__ = [
+    "axial_axis",
+    "body_mask",
+    "bone_low_hu",
+    "bone_mask",
+    "chest_phantom",
+    "lung_labels",
+    "run_recipe",
+]
 
 #: Body voxels are above this (mattresses and table foam are lower).
 BODY_HU = -300.0
@@ -49,6 +59,8 @@ LUNG_AIR_HU = -320.0
 GAS_CORE_HU = -950.0
 #: Smallest lung piece kept (mL).
 MIN_LUNG_ML = 5.0
+#: A body piece apart from the trunk is a limb if a ball of this radius (mm) fits inside it.
+LIMB_MM = 20.0
 
 
 def axial_axis(image: MedicalImage) -> int:
@@ -80,8 +92,16 @@ def body_mask(image: MedicalImage, hu: np.ndarray | None = None) -> np.ndarray:
     if n == 0:
         return opened
     sizes = np.bincount(labels.ravel())[1:]
-    # the trunk and anything at least a tenth its size (arms); not the table or a cable
-    keep = np.flatnonzero(sizes >= 0.1 * sizes.max()) + 1
+    # the trunk and anything at least a tenth its size; smaller pieces are limbs when thick
+    # (kept: arms beside the trunk) and the table or cables when thin (dropped)
+    keep = [int(k) for k in np.flatnonzero(sizes >= 0.1 * sizes.max()) + 1]
+    pieces = np.flatnonzero((sizes >= 0.01 * sizes.max()) & (sizes < 0.1 * sizes.max())) + 1
+    if len(pieces):
+        depth = ndi.distance_transform_edt(
+            np.isin(labels, pieces), sampling=numpy_spacing(image.spacing, image.ndim)
+        )
+        radius = ndi.maximum(depth, labels, pieces)
+        keep += [int(p) for p, r in zip(pieces, np.atleast_1d(radius), strict=True) if r >= LIMB_MM]
     body = np.isin(labels, keep)
     if image.ndim == 3:
         body = fill_holes(body, axis=axial_axis(image))
@@ -162,12 +182,28 @@ def _split_sides(lungs: np.ndarray, image: MedicalImage, body: np.ndarray) -> np
     return out
 
 
+def bone_low_hu(spacing: tuple[float, ...]) -> float:
+    """Lower (trabecular) bone threshold for voxels of this spacing.
+
+    Thin voxels see bone at its own density, so 180 HU keeps contrast-filled vessels and
+    cartilage out; thick voxels average thin bone with the tissue around it (partial volume),
+    so the threshold falls to 120 HU at 20 mm^3 and above (log-linear in between).
+
+    Example:
+        >>> bone_low_hu((0.8, 0.8, 1.0)), bone_low_hu((3.0, 3.0, 3.0))
+        (180.0, 120.0)
+    """
+    volume = voxel_volume(spacing, 3)
+    return float(np.interp(np.log(volume), [np.log(4.0), np.log(20.0)], [180.0, 120.0]))
+
+
 def bone_mask(image: MedicalImage) -> np.ndarray:
-    """Bone: hysteresis between 120 HU (trabecular) and 300 HU (cortical) inside the body,
-    with marrow cavities filled slice by slice."""
+    """Bone: hysteresis between a trabecular threshold (:func:`bone_low_hu`, 120-180 HU by
+    voxel size) and 300 HU (cortical) inside the body, marrow cavities filled slice by slice."""
     hu = _hu(image)
     body = erode(body_mask(image, hu), 1.0, image.spacing)
-    bone = apply_hysteresis_threshold(np.where(body, hu, -1000.0), 120.0, 300.0)
+    low = bone_low_hu(image.spacing if image.ndim == 3 else (*image.spacing, 1.0))
+    bone = apply_hysteresis_threshold(np.where(body, hu, -1000.0), low, 300.0)
     bone = remove_small(bone, 300.0, image.spacing)
     bone = close(bone, 1.5, image.spacing)
     axis = axial_axis(image) if image.ndim == 3 else None
@@ -236,7 +272,12 @@ register(
 )
 register(
     Recipe(
-        "ct-bone", ("CT",), 3, {1: "bone"}, "bone by hysteresis threshold (120/300 HU)", bone_mask
+        "ct-bone",
+        ("CT",),
+        3,
+        {1: "bone"},
+        "bone by hysteresis threshold (120-180/300 HU by voxel size)",
+        bone_mask,
     )
 )
 register(
