@@ -69,7 +69,7 @@ def main() -> None:
     )
     write_table(
         rows,
-        "hippocampus",
+        "hippocampus" if args.folds == 1 else f"hippocampus-{args.folds}fold",
         "MSD hippocampus (3D)",
         [
             "Goal: anterior >= 0.90, posterior >= 0.89 (nnU-Net's published test Dice), trained in "

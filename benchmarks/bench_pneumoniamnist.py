@@ -158,7 +158,8 @@ def _mean_sd(values: list[float]) -> str:
 def write(rows: dict[str, Any], _cfg: Any) -> None:
     stamp = rows["machine"]["date"][:10]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"pneumoniamnist-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    stem = "pneumoniamnist" + ("-ema" if rows.get("ema") else "")
+    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     d = rows["default"]
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     lines = [
@@ -197,7 +198,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
         + "`.",
     ]
-    md = RESULTS / f"pneumoniamnist-{stamp}.md"
+    md = RESULTS / f"{stem}-{stamp}.md"
     md.write_text("\n".join(lines) + "\n")
     print(f"results: {md}")
 
