@@ -157,15 +157,7 @@ def save_bundle(
                     "history": m.history,
                 }
             )
-        ood = None
-        if first.ood is not None:  # the check of member 0, whose features it measures
-            first.ood.save(tmp / "ood.npz")
-            ood = {
-                "file": "ood.npz",
-                "member": 0,
-                "threshold": first.ood.threshold,
-                "quantile": first.ood.quantile,
-            }
+        ood = _save_ood(first.ood, tmp) if first.ood is not None else None
         meta: dict[str, Any] = {
             "kind": "cnn",
             "name": name or target.name,
@@ -255,16 +247,9 @@ def add_ood_check(path: str | os.PathLike[str], dataset: ClassificationDataset) 
     feats = []
     for part in ("train", "val"):
         images = load_arrays(split, split.indices(part), bundle.spec, desc=part).images
-        feats.append(bundle.embed(images)[:, : _member_width(bundle)])
+        feats.append(bundle.member_features(images, 0))
     check = OODCheck.fit(feats[0], feats[1])
-    check.save(bundle.path / "ood.npz")
-    meta = dict(bundle.meta)
-    meta["ood"] = {
-        "file": "ood.npz",
-        "member": 0,
-        "threshold": check.threshold,
-        "quantile": check.quantile,
-    }
+    meta = {**bundle.meta, "ood": _save_ood(check, bundle.path)}
     with atomic_output(bundle.path / "bundle.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
     with atomic_output(bundle.path / "MODEL_CARD.md") as tmp:
@@ -272,10 +257,16 @@ def add_ood_check(path: str | os.PathLike[str], dataset: ClassificationDataset) 
     return check
 
 
-def _member_width(bundle: Bundle) -> int:
-    """Width of one member's features (members share an architecture)."""
-    probe = np.zeros((1, bundle.spec.channels, *bundle.spec.size), np.uint8)
-    return int(bundle.embed(probe).shape[1] // len(bundle.meta["members"]))
+def _save_ood(check: OODCheck, folder: Path) -> dict[str, Any]:
+    """Write ``ood.npz`` (the check of member 0, whose features it measures) and return its
+    entry for the bundle description."""
+    check.save(folder / "ood.npz")
+    return {
+        "file": "ood.npz",
+        "member": 0,
+        "threshold": check.threshold,
+        "quantile": check.quantile,
+    }
 
 
 def _write_description(folder: Path, meta: dict[str, Any]) -> None:
@@ -355,9 +346,15 @@ class Bundle:
         return int(max(1, min(256, (1 << 18) // voxels)))
 
     def logits(
-        self, images: np.ndarray, *, batch_size: int | None = None, tta: bool = False
+        self,
+        images: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        tta: bool = False,
+        features: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Ensemble-mean logits of ``uint8`` network inputs ``(N, C, ...)``."""
+        """Ensemble-mean logits of ``uint8`` network inputs ``(N, C, ...)``; member 0's deep
+        features of the unflipped images are appended to ``features`` when it is given."""
         self._load_engine()
         batch_size = batch_size or self.batch_size
         views = [images]
@@ -365,9 +362,12 @@ class Bundle:
             views += [np.flip(images, axis=-1).copy()]
         outs = [
             np.concatenate(
-                [self._run(view[s : s + batch_size]) for s in range(0, len(view), batch_size)]
+                [
+                    self._run(view[s : s + batch_size], features if v == 0 else None)
+                    for s in range(0, len(view), batch_size)
+                ]
             )
-            for view in views
+            for v, view in enumerate(views)
         ]
         return np.mean(outs, axis=0)
 
@@ -413,21 +413,13 @@ class Bundle:
         """Calibrated probabilities and each image's out-of-distribution distance (``None``
         without a check), from one pass; distances above ``ood_check.threshold`` are out of
         the training distribution."""
-        if self.ood_check is None or len(images) == 0:
+        check = self.ood_check
+        if check is None or len(images) == 0:
             return self.predict_arrays(images, batch_size=batch_size, tta=tta), None
-        self._load_engine()
-        batch_size = batch_size or self.batch_size
         features: list[np.ndarray] = []
-        logits = np.concatenate(
-            [
-                self._run(images[s : s + batch_size], features)
-                for s in range(0, len(images), batch_size)
-            ]
-        )
-        if tta and self.meta.get("tta_flips"):
-            logits = (logits + self.logits(np.flip(images, axis=-1).copy())) / 2
+        logits = self.logits(images, batch_size=batch_size, tta=tta, features=features)
         probs = probabilities(logits / self.temperature, self.task)
-        return probs, self.ood_check.distance(np.concatenate(features))
+        return probs, check.distance(np.concatenate(features))
 
     def embed(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Deep features: the input of each member's final linear layer, concatenated.
@@ -435,17 +427,27 @@ class Bundle:
         Raises:
             BundleError: a classic (feature) bundle, which has no learned embedding.
         """
+        members = range(len(self.meta["members"]))
+        return np.concatenate(
+            [self.member_features(images, i, batch_size=batch_size) for i in members], axis=1
+        )
+
+    def member_features(
+        self, images: np.ndarray, member: int = 0, *, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Deep features of one member (torch).
+
+        Raises:
+            BundleError: a classic (feature) bundle, which has no learned embedding.
+        """
         if self.kind != "cnn":
             raise BundleError(self.path, "deep features need a CNN bundle")
         batch_size = batch_size or self.batch_size
-        feats = []
-        for i in range(len(self.meta["members"])):
-            net = self.torch_member(i)
-            with capture_features(net) as captured, torch.no_grad():
-                for start in range(0, len(images), batch_size):
-                    net(torch.from_numpy(images[start : start + batch_size].astype(np.float32)))
-            feats.append(torch.cat(captured).numpy())
-        return np.concatenate(feats, axis=1)
+        net = self.torch_member(member)
+        with capture_features(net) as captured, torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                net(torch.from_numpy(images[start : start + batch_size].astype(np.float32)))
+        return torch.cat(captured).numpy()
 
     def predict_arrays(
         self, images: np.ndarray, *, batch_size: int | None = None, tta: bool = False

@@ -370,7 +370,8 @@ def train_classifier(
     bar.close()
     net.load_state_dict(best_state)
     net.eval()
-    val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
+    with capture_features(net) as val_features:  # kept for the out-of-distribution check
+        val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
     temperature = 1.0
     if task != "multilabel":
         temperature = float(TemperatureScaler().fit(val_logits, val.labels).temperature)
@@ -381,7 +382,7 @@ def train_classifier(
             choose_threshold(val.labels, val_probs[:, 1], config.threshold_criterion)  # type: ignore[arg-type]
         )
     val_metrics = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
-    ood = _fit_ood(net, train.images, val.images, mean, std, config.normalize)
+    ood = _fit_ood(net, train.images, val_features, mean, std, config.normalize)
     if task != "multilabel":
         pred = (
             (val_probs[:, 1] >= threshold).astype(int)
@@ -411,14 +412,21 @@ def train_classifier(
 
 
 def _fit_ood(
-    net: nn.Module, train: np.ndarray, val: np.ndarray, mean: float, std: float, mode: str
+    net: nn.Module,
+    train: np.ndarray,
+    val_features: list[torch.Tensor],
+    mean: float,
+    std: float,
+    mode: str,
 ) -> OODCheck | None:
-    """The out-of-distribution check of the trained network (``None`` for tiny data sets)."""
-    feats = []
-    for images in (train, val):
-        with capture_features(net) as captured:
-            predict_logits(net, images, mean, std, mode=mode)
-        feats.append(torch.cat(captured).float().numpy() if captured else np.zeros((0, 0)))
+    """The out-of-distribution check of the trained network (``None`` for tiny data sets),
+    from the training images' features and the validation features already captured."""
+    with capture_features(net) as train_features:
+        predict_logits(net, train, mean, std, mode=mode)
+    feats = [
+        torch.cat(f).float().numpy() if f else np.zeros((0, 0))
+        for f in (train_features, val_features)
+    ]
     try:
         return OODCheck.fit(feats[0], feats[1])
     except ValueError as err:

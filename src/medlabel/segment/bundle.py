@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,8 +198,7 @@ class SegmentationBundle:
     def _predictors(self, engine: str | None = None) -> list[Any]:
         """One predictor per member on ``engine`` (default: the bundle's; loaded once)."""
         if engine is None:
-            has_onnx = all(m.get("onnx") for m in self.members)
-            engine = self.engine if self.engine != "auto" else "onnx" if has_onnx else "torch"
+            engine = self.engine if self.engine != "auto" else self._engines[0]
         if engine not in self._runners:
             if engine == "onnx":
                 import onnxruntime as ort
@@ -236,12 +236,22 @@ class SegmentationBundle:
             return self.engine, self.plan.batch_size
         patch = self.plan.patch_size
         several = any(int(s) > int(p) for s, p in zip(shape, patch, strict=True))
-        has_torch = all((self.path / m["weights"]).is_file() for m in self.members)
-        if not all(m.get("onnx") for m in self.members):
-            return "torch", min(4, self.plan.batch_size) if several else self.plan.batch_size
-        if self.plan.network_dims == 3 and several and has_torch:
+        engines = self._engines
+        if (
+            "torch" in engines
+            and several
+            and (self.plan.network_dims == 3 or "onnx" not in engines)
+        ):
             return "torch", min(4, self.plan.batch_size)
-        return "onnx", self.plan.batch_size
+        return engines[0], self.plan.batch_size
+
+    @functools.cached_property
+    def _engines(self) -> tuple[str, ...]:
+        """The engines this bundle's files allow, the preferred first (checked once)."""
+        engines: tuple[str, ...] = ("onnx",) if all(m.get("onnx") for m in self.members) else ()
+        if all((self.path / m["weights"]).is_file() for m in self.members):
+            engines += ("torch",)
+        return engines
 
     def memory_needed(self, image: MedicalImage) -> int:
         """Estimated peak bytes to segment ``image`` (input, windows, blended probabilities)."""
