@@ -20,8 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import shared_data
 from medlabel.segment.dataset import open_segmentation_dataset
-from medlabel.segment.train import SegTrainConfig
-from seg_common import hold_out, train_and_test, write_table
+from seg_common import (
+    add_training_args,
+    command_line,
+    hold_out,
+    results_stem,
+    train_and_test,
+    training_config,
+    write_table,
+)
 
 LICENCE = (
     "Medical Segmentation Decathlon Task04 (Antonelli et al., Nature Communications 2022), "
@@ -31,10 +38,7 @@ LICENCE = (
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget-minutes", type=float, default=90.0)
-    parser.add_argument("--network", default="unet")
-    parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
-    parser.add_argument("--save", type=Path, default=None)
+    add_training_args(parser, budget=90.0)
     parser.add_argument(
         "--no-tta", action="store_true", help="test without left-right mirroring TTA"
     )
@@ -44,15 +48,8 @@ def main() -> None:
         print("needs ../shared/data/msd-hippocampus")
         return
     ds = hold_out(open_segmentation_dataset(data / "msd-hippocampus", "1=anterior,2=posterior"), 40)
-    cfg = SegTrainConfig(
-        budget_minutes=args.budget_minutes, network=args.network, val_fraction=0.12, val_every=5
-    )
-    command = (
-        f"python benchmarks/bench_hippocampus.py --budget-minutes {args.budget_minutes:g}"
-        + (f" --folds {args.folds}" if args.folds > 1 else "")
-        + (f" --save {args.save}" if args.save else "")
-        + (" --no-tta" if args.no_tta else "")
-    )
+    cfg = training_config(args, val_fraction=0.12, val_every=5)
+    command = command_line("bench_hippocampus.py", args)
     rows = train_and_test(
         ds,
         cfg,
@@ -69,7 +66,7 @@ def main() -> None:
     )
     write_table(
         rows,
-        "hippocampus" if args.folds == 1 else f"hippocampus-{args.folds}fold",
+        results_stem("hippocampus", args),
         "MSD hippocampus (3D)",
         [
             "Goal: anterior >= 0.90, posterior >= 0.89 (nnU-Net's published test Dice), trained in "

@@ -25,8 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import shared_data
 from medlabel.segment.dataset import open_segmentation_dataset
-from medlabel.segment.train import SegTrainConfig
-from seg_common import hold_out, train_and_test, write_table
+from seg_common import (
+    add_training_args,
+    command_line,
+    hold_out,
+    results_stem,
+    train_and_test,
+    training_config,
+    write_table,
+)
 
 LABELS = "150=lung_right,200=lung_left,250=heart"
 LICENCE = (
@@ -37,22 +44,15 @@ LICENCE = (
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget-minutes", type=float, default=30.0)
-    parser.add_argument("--network", default="unet")
-    parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
-    parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
+    add_training_args(parser, budget=30.0)
     args = parser.parse_args()
     data = shared_data()
     if data is None:
         print("needs ../shared/data/jsrt-lungs-224")
         return
     ds = hold_out(open_segmentation_dataset(data / "jsrt-lungs-224", LABELS), 40)
-    cfg = SegTrainConfig(budget_minutes=args.budget_minutes, network=args.network)
-    command = (
-        f"python benchmarks/bench_jsrt.py --budget-minutes {args.budget_minutes:g}"
-        + (f" --folds {args.folds}" if args.folds > 1 else "")
-        + (f" --save {args.save}" if args.save else "")
-    )
+    cfg = training_config(args)
+    command = command_line("bench_jsrt.py", args)
     rows = train_and_test(
         ds,
         cfg,
@@ -70,7 +70,7 @@ def main() -> None:
     lungs = np.mean([t["lung_right"]["dice"]["mean"], t["lung_left"]["dice"]["mean"]])
     write_table(
         rows,
-        "jsrt",
+        results_stem("jsrt", args),
         "JSRT lungs and heart (2D)",
         [
             f"Lungs (mean of both sides): {lungs:.4f}. Goal: lungs >= 0.982, heart >= 0.955. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
@@ -13,9 +14,58 @@ import numpy as np
 
 from common import RESULTS, machine
 from medlabel.segment.api import Segmenter
+from medlabel.segment.augment import SegAugment
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
 from medlabel.segment.evaluation import evaluate_segmenter
 from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
+
+
+def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
+    """The options every segmentation benchmark takes."""
+    parser.add_argument("--budget-minutes", type=float, default=budget)
+    parser.add_argument("--network", default="unet")
+    parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
+    parser.add_argument("--width", type=int, default=16, help="first-level channels")
+    parser.add_argument("--elastic", type=float, default=0.0, help="elastic std (voxels)")
+    parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast")
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
+
+
+def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
+    """The training settings those options describe."""
+    return SegTrainConfig(
+        budget_minutes=args.budget_minutes,
+        network=args.network,
+        width=args.width,
+        bf16=False if args.fp32 else None,
+        augment=SegAugment(elastic=args.elastic),
+        **extra,
+    )
+
+
+def command_line(script: str, args: argparse.Namespace) -> str:
+    """The command that reproduces a run (recorded in the bundle and the table)."""
+    return (
+        f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
+        + (f" --network {args.network}" if args.network != "unet" else "")
+        + (f" --folds {args.folds}" if args.folds > 1 else "")
+        + (f" --width {args.width}" if args.width != 16 else "")
+        + (f" --elastic {args.elastic:g}" if args.elastic else "")
+        + (" --fp32" if args.fp32 else "")
+        + (f" --tag {args.tag}" if args.tag else "")
+        + (f" --save {args.save}" if args.save else "")
+        + (" --no-tta" if getattr(args, "no_tta", False) else "")
+    )
+
+
+def results_stem(base: str, args: argparse.Namespace) -> str:
+    """File name stem of the results: ``base[-Nfold][-tag]``."""
+    return (
+        base
+        + (f"-{args.folds}fold" if args.folds > 1 else "")
+        + (f"-{args.tag}" if args.tag else "")
+    )
 
 
 def hold_out(ds: Any, n_test: int, seed: int = 0) -> Any:

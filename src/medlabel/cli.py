@@ -576,6 +576,21 @@ def train_segment(
     ensemble: Annotated[
         int, typer.Option("--ensemble", help="N > 1: N-fold cross-validation ensemble.")
     ] = 1,
+    width: Annotated[
+        int,
+        typer.Option("--width", help="Channels of the first level (x2 per level, up to x8)."),
+    ] = 16,
+    elastic: Annotated[
+        float,
+        typer.Option("--elastic", help="Elastic deformation strength in voxels (0: off)."),
+    ] = 0.0,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (bfloat16 autocast where the CPU has it natively), bf16 or fp32.",
+        ),
+    ] = "auto",
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
     ] = None,
@@ -586,6 +601,7 @@ def train_segment(
 
     The time budget is per network (an ensemble of N takes N times as long).
     """
+    from medlabel.segment.augment import SegAugment
     from medlabel.segment.bundle import save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
     from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
@@ -601,12 +617,17 @@ def train_segment(
         raise typer.BadParameter(
             f"the images are {image.ndim}D; a {dims}D model needs volumes", param_hint="--dims"
         )
+    if precision not in ("auto", "bf16", "fp32"):
+        raise typer.BadParameter("auto, bf16 or fp32", param_hint="--precision")
     cfg = SegTrainConfig(
         budget_minutes=budget_minutes,
         network=network,
         seed=seed,
         val_fraction=val_fraction,
         dims=dims if dims is not None and dims < image.ndim else None,
+        width=width,
+        bf16=None if precision == "auto" else precision == "bf16",
+        augment=SegAugment(elastic=elastic),
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

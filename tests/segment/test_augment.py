@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from medlabel.segment.augment import SegAugment
 
@@ -46,3 +47,26 @@ def test_mirroring_flips_image_and_label_together() -> None:
         a3 = SegAugment(mirror_axes=(axis,), brightness=0, contrast=0, gamma=0, noise=0, p=0)
         xa3, ya3 = a3(x3.clone(), y3.clone(), torch.Generator().manual_seed(axis))
         assert torch.equal(ya3, (xa3[:, 0] > 0.5).long())  # labels stay with their images
+
+
+def test_elastic_deformation_bends_shapes_smoothly_and_labels_follow() -> None:
+    yy, xx = np.mgrid[:64, :96]
+    disk = ((yy - 32) ** 2 + (xx - 48) ** 2 <= 16**2).astype(np.int64)
+    flat = dict(rotate_deg=0, scale=0.0, brightness=0, contrast=0, gamma=0, noise=0, p=1)
+    x = torch.from_numpy(disk[None, None].astype(np.float32)).repeat(6, 1, 1, 1)
+    y = torch.from_numpy(disk[None]).repeat(6, 1, 1)
+    same, _ = SegAugment(**flat)(x.clone(), y.clone(), torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-4)  # no rotation, zoom or elastic: identity
+    xa, ya = SegAugment(elastic=2.0, **flat)(x, y, torch.Generator().manual_seed(0))
+    for k in range(6):
+        out = ya[k].numpy()
+        changed = (out != disk).sum()
+        assert 20 < changed < 3 * 2.0 * (2 * np.pi * 16)  # boundary moved a few px at most
+        assert ndimage.label(out, np.ones((3, 3)))[1] == 1  # bent, not torn: one piece
+        assert abs(out.sum() / disk.sum() - 1) < 0.35  # a 2 px swell is +25 % here
+        assert ((xa[k, 0].numpy() > 0.5) == (out == 1)).mean() > 0.99  # label follows image
+    x3 = torch.rand(2, 1, 12, 16, 20)
+    xa3, ya3 = SegAugment(elastic=2.0, **flat)(
+        x3, (x3[:, 0] > 0.5).long(), torch.Generator().manual_seed(1)
+    )
+    assert xa3.shape == x3.shape and ya3.shape == (2, 12, 16, 20)

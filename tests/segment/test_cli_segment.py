@@ -83,11 +83,21 @@ def test_train_segment_then_segment_and_evaluate(
         "100=disc,200=square",
         "--budget-minutes",
         "0.2",
+        "--width",
+        "8",
+        "--elastic",
+        "1.5",
+        "--precision",
+        "fp32",
         "--licence",
         "synthetic",
     )
     assert result.exit_code == 0, result.output
     assert "validation Dice" in result.output and (bundle / "model.onnx").is_file()
+    record = json.loads((bundle / "bundle.json").read_text())
+    assert record["plan"]["network"]["kwargs"]["channels"][0] == 8
+    assert record["training"]["augment"]["elastic"] == 1.5
+    assert record["training"]["bf16"] is False
     mask = tmp_path / "case00-seg.png"
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output

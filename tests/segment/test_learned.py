@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage, same_grid
@@ -39,6 +40,13 @@ def test_plan_2d_radiograph_and_3d_anisotropic_ct() -> None:
     assert np.prod(p3.patch_size) <= 96**3
     assert p3.mirror_axes == ()  # lateral classes: never mirrored
     assert Plan.from_dict(p3.to_dict()) == p3
+    assert p3.network["kwargs"]["channels"][0] == 16
+    assert max(p3.network["kwargs"]["channels"]) == 128
+    wide = make_plan(_fp(3, spacings, [(512, 512, 60)] * 3, "CT"), {1: "liver"}, width=32)
+    assert wide.network["kwargs"]["channels"][:2] == [32, 64]
+    assert max(wide.network["kwargs"]["channels"]) == 256
+    with pytest.raises(ValueError, match="width"):
+        make_plan(_fp(2, [(1.0, 1.0)], [(64, 64)], None), {1: "x"}, width=0)
 
 
 def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
@@ -147,6 +155,22 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
     assert same_grid(pred, big) and pred.metadata["labels"] == {1: "disc", 2: "square"}
     with pytest.raises(MedlabelError, match="segments 2D images"):
         onnx.predict(MedicalImage(np.zeros((4, 48, 48), np.float32)))
+
+
+def test_bf16_training_keeps_float32_weights_and_learns(
+    png_pairs: Callable[..., Path],
+) -> None:
+    assert SegTrainConfig(bf16=False).use_bf16() is False
+    assert SegTrainConfig(bf16=True).use_bf16() is True
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(
+        budget_minutes=30, max_epochs=6, iterations_per_epoch=3, val_every=3, bf16=True, width=8
+    )
+    trained = train_segmenter(ds, cfg, progress=False)
+    assert trained.plan.network["kwargs"]["channels"][0] == 8
+    assert all(p.dtype == torch.float32 for p in trained.net.parameters())
+    losses = [row["loss"] for row in trained.history]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
 @pytest.mark.slow

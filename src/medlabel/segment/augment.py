@@ -1,8 +1,9 @@
 """Joint augmentation of image and label batches on the CPU.
 
-One random affine transform (rotation, zoom) per sample is applied to the image (bilinear)
-and its label (nearest), plus mirroring along the plan's axes and intensity changes
-(brightness, contrast, gamma, noise) on the image only.
+One random affine transform (rotation, zoom) per sample, optionally composed with a smooth
+elastic deformation, is applied to the image (bilinear) and its label (nearest), plus
+mirroring along the plan's axes and intensity changes (brightness, contrast, gamma, noise) on
+the image only.
 
 Example:
     >>> import torch
@@ -36,6 +37,9 @@ class SegAugment:
         brightness, contrast, gamma: maximum intensity changes (on z-scored values).
         noise: maximum standard deviation of added Gaussian noise.
         p: probability that a sample gets the spatial transform.
+        elastic: standard deviation, in voxels, of a smooth random displacement field (control
+            points about every 16 voxels, interpolated smoothly) added to the affine
+            transform of the samples that get one; 0 switches it off.
     """
 
     rotate_deg: float = 15.0
@@ -46,6 +50,7 @@ class SegAugment:
     gamma: float = 0.15
     noise: float = 0.05
     p: float = 0.8
+    elastic: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""
@@ -59,6 +64,8 @@ class SegAugment:
         active = (torch.rand(n, generator=gen) < self.p).float()
         theta = self._affine(n, dims, gen, active, tuple(x.shape[2:]))
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        if self.elastic > 0:
+            grid = grid + self._displacement(tuple(x.shape[2:]), gen, active)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         y = (
             F.grid_sample(
@@ -86,6 +93,20 @@ class SegAugment:
         x = unit * (hi - lo) + lo
         x = x + torch.randn(x.shape, generator=gen) * draw(self.noise).abs()
         return x, y
+
+    def _displacement(
+        self, shape: tuple[int, ...], gen: torch.Generator, active: torch.Tensor
+    ) -> torch.Tensor:
+        """Smooth displacement ``(N, *spatial, dims)`` in ``affine_grid``'s units."""
+        n, dims = active.shape[0], len(shape)
+        coarse = [s // 16 + 2 for s in shape]  # control points about every 16 voxels
+        field = torch.randn((n, dims, *coarse), generator=gen) * self.elastic
+        mode = "bicubic" if dims == 2 else "trilinear"
+        field = F.interpolate(field, size=shape, mode=mode, align_corners=True)
+        # channel k displaces grid coordinate k (x, y, z order); voxels -> [-1, 1] units
+        half = torch.tensor(shape[::-1], dtype=torch.float32) / 2
+        field = field * (active.view(n, 1, *([1] * dims)) / half.view(1, dims, *([1] * dims)))
+        return field.movedim(1, -1)
 
     def _affine(
         self,

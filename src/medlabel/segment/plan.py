@@ -12,7 +12,8 @@ The rules (nnU-Net's spirit, sized for a CPU):
 * **patch**: the median (resampled) shape rounded up to the total stride, shrunk along its
   longest axis until it fits the voxel budget (about 96^3 for 3D on a CPU);
 * **network**: a residual U-Net whose depth brings the patch down to 4-8 voxels, channels
-  doubling from 16 up to 128 (bundles stay small enough to ship, steps fast on a CPU);
+  doubling from ``width`` (16 by default) up to eight times that (16 -> 128 keeps bundles small
+  enough to ship and steps fast on a CPU; 32 -> 256 buys capacity for bf16-capable CPUs);
 * **batch**: as many patches as fit a per-step voxel budget (at least 2);
 * **mirroring** (augmentation and test-time): for 3D data, only across the mid-sagittal plane
   (the axis that runs left-right in every case), since anatomy is nearly symmetric left-right
@@ -135,6 +136,7 @@ def make_plan(
     network: str = "unet",
     patch_size: tuple[int, ...] | None = None,
     dims: int | None = None,
+    width: int = 16,
 ) -> Plan:
     """A :class:`Plan` for data with fingerprint ``fp`` and the given classes.
 
@@ -189,7 +191,9 @@ def make_plan(
         mirror = ()
     net_patch = tuple(p for k, p in enumerate(patch) if k != slice_axis)
     depth = _depth(net_patch)
-    channels = [min(16 * 2**k, 128) for k in range(depth + 1)]  # small enough to ship
+    if width < 1:
+        raise ValueError(f"width must be at least 1, not {width}")
+    channels = [min(width * 2**k, width * 8) for k in range(depth + 1)]
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
     kwargs: dict[str, Any] = {"channels": channels, "strides": [2] * depth}
     if is_ct:

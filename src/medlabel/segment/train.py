@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.dataset import SegmentationDataset
-from medlabel.segment.fingerprint import fingerprint_cases
+from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
 from medlabel.segment.infer import postprocess, predict_probabilities, slice_predictor
 from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan, make_plan
@@ -60,6 +60,10 @@ class SegTrainConfig:
         seed: random seed (weights, sampling, augmentation); split_seed: for the split.
         augment: augmentation settings (mirror axes come from the plan).
         num_threads: torch CPU threads (default: all cores).
+        width: channels of the network's first level (doubling per level up to 8x).
+        bf16: run the forward pass under bfloat16 autocast (weights, loss and optimiser stay
+            float32); ``None`` does so where the CPU has native bfloat16 arithmetic
+            (AVX-512 BF16 or AMX), which makes a step 1.1-1.7x faster there.
     """
 
     budget_minutes: float = 15.0
@@ -77,10 +81,18 @@ class SegTrainConfig:
     split_seed: int = 0
     augment: SegAugment = field(default_factory=SegAugment)
     num_threads: int | None = None
+    width: int = 16
+    bf16: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    def use_bf16(self) -> bool:
+        """Whether training will autocast to bfloat16 on this machine."""
+        if self.bf16 is not None:
+            return self.bf16
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 @dataclass
@@ -162,6 +174,17 @@ def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
     return float(np.mean(scores))
 
 
+def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> Plan:
+    return make_plan(
+        fp,
+        classes,
+        network=cfg.network,
+        patch_size=cfg.patch_size,
+        dims=cfg.dims,
+        width=cfg.width,
+    )
+
+
 def train_segmenter(
     dataset: SegmentationDataset,
     config: SegTrainConfig | None = None,
@@ -178,6 +201,7 @@ def train_segmenter(
         MedlabelError: no training or validation cases, or cases that cannot be read.
     """
     cfg = config or SegTrainConfig()
+    cfg = replace(cfg, bf16=cfg.use_bf16())  # the bundle records what actually ran
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -192,13 +216,7 @@ def train_segmenter(
         for i in tqdm(train_idx + val_idx, desc="read", disable=None if progress else True)
     }
     fp = fingerprint_cases((loaded[i] for i in train_idx), ds.modality)
-    plan = (
-        copy.deepcopy(plan)
-        if plan is not None
-        else make_plan(
-            fp, ds.classes, network=cfg.network, patch_size=cfg.patch_size, dims=cfg.dims
-        )
-    )
+    plan = copy.deepcopy(plan) if plan is not None else _plan_for(fp, ds.classes, cfg)
     log.info("plan: %s", plan)
     train_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in train_idx]  # type: ignore[arg-type]
     val_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in val_idx]  # type: ignore[arg-type]
@@ -214,6 +232,7 @@ def train_segmenter(
     gen = torch.Generator().manual_seed(cfg.seed)
     iters = cfg.iterations_per_epoch or max(10, len(train_cases) // plan.batch_size)
     budget = cfg.budget_minutes * 60.0
+    bf16 = bool(cfg.bf16)
     history: list[dict[str, float]] = []
     best = (-1.0, copy.deepcopy(net.state_dict()))
     t0 = time.perf_counter()
@@ -238,7 +257,9 @@ def train_segmenter(
             xb = torch.from_numpy(xa[:, None])
             yb = torch.from_numpy(ya.astype(np.int64))
             xb, yb = aug(xb, yb, gen)
-            loss = loss_fn(net(xb), yb[:, None])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(xb)
+            loss = loss_fn(logits.float(), yb[:, None])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
@@ -365,9 +386,7 @@ def train_ensemble(
     splits = dataset.folds(folds, seed=cfg.split_seed)
     train_idx = dataset.indices("train")
     fp = fingerprint_cases((dataset.load(i) for i in train_idx), dataset.modality)
-    plan = make_plan(
-        fp, dataset.classes, network=cfg.network, patch_size=cfg.patch_size, dims=cfg.dims
-    )
+    plan = _plan_for(fp, dataset.classes, cfg)
     members: list[TrainedSegmenter] = []
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
     for k, fold in enumerate(splits):
