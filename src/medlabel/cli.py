@@ -430,6 +430,12 @@ train_app = typer.Typer(help="Train models (writes a model bundle).", no_args_is
 app.add_typer(train_app, name="train")
 
 
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device", help="Training device: auto (a CUDA GPU if torch sees one), cpu, cuda."
+    ),
+]
 FromReviewOpt = Annotated[
     Path | None,
     typer.Option(
@@ -493,6 +499,7 @@ def train_classify(
         str | None,
         typer.Option("--group-regex", help="Regex finding the patient id in file names."),
     ] = None,
+    device: DeviceOpt = "auto",
     from_review: FromReviewOpt = None,
     review_model: ReviewModelOpt = None,
 ) -> None:
@@ -502,7 +509,9 @@ def train_classify(
     from medlabel.classify.recipe import auto_config
     from medlabel.classify.train import train_classifier
     from medlabel.data.sources import open_dataset
+    from medlabel.devices import resolve_device
 
+    resolve_device(device)  # a wrong --device fails before any data is read
     if from_review is not None:
         data, _ = _reviewed_data(from_review, review_model, "classification")
     if data is None:
@@ -525,6 +534,7 @@ def train_classify(
         cfg.epochs = epochs
     if flip is not None:
         cfg.augment.flip = flip
+    cfg.device = device
     members = []
     for k in range(ensemble):
         cfg_k = type(cfg).from_dict({**cfg.to_dict(), "seed": seed + k})
@@ -591,6 +601,7 @@ def train_segment(
             help="auto (bfloat16 autocast where the CPU has it natively), bf16 or fp32.",
         ),
     ] = "auto",
+    device: DeviceOpt = "auto",
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
     ] = None,
@@ -601,11 +612,13 @@ def train_segment(
 
     The time budget is per network (an ensemble of N takes N times as long).
     """
+    from medlabel.devices import resolve_device
     from medlabel.segment.augment import SegAugment
     from medlabel.segment.bundle import save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
     from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
+    resolve_device(device)  # a wrong --device fails before any data is read
     if from_review is not None:
         data, mapping = _reviewed_data(from_review, review_model, "segmentation")
         labels = labels or mapping
@@ -628,6 +641,7 @@ def train_segment(
         width=width,
         bf16=None if precision == "auto" else precision == "bf16",
         augment=SegAugment(elastic=elastic),
+        device=device,
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

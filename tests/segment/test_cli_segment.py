@@ -89,6 +89,8 @@ def test_train_segment_then_segment_and_evaluate(
         "1.5",
         "--precision",
         "fp32",
+        "--device",
+        "cpu",
         "--licence",
         "synthetic",
     )
@@ -97,7 +99,7 @@ def test_train_segment_then_segment_and_evaluate(
     record = json.loads((bundle / "bundle.json").read_text())
     assert record["plan"]["network"]["kwargs"]["channels"][0] == 8
     assert record["training"]["augment"]["elastic"] == 1.5
-    assert record["training"]["bf16"] is False
+    assert record["training"]["bf16"] is False and record["training"]["device"] == "cpu"
     mask = tmp_path / "case00-seg.png"
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output
@@ -226,3 +228,10 @@ def test_segment_writes_a_dicom_seg_for_a_dicom_series(mixed_archive: Path, tmp_
     )
     assert result.exit_code == 1 and "references DICOM images" in result.output
     assert not (tmp_path / "x.dcm").exists()
+
+
+def test_train_segment_refuses_an_unknown_device_before_reading_data(tmp_path: Path) -> None:
+    missing = tmp_path / "no-data-here"
+    result = run("train", "segment", "--data", missing, "--out", tmp_path / "b", "--device", "gpu")
+    assert result.exit_code == 1 and "unknown device 'gpu'" in result.output
+    assert not (tmp_path / "b").exists()

@@ -162,12 +162,15 @@ def test_bf16_training_keeps_float32_weights_and_learns(
 ) -> None:
     assert SegTrainConfig(bf16=False).use_bf16() is False
     assert SegTrainConfig(bf16=True).use_bf16() is True
+    auto = SegTrainConfig().torch_device().type
+    assert auto == ("cuda" if torch.cuda.is_available() else "cpu")
     ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
     cfg = SegTrainConfig(
         budget_minutes=30, max_epochs=6, iterations_per_epoch=3, val_every=3, bf16=True, width=8
     )
     trained = train_segmenter(ds, cfg, progress=False)
     assert trained.plan.network["kwargs"]["channels"][0] == 8
+    assert trained.config.bf16 is True and trained.config.device == auto
     assert all(p.dtype == torch.float32 for p in trained.net.parameters())
     losses = [row["loss"] for row in trained.history]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]

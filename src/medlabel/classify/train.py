@@ -47,6 +47,7 @@ from medlabel.classify.networks import build_network, capture_features, count_pa
 from medlabel.classify.ood import OODCheck
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
+from medlabel.devices import resolve_device
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
 
@@ -87,6 +88,8 @@ class TrainConfig:
         ema: decay of an exponential moving average of the weights, updated every step;
             when set (e.g. 0.99), the averaged weights are the ones validated and kept.
             0 switches it off.
+        device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
+            ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
     """
 
     model: str = "compact"
@@ -111,12 +114,17 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
     ema: float = 0.0
+    device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out = asdict(self)
         out["size"] = list(self.size)
         return out
+
+    def torch_device(self) -> torch.device:
+        """The device training runs on."""
+        return resolve_device(self.device)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -205,12 +213,14 @@ def predict_logits(
     batch_size: int = 256,
     mode: str = "dataset",
 ) -> np.ndarray:
-    """Logits of ``uint8`` images ``(N, C, ...)`` with the network in eval mode (torch)."""
+    """Logits of ``uint8`` images ``(N, C, ...)`` with the network in eval mode (torch), on
+    whichever device the network is."""
     net.eval()
+    device = next(net.parameters()).device
     outs = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(images[start : start + batch_size])
-        outs.append(net(_prepare(batch, mode, mean, std)).float().numpy())
+        outs.append(net(_prepare(batch, mode, mean, std).to(device)).float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
@@ -280,7 +290,9 @@ def train_classifier(
         **config.model_kwargs,
     )
     log.info("%s: %d parameters, input %s", config.model, count_parameters(net), spec.describe())
-    loss_fn = _loss_fn(task, train.labels, config, k)
+    device = config.torch_device()
+    net.to(device)  # before the optimiser and the weight average are built on it
+    loss_fn = _loss_fn(task, train.labels, config, k).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     averaged = _averaged(net, config.ema)
     judged = averaged.module if averaged is not None else net  # what is validated and kept
@@ -315,8 +327,8 @@ def train_classifier(
                 group["lr"] = config.lr * _lr_factor(clock, config.warmup)
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
-            x = normalise(x, config.normalize, mean, std)
-            loss = loss_fn(net(x), y_all[idx])
+            x = normalise(x, config.normalize, mean, std).to(device)
+            loss = loss_fn(net(x), y_all[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -369,7 +381,7 @@ def train_classifier(
             break
     bar.close()
     net.load_state_dict(best_state)
-    net.eval()
+    net.to("cpu").eval()
     with capture_features(net) as val_features:  # kept for the out-of-distribution check
         val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
     temperature = 1.0

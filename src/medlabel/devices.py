@@ -1,0 +1,37 @@
+"""Where training runs: the CPU by default, a CUDA GPU when there is one or when asked.
+
+Example:
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    medlabel.errors.MedlabelError: unknown device 'gpu': use auto, cpu or cuda[:N]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from medlabel.errors import MedlabelError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or ``"cuda[:N]"``.
+
+    Raises:
+        MedlabelError: an unknown name, or a GPU that torch cannot see.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MedlabelError(None, f"unknown device {name!r}: use auto, cpu or cuda[:N]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise MedlabelError(None, f"unknown device {name!r}: use auto, cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MedlabelError(None, f"device {name!r} asked for, but torch sees no CUDA GPU here")
+    return device
