@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ema", type=float, default=0.0, help="weight averaging decay (0: off)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
     args = parser.parse_args()
@@ -116,6 +117,7 @@ def main() -> None:
         "machine": machine(),
         "budget_minutes": args.budget_minutes,
         "ema": args.ema,
+        "bf16": args.bf16,
     }
     members = []
     for seed in range(args.seeds):
@@ -123,7 +125,7 @@ def main() -> None:
             ds,
             budget_minutes=args.budget_minutes,
             seed=seed,
-            overrides={"ema": args.ema} if args.ema else None,
+            overrides={"ema": args.ema, "bf16": args.bf16},
         )
         start = time.perf_counter()
         trained = train_classifier(ds, cfg, progress=False)
@@ -158,10 +160,15 @@ def _mean_sd(values: list[float]) -> str:
 def write(rows: dict[str, Any], _cfg: Any) -> None:
     stamp = rows["machine"]["date"][:10]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "pneumoniamnist" + ("-ema" if rows.get("ema") else "")
+    stem = (
+        "pneumoniamnist"
+        + ("-ema" if rows.get("ema") else "")
+        + ("-bf16" if rows.get("bf16") else "")
+    )
     (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     d = rows["default"]
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
+    ema += ", bfloat16 autocast" if rows.get("bf16") else ""
     lines = [
         f"# PneumoniaMNIST benchmark, {rows['machine']['date']}",
         "",
@@ -196,6 +203,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         "`python benchmarks/bench_pneumoniamnist.py --budget-minutes "
         f"{rows['budget_minutes']:g} --seeds {len(d)}"
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
+        + (" --bf16" if rows.get("bf16") else "")
         + "`.",
     ]
     md = RESULTS / f"{stem}-{stamp}.md"

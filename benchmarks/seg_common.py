@@ -28,6 +28,9 @@ def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
     parser.add_argument("--width", type=int, default=16, help="first-level channels")
     parser.add_argument("--elastic", type=float, default=0.0, help="elastic std (voxels)")
     parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast")
+    parser.add_argument("--mirror", default="auto", help="flipped axes: auto, all or none")
+    parser.add_argument("--rotate", type=float, default=15.0, help="max rotation (degrees)")
+    parser.add_argument("--scale", type=float, default=0.15, help="max relative zoom")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
 
@@ -39,7 +42,8 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
         network=args.network,
         width=args.width,
         bf16=False if args.fp32 else None,
-        augment=SegAugment(elastic=args.elastic),
+        augment=SegAugment(elastic=args.elastic, rotate_deg=args.rotate, scale=args.scale),
+        mirror=args.mirror,
         **extra,
     )
 
@@ -53,6 +57,9 @@ def command_line(script: str, args: argparse.Namespace) -> str:
         + (f" --width {args.width}" if args.width != 16 else "")
         + (f" --elastic {args.elastic:g}" if args.elastic else "")
         + (" --fp32" if args.fp32 else "")
+        + (f" --mirror {args.mirror}" if args.mirror != "auto" else "")
+        + (f" --rotate {args.rotate:g}" if args.rotate != 15.0 else "")
+        + (f" --scale {args.scale:g}" if args.scale != 0.15 else "")
         + (f" --tag {args.tag}" if args.tag else "")
         + (f" --save {args.save}" if args.save else "")
         + (" --no-tta" if getattr(args, "no_tta", False) else "")

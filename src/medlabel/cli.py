@@ -601,6 +601,14 @@ def train_segment(
             help="auto (bfloat16 autocast where the CPU has it natively), bf16 or fp32.",
         ),
     ] = "auto",
+    mirror: Annotated[
+        str,
+        typer.Option(
+            "--mirror",
+            help="Flips in augmentation and TTA: auto (left-right on volumes without "
+            "left/right classes), all (every axis, as nnU-Net) or none.",
+        ),
+    ] = "auto",
     device: DeviceOpt = "auto",
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
@@ -616,9 +624,12 @@ def train_segment(
     from medlabel.segment.augment import SegAugment
     from medlabel.segment.bundle import save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
+    from medlabel.segment.plan import MIRROR_CHOICES
     from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
     resolve_device(device)  # a wrong --device fails before any data is read
+    if mirror not in MIRROR_CHOICES:
+        raise typer.BadParameter(", ".join(MIRROR_CHOICES), param_hint="--mirror")
     if from_review is not None:
         data, mapping = _reviewed_data(from_review, review_model, "segmentation")
         labels = labels or mapping
@@ -642,6 +653,7 @@ def train_segment(
         bf16=None if precision == "auto" else precision == "bf16",
         augment=SegAugment(elastic=elastic),
         device=device,
+        mirror=mirror,
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from medlabel.classify.augment import Augment
 from medlabel.classify.bundle import BundleError, load_bundle, save_bundle, save_classic_bundle
@@ -209,3 +210,11 @@ def test_weight_averaging_keeps_the_averaged_weights():
     assert averaged.val_metrics["auc"] > 0.9
     with pytest.raises(ValueError, match="ema must be in"):
         train_classifier(ds, quick_config(epochs=1, ema=1.5), progress=False)
+
+
+def test_bf16_training_keeps_float32_weights_and_learns():
+    ds = make_dataset()
+    trained = train_classifier(ds, quick_config(epochs=3, bf16=True), progress=False)
+    assert trained.config.bf16 and TrainConfig.from_dict(trained.config.to_dict()).bf16
+    assert all(p.dtype == torch.float32 for p in trained.net.parameters())
+    assert trained.val_metrics["auc"] > 0.9

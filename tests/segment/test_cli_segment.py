@@ -91,6 +91,8 @@ def test_train_segment_then_segment_and_evaluate(
         "fp32",
         "--device",
         "cpu",
+        "--mirror",
+        "all",
         "--licence",
         "synthetic",
     )
@@ -100,6 +102,7 @@ def test_train_segment_then_segment_and_evaluate(
     assert record["plan"]["network"]["kwargs"]["channels"][0] == 8
     assert record["training"]["augment"]["elastic"] == 1.5
     assert record["training"]["bf16"] is False and record["training"]["device"] == "cpu"
+    assert record["plan"]["mirror_axes"] == [0, 1] and record["training"]["mirror"] == "all"
     mask = tmp_path / "case00-seg.png"
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output
@@ -234,4 +237,11 @@ def test_train_segment_refuses_an_unknown_device_before_reading_data(tmp_path: P
     missing = tmp_path / "no-data-here"
     result = run("train", "segment", "--data", missing, "--out", tmp_path / "b", "--device", "gpu")
     assert result.exit_code == 1 and "unknown device 'gpu'" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_train_segment_refuses_an_unknown_mirror_before_reading_data(tmp_path: Path) -> None:
+    missing = tmp_path / "no-data-here"
+    result = run("train", "segment", "--data", missing, "--out", tmp_path / "b", "--mirror", "x")
+    assert result.exit_code != 0 and "auto, all, none" in result.output
     assert not (tmp_path / "b").exists()

@@ -63,6 +63,12 @@ def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
     assert make_plan(fingerprint_cases([(sagittal, None)]), {1: "x"}).mirror_axes == (0,)
     mixed = fingerprint_cases([(axial, None), (sagittal, None)])
     assert mixed.lr_axis is None and make_plan(mixed, {1: "x"}).mirror_axes == ()
+    # asked for: every axis (nnU-Net's choice), even with lateral classes, or none at all
+    assert make_plan(one, {1: "lung_left"}, mirror="all").mirror_axes == (0, 1, 2)
+    assert make_plan(one, {1: "x"}, mirror="none").mirror_axes == ()
+    assert make_plan(one, {1: "x"}, mirror="all", dims=2).mirror_axes == (1, 2)  # in-plane
+    with pytest.raises(ValueError, match="mirror must be one of"):
+        make_plan(one, {1: "x"}, mirror="sideways")
 
 
 def test_round_trip_returns_to_the_exact_native_grid() -> None:
@@ -229,16 +235,22 @@ def test_too_large_volume_is_refused_with_the_memory_it_needs(
 def test_slice_wise_2d_model_on_volumes(msd_folder: Path, tmp_path: Path) -> None:
     ds = open_segmentation_dataset(msd_folder)
     cfg = SegTrainConfig(
-        budget_minutes=30, max_epochs=2, iterations_per_epoch=2, val_fraction=0.34, dims=2
+        budget_minutes=30,
+        max_epochs=2,
+        iterations_per_epoch=2,
+        val_fraction=0.34,
+        dims=2,
+        mirror="all",
     )
     trained = train_segmenter(ds, cfg, progress=False)
     plan = trained.plan
     assert plan.dims == 3 and plan.network_dims == 2 and plan.slice_axis == 0  # 2 mm slices
     assert plan.patch_size[0] == 1 and len(plan.network_patch) == 2
+    assert plan.mirror_axes == (1, 2)  # volume axes; training flips the slices' two axes
     bundle = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / "b2"))
     image, _ = ds.load(1)
     seg = bundle.predict(image)
-    assert same_grid(seg, image)
+    assert same_grid(seg, image) and same_grid(bundle.predict(image, tta=True), image)
     again = load_segmentation_bundle(tmp_path / "b2", engine="torch").predict(image)
     assert (seg.array == again.array).mean() > 0.999
 

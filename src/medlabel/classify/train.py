@@ -90,6 +90,10 @@ class TrainConfig:
             0 switches it off.
         device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
             ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
+        bf16: run the training forward pass under bfloat16 autocast (weights, loss and
+            optimiser stay float32; validation runs in float32). Off by default: 1.6-1.7x
+            faster steps on a CPU with AVX-512 BF16, its effect on accuracy still being
+            measured.
     """
 
     model: str = "compact"
@@ -115,6 +119,7 @@ class TrainConfig:
     num_threads: int | None = None
     ema: float = 0.0
     device: str = "auto"
+    bf16: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -328,7 +333,9 @@ def train_classifier(
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
             x = normalise(x, config.normalize, mean, std).to(device)
-            loss = loss_fn(net(x), y_all[idx].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                logits = net(x)
+            loss = loss_fn(logits.float(), y_all[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -41,6 +41,7 @@ from medlabel.segment.fingerprint import Fingerprint
 __all__ = ["Plan", "make_plan"]
 
 _MAX_2D_SIDE = 256
+MIRROR_CHOICES = ("auto", "all", "none")
 _PATCH_VOXELS_3D = 96**3
 _STEP_VOXELS = {2: 224 * 224 * 12, 3: 96**3}
 
@@ -137,14 +138,22 @@ def make_plan(
     patch_size: tuple[int, ...] | None = None,
     dims: int | None = None,
     width: int = 16,
+    mirror: str = "auto",
 ) -> Plan:
     """A :class:`Plan` for data with fingerprint ``fp`` and the given classes.
 
     ``dims=2`` on volumes plans a slice-wise 2D network: slices across the axis with the
     coarsest spacing, resampled to the median spacing, whole slices as patches.
+
+    ``mirror`` chooses the flipped axes (augmentation and test-time): ``"auto"`` follows the
+    rule in the module docstring, ``"all"`` flips every axis of the network's patch (as
+    nnU-Net does; the network must then tell classes apart by appearance, not position),
+    ``"none"`` never flips.
     """
     if dims is not None and dims not in (2, 3):
         raise ValueError(f"dims must be 2 or 3, not {dims}")
+    if mirror not in MIRROR_CHOICES:
+        raise ValueError(f"mirror must be one of {', '.join(MIRROR_CHOICES)}, not {mirror!r}")
     if dims == 3 and fp.dims == 2:
         raise ValueError("a 3D network needs volumes; these images are 2D")
     modality = (fp.modality or "").upper() or None
@@ -158,7 +167,7 @@ def make_plan(
         target_size = _round_up(target_size, 2**depth)
         patch = patch_size or tuple(target_size[::-1])
         fit, target = "size", tuple(float(s) for s in target_size)
-        mirror: tuple[int, ...] = ()
+        flip_axes: tuple[int, ...] = ()
     else:
         spacings = np.array(fp.spacings)
         spacing = np.median(spacings, axis=0)
@@ -176,7 +185,7 @@ def make_plan(
             patch = tuple(p - 2**depth if k == longest else p for k, p in enumerate(patch))
         fit, target = "spacing", tuple(float(s) for s in spacing)
         lr = fp.lr_axis
-        mirror = () if lateral or lr is None else (lr,)
+        flip_axes = () if lateral or lr is None else (lr,)
     slice_axis = None
     if fp.dims == 3 and dims == 2:
         sp_np = np.asarray(target)[::-1]
@@ -188,8 +197,12 @@ def make_plan(
         sliced = list(plane)
         sliced.insert(slice_axis, 1)
         patch = tuple(sliced)
-        mirror = ()
+        flip_axes = ()
     net_patch = tuple(p for k, p in enumerate(patch) if k != slice_axis)
+    if mirror == "all":
+        flip_axes = tuple(k for k in range(len(patch)) if k != slice_axis)
+    elif mirror == "none":
+        flip_axes = ()
     depth = _depth(net_patch)
     if width < 1:
         raise ValueError(f"width must be at least 1, not {width}")
@@ -214,7 +227,7 @@ def make_plan(
         patch_size=tuple(int(p) for p in patch),
         batch_size=int(batch),
         network={"name": network, "kwargs": kwargs},
-        mirror_axes=mirror,
+        mirror_axes=flip_axes,
         clip=clip,
         mean=float(mean),
         std=float(std),

@@ -73,6 +73,8 @@ class SegTrainConfig:
             that supports it).
         device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
             ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
+        mirror: flipped axes in augmentation and test-time augmentation: ``"auto"`` (the
+            plan's left-right rule), ``"all"`` or ``"none"`` (see :func:`make_plan`).
     """
 
     budget_minutes: float = 15.0
@@ -93,6 +95,7 @@ class SegTrainConfig:
     width: int = 16
     bf16: bool | None = None
     device: str = "auto"
+    mirror: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -208,6 +211,7 @@ def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> 
         patch_size=cfg.patch_size,
         dims=cfg.dims,
         width=cfg.width,
+        mirror=cfg.mirror,
     )
 
 
@@ -257,7 +261,9 @@ def train_segmenter(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug = copy.deepcopy(cfg.augment)
-    aug.mirror_axes = plan.mirror_axes
+    # the plan's axes index the volume; a slice-wise network's patches lose the slice axis
+    cut = plan.slice_axis
+    aug.mirror_axes = tuple(a - int(cut is not None and a > cut) for a in plan.mirror_axes)
     gen = torch.Generator().manual_seed(cfg.seed)
     iters = cfg.iterations_per_epoch or max(10, len(train_cases) // plan.batch_size)
     budget = cfg.budget_minutes * 60.0

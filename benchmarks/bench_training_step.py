@@ -1,0 +1,123 @@
+"""One training step in float32 against bfloat16 autocast, for the networks medlabel trains.
+
+A step is what the training loops do: forward pass (autocast or not), loss in float32,
+backward pass, AdamW update. Each network is timed both ways in the same run, on random
+inputs of the shapes its plan or recipe uses; the ratio is what ``bf16`` buys on this CPU.
+Autocast pays off only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX).
+
+Run: ``python benchmarks/bench_training_step.py`` (about 2 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, machine, timeit
+from medlabel.classify.networks import build_network
+from medlabel.segment.networks import build_segmentation_network
+
+# name, builder, batch shape, classes (segmentation networks get a label per voxel)
+CASES: list[tuple[str, Callable[[], torch.nn.Module], tuple[int, ...], int]] = [
+    (
+        "segment 2D unet 16-128 (JSRT plan), 12 x 224^2",
+        lambda: build_segmentation_network(
+            "unet", 2, 1, 4, channels=[16, 32, 64, 128, 128, 128], strides=[2] * 5
+        ),
+        (12, 1, 224, 224),
+        4,
+    ),
+    (
+        "segment 3D unet 16-128 (hippocampus plan), 9 x 40x56x40",
+        lambda: build_segmentation_network(
+            "unet", 3, 1, 3, channels=[16, 32, 64, 128], strides=[2] * 3
+        ),
+        (9, 1, 40, 56, 40),
+        3,
+    ),
+    (
+        "segment 3D unet 32-256 (--width 32), 9 x 40x56x40",
+        lambda: build_segmentation_network(
+            "unet", 3, 1, 3, channels=[32, 64, 128, 256], strides=[2] * 3
+        ),
+        (9, 1, 40, 56, 40),
+        3,
+    ),
+    (
+        "classify compact, 64 x 28^2",
+        lambda: build_network("compact", spatial_dims=2, in_channels=1, num_classes=2, width=32),
+        (64, 1, 28, 28),
+        2,
+    ),
+    (
+        "classify resnet18, 32 x 128^2",
+        lambda: build_network("resnet18", spatial_dims=2, in_channels=1, num_classes=2),
+        (32, 1, 128, 128),
+        2,
+    ),
+]
+
+
+def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: bool) -> float:
+    """Median seconds of one training step."""
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        dense = net.eval()(x[:1]).ndim == len(shape)  # one output per voxel: segmentation
+    net.train()
+    y = torch.randint(0, classes, (shape[0], *shape[2:]) if dense else (shape[0],))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timeit(step, repeat=4, warmup=2)["median_s"]
+
+
+def main() -> None:
+    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    rows: dict[str, Any] = {"machine": machine(), "native_bf16": native, "cases": []}
+    for name, build, shape, classes in CASES:
+        net = build()
+        fp32 = step_time(net, shape, classes, bf16=False)
+        bf16 = step_time(net, shape, classes, bf16=True)
+        rows["cases"].append({"network": name, "fp32_s": fp32, "bf16_s": bf16})
+        print(f"{name}: fp32 {fp32:.3f} s, bf16 {bf16:.3f} s ({fp32 / bf16:.2f}x)", flush=True)
+    stamp = rows["machine"]["date"][:10]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"training-step-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    lines = [
+        f"# Training step, float32 vs bfloat16 autocast, {rows['machine']['date']}",
+        "",
+        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores; native bfloat16: "
+        f"{'yes' if native else 'no'}. Median of 4 steps after 2 warm-up steps (forward, "
+        "float32 loss, backward, AdamW).",
+        "",
+        "| network, batch | float32 | bfloat16 autocast | speed-up |",
+        "|---|---|---|---|",
+    ]
+    for r in rows["cases"]:
+        lines.append(
+            f"| {r['network']} | {r['fp32_s']:.3f} s | {r['bf16_s']:.3f} s | "
+            f"{r['fp32_s'] / r['bf16_s']:.2f}x |"
+        )
+    lines += ["", "Command: `python benchmarks/bench_training_step.py`."]
+    md = RESULTS / f"training-step-{stamp}.md"
+    md.write_text("\n".join(lines) + "\n")
+    print(f"results: {md}")
+
+
+if __name__ == "__main__":
+    main()
