@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, machine, timeit
 from medlabel.classify.networks import build_network
+from medlabel.devices import native_bf16
 from medlabel.segment.networks import build_segmentation_network
 
 # name, builder, batch shape, classes (segmentation networks get a label per voxel)
@@ -87,7 +88,7 @@ def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: 
 
 
 def main() -> None:
-    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    native = native_bf16(torch.device("cpu"))
     rows: dict[str, Any] = {"machine": machine(), "native_bf16": native, "cases": []}
     for name, build, shape, classes in CASES:
         net = build()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medlabel.classify.train import TrainConfig
-from medlabel.devices import resolve_device
+from medlabel.devices import native_bf16, resolve_device
 from medlabel.errors import MedlabelError
 from medlabel.segment.train import SegTrainConfig
 
@@ -28,3 +28,9 @@ def test_unknown_devices_are_named_in_the_error(name: str) -> None:
 def test_asking_for_a_missing_gpu_says_so() -> None:
     with pytest.raises(MedlabelError, match="sees no CUDA GPU"):
         SegTrainConfig(device="cuda").torch_device()
+
+
+def test_native_bf16_decides_the_segmentation_default() -> None:
+    cpu = torch.device("cpu")
+    assert SegTrainConfig(device="cpu").use_bf16() is native_bf16(cpu)
+    assert SegTrainConfig(device="cpu", bf16=False).use_bf16() is False

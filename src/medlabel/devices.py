@@ -7,6 +7,8 @@ Example:
     Traceback (most recent call last):
     ...
     medlabel.errors.MedlabelError: unknown device 'gpu': use auto, cpu or cuda[:N]
+    >>> native_bf16(torch.device("cpu")) in (True, False)
+    True
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["resolve_device"]
+__all__ = ["native_bf16", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,3 +37,14 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MedlabelError(None, f"device {name!r} asked for, but torch sees no CUDA GPU here")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so that autocast speeds training up.
+
+    CPUs need AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32);
+    CUDA GPUs need compute capability 8.0 or more.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -36,12 +36,15 @@ def test_train_predict_evaluate_features(blob_folder, tmp_path):
         "4",
         "--budget-minutes",
         "1",
+        "--precision",
+        "bf16",
         "--licence",
         "CC0",
     )
     assert result.exit_code == 0, result.output
     assert "1 unreadable image(s) skipped" in result.stdout
     meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["train_config"]["bf16"] is True
     assert meta["class_names"] == ["abnormal", "normal"]
     assert meta["command"].startswith("medlabel") or meta["command"] is None
 
@@ -104,3 +107,15 @@ def test_train_errors_are_one_line(tmp_path):
     assert result.stderr.startswith("error: ") and "two class folders" in result.stderr
     result = run("evaluate", "--model", tmp_path, "--data", tmp_path / "only")
     assert result.exit_code == 1 and "no bundle.json" in result.stderr
+    result = run(
+        "train",
+        "classify",
+        "--data",
+        tmp_path / "x",
+        "--out",
+        tmp_path / "b",
+        "--precision",
+        "half",
+    )
+    assert result.exit_code == 1 and "auto, bf16 or fp32" in result.stderr
+    assert not (tmp_path / "b").exists()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medlabel.devices import resolve_device
+from medlabel.devices import native_bf16, resolve_device
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
@@ -107,11 +107,7 @@ class SegTrainConfig:
 
     def use_bf16(self) -> bool:
         """Whether training will autocast to bfloat16 on its device."""
-        if self.bf16 is not None:
-            return self.bf16
-        if self.torch_device().type == "cuda":
-            return bool(torch.cuda.is_bf16_supported())
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return self.bf16 if self.bf16 is not None else native_bf16(self.torch_device())
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""``python -m medlabel.cli``."""
+
+from medlabel.cli import main
+
+main()

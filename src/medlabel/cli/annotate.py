@@ -1,0 +1,247 @@
+"""Commands that label images: segment, annotate, next, review.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from medlabel.cli import app
+    >>> CliRunner().invoke(app, ["annotate", "--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medlabel.cli.app import (
+    IndexOpt,
+    IrregularOpt,
+    RawMono1Opt,
+    SeriesOpt,
+    SplitOpt,
+    TiltOpt,
+    _choice,
+    _errors,
+    _read,
+    _refuse_overwrite_input,
+    app,
+)
+from medlabel.errors import MedlabelError
+
+
+@app.command()
+@_errors
+def segment(
+    src: Annotated[Path, typer.Argument(help="Image, DICOM folder or DICOMDIR.")],
+    model: Annotated[
+        str, typer.Option("--model", help="Recipe (ct-lungs, ...), bundled model or bundle.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Mask file; format from the extension (.nii.gz, .nrrd, .mha, .png; .dcm: a "
+            "DICOM SEG referencing a DICOM input).",
+        ),
+    ],
+    overlay: Annotated[
+        Path | None, typer.Option("--overlay", help="Also write a PNG overlay preview.")
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time mirroring (bundles).")] = False,
+    series: SeriesOpt = None,
+    irregular: IrregularOpt = "error",
+    tilt: TiltOpt = "error",
+    index: IndexOpt = None,
+    split: SplitOpt = "test",
+    keep_monochrome1: RawMono1Opt = False,
+) -> None:
+    """Segment an image with a recipe or a model; the mask keeps the image's exact geometry."""
+    import numpy as np
+
+    from medlabel.io import write_image
+    from medlabel.segment.api import open_segmenter
+    from medlabel.segment.labelmap import label_names
+
+    _refuse_overwrite_input(src, out)
+    segmenter = open_segmenter(model)
+    image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
+    seg = segmenter.segment(image, tta=tta)
+    if out.suffix.lower() == ".dcm":
+        _write_dicom_seg(seg, image, model, src, out)
+    else:
+        write_image(seg, out)
+    if overlay is not None:
+        from medlabel.visualize.preview import render_preview
+
+        render_preview(image, overlay, mask=seg)
+    voxel = float(np.prod(seg.spacing)) / (1000.0 if seg.ndim == 3 else 100.0)
+    unit = "mL" if seg.ndim == 3 else "cm2"
+    counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=256)
+    parts = [f"{v}={name} ({counts[v] * voxel:.1f} {unit})" for v, name in label_names(seg).items()]
+    typer.echo(f"wrote {out}: " + ", ".join(parts))
+
+
+def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> None:
+    """A DICOM SEG of ``seg`` that references the DICOM files ``image`` was read from."""
+    from medlabel.annotate.models import model_version
+    from medlabel.annotate.outputs import write_dicom_seg
+    from medlabel.segment.labelmap import label_names
+
+    files = image.metadata.get("source_files") or []
+    if not files:
+        raise MedlabelError(
+            src,
+            "a DICOM SEG (--out *.dcm) references DICOM images; this input is not DICOM, "
+            "so write .nii.gz, .nrrd or .png instead",
+        )
+    why = write_dicom_seg(
+        seg,
+        label_names(seg),
+        files,
+        out,
+        model_name=Path(model).name,
+        model_version=model_version(model),
+    )
+    if why:
+        raise MedlabelError(src, why)
+
+
+@app.command()
+@_errors
+def annotate(
+    src: Annotated[
+        Path, typer.Argument(help="A file, a folder tree (DICOM, NIfTI, NRRD, PNG/JPEG) or a CSV.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created; reruns resume).")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Bundle, bundled model or recipe; repeat for several. Default: the bundled "
+            "models and the CT recipes, each where it fits.",
+        ),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--formats", help="Mask outputs: nifti,dicom-seg,png,coco.")
+    ] = "nifti,png",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="2D images per batch.")] = 16,
+    workers: Annotated[int, typer.Option("--workers", help="Reader threads.")] = 2,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Test-time augmentation: segmentation agreement.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 1 when any item failed.")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or ray (Ray Data; same outputs).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Existing Ray cluster (default: start a local one)."),
+    ] = None,
+) -> None:
+    """Annotate every image of an archive: labels, masks, manifest, review report.
+
+    Exits with code 1 when nothing succeeded (or, with --strict, when anything failed).
+    """
+    from medlabel.annotate.job import annotate as run_job
+
+    if out.exists() and not out.is_dir():
+        raise MedlabelError(out, "the output must be a folder")
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    summary = run_job(
+        src,
+        out,
+        models=model,
+        formats=chosen,
+        tta=tta,
+        batch_size=batch_size,
+        workers=workers,
+        engine=_choice(engine, ("local", "ray"), "--engine"),
+        ray_address=ray_address,
+    )
+    typer.echo(
+        f"{summary.items} items: {summary.done} done, {summary.failed} failed, "
+        f"{summary.skipped} skipped (no model applies), {summary.resumed} resumed; "
+        f"{summary.seconds:.1f} s"
+    )
+    typer.echo(f"manifest: {summary.manifest}")
+    typer.echo(f"report: {summary.report}")
+    if (summary.items and summary.done == 0 and summary.resumed == 0) or (
+        strict and summary.failed
+    ):
+        raise typer.Exit(code=1)
+
+
+@app.command("next")
+@_errors
+def next_(
+    folder: Annotated[Path, typer.Argument(help="Output folder of medlabel annotate.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="uncertainty, margin, random or diversity.")
+    ] = "uncertainty",
+    n: Annotated[int, typer.Option("--n", help="How many items.")] = 20,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's results.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random strategy.")] = 0,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Store URL (default: SQLite in the folder).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The pending results a person should review next (active learning)."""
+    from medlabel.review.active import STRATEGIES
+    from medlabel.review.queue import next_items
+
+    rows = next_items(
+        folder, _choice(strategy, STRATEGIES, "--strategy"), n, model=model, seed=seed, db=db
+    )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        u = r.get("uncertainty")
+        typer.echo(
+            f"{r['item']}\t{r['model']}\t{r['label'] or '(nothing found)'}\t"
+            f"uncertainty={'n/a' if u is None else f'{u:.3f}'}\t{r['source']}"
+        )
+
+
+@app.command()
+@_errors
+def review(
+    folder: Annotated[Path, typer.Argument(help="Output folder of medlabel annotate.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Store URL (default: SQLite in the folder).")
+    ] = None,
+    add_user: Annotated[
+        str | None,
+        typer.Option(
+            "--add-user",
+            help="Create (or reset) this user, read the password from stdin, and exit.",
+        ),
+    ] = None,
+    role: Annotated[str, typer.Option("--role", help="admin, reviewer or viewer.")] = "reviewer",
+) -> None:
+    """Start the review web UI for an annotation job (sign in with a user made by --add-user)."""
+    from medlabel.review.schema import ROLES
+    from medlabel.review.store import open_store
+
+    if add_user:
+        password = sys.stdin.readline().rstrip("\n")
+        open_store(db or folder).add_user(add_user, _choice(role, ROLES, "--role"), password)
+        typer.echo(f"user {add_user} ({role}) saved")
+        return
+    import uvicorn
+
+    from medlabel.review.server import create_app
+
+    app_ = create_app(folder, db=db)
+    if not app_.state.store.progress()["total"]:
+        typer.echo("note: the job has no finished results to review yet")
+    typer.echo(f"review server on http://{host}:{port} (Ctrl+C stops it)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -1,0 +1,268 @@
+"""Commands around trained models: predict, features, evaluate, models, demo.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from medlabel.cli import app
+    >>> CliRunner().invoke(app, ["evaluate", "--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medlabel.cli.app import (
+    _errors,
+    app,
+)
+
+
+@app.command()
+@_errors
+def predict(
+    source: Annotated[Path, typer.Argument(help="Image file, folder of images, or dataset.")],
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions CSV.")] = Path("predictions.csv"),
+    split: Annotated[str | None, typer.Option("--split", help="Dataset split to predict.")] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Test-time augmentation (flips, if allowed).")
+    ] = False,
+    engine: Annotated[str, typer.Option("--engine", help="onnx (fast) or torch.")] = "onnx",
+) -> None:
+    """Predict labels with calibrated confidences for a file, a folder or a dataset split."""
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.classify.predict import predict_source, write_predictions
+
+    bundle = load_bundle(model, engine=engine)
+    rows = predict_source(bundle, source, split=split, tta=tta)
+    write_predictions(rows, out)
+    failed = sum(1 for r in rows if r.get("error"))
+    typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+
+
+@app.command()
+@_errors
+def features(
+    image: Annotated[Path | None, typer.Argument(help="Image file (or use --pairs).")] = None,
+    mask: Annotated[
+        Path | None, typer.Option("--mask", help="Label map on the image grid.")
+    ] = None,
+    label: Annotated[int | None, typer.Option("--label", help="Label to measure.")] = None,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="PyRadiomics-style YAML/JSON settings.")
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="CSV image,mask or a folder with imagesTr/labelsTr."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="CNN bundle: deep features instead.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="features.csv or features.json")] = Path(
+        "features.csv"
+    ),
+) -> None:
+    """IBSI radiomics (PyRadiomics names) of labelled regions, or deep features with --model."""
+    from medlabel.features import extract_many, write_features
+    from medlabel.io import read_image, read_label
+
+    if model is not None:
+        from medlabel.classify.bundle import load_bundle
+
+        bundle = load_bundle(model, engine="torch")
+        sources = [p for _, p, _ in _pairs_or_single(image, None, pairs)] if pairs else [image]
+        rows = []
+        for src in sources:
+            if src is None:
+                raise typer.BadParameter("give an IMAGE or --pairs", param_hint="IMAGE")
+            vector = bundle.embed(bundle.prepare(read_image(src))[None])[0]
+            rows.append({"id": str(src), **{f"deep_{k}": float(v) for k, v in enumerate(vector)}})
+        write_features(rows, out)
+        typer.echo(f"wrote {out} ({len(rows)} row(s), {len(rows[0]) - 1} deep features)")
+        return
+    triples = _pairs_or_single(image, mask, pairs)
+    items = [
+        (
+            item,
+            (lambda p=img_path: read_image(p)),
+            (lambda p=mask_path: read_label(p)),
+        )
+        for item, img_path, mask_path in triples
+    ]
+    rows = extract_many(items, label=label, params=params, progress=True)
+    write_features(rows, out)
+    failed = sum(1 for r in rows if r.get("error"))
+    typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+
+
+def _pairs_or_single(
+    image: Path | None, mask: Path | None, pairs: Path | None
+) -> list[tuple[str, Path, Path]]:
+    from medlabel.features.pairs import find_pairs
+
+    if pairs is not None:
+        return find_pairs(pairs)
+    if image is None or mask is None:
+        raise typer.BadParameter("give IMAGE with --mask, or --pairs", param_hint="--mask")
+    return [(image.name, image, mask)]
+
+
+@app.command()
+@_errors
+def evaluate(
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            help="Bundle folder, bundled model or segmentation recipe; repeat to compare "
+            "versions on the same data.",
+        ),
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", help="Dataset (.npz, CSV, class folders, MSD, images+masks).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("evaluation"),
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split to evaluate (classification default: test)."),
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation.")] = False,
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", help="Segmentation masks: value to class, e.g. 150=lung_right."),
+    ] = None,
+) -> None:
+    """Evaluate a model (or compare several): metrics.json and report.html per model."""
+    rows = []
+    for k, name in enumerate(model):
+        target = out if len(model) == 1 else out / f"{k + 1}-{Path(name).name}"
+        rows.append((name, _evaluate_one(name, data, target, split, tta, labels)))
+    if len(model) > 1:
+        lines = [
+            "| model | n | " + " | ".join(rows[0][1][1]) + " |",
+            "|---|---|" + "---|" * len(rows[0][1][1]),
+        ]
+        for name, (n, figures) in rows:
+            lines.append(
+                f"| {name} | {n} | " + " | ".join(f"{v:.4f}" for v in figures.values()) + " |"
+            )
+        table = "\n".join(lines)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.md").write_text(table + "\n")
+        typer.echo(table)
+
+
+def _evaluate_one(
+    model: str, data: Path, out: Path, split: str | None, tta: bool, labels: str | None
+) -> tuple[int, dict[str, float]]:
+    """Evaluate one model; returns n and its headline figures."""
+    from medlabel.segment.api import open_segmenter
+
+    if _is_segmenter(model):
+        from medlabel.segment.dataset import open_segmentation_dataset
+        from medlabel.segment.evaluation import evaluate_segmenter
+
+        result = evaluate_segmenter(
+            open_segmenter(model),
+            open_segmentation_dataset(data, labels),
+            out,
+            split=split,
+            tta=tta,
+        )
+        dice = ", ".join(f"{c} {v['dice']['mean']:.4f}" for c, v in result["summary"].items())
+        typer.echo(
+            f"{model}: {result['cases_evaluated']} (n={result['n']}): Dice {dice}; "
+            f"report: {out / 'report.html'}"
+        )
+        return int(result["n"]), {
+            f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()
+        }
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.classify.evaluation import evaluate_bundle
+    from medlabel.data.sources import open_dataset
+
+    split = split or "test"
+    metrics = evaluate_bundle(
+        load_bundle(model), open_dataset(data), split=split, out_dir=out, tta=tta
+    )
+    auc = metrics.get("auc")
+    auc_text = "n/a" if auc is None else f"{auc:.4f}"
+    typer.echo(
+        f"{model}: {split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} "
+        f"(n={metrics['n']}); report: {out / 'report.html'}"
+    )
+    figures = {"accuracy": float(metrics["accuracy"])}
+    if auc is not None:
+        figures["AUC"] = float(auc)
+    return int(metrics["n"]), figures
+
+
+def _is_segmenter(model: str) -> bool:
+    """A recipe name or a bundle whose description says segmentation."""
+    from medlabel.models import resolve_model
+    from medlabel.segment.recipes import RECIPES
+
+    if model in RECIPES:
+        return True
+    meta = resolve_model(model) / "bundle.json"
+    try:
+        return bool(json.loads(meta.read_text()).get("kind") == "segmentation")
+    except (OSError, ValueError):
+        return False
+
+
+@app.command()
+@_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List bundled models, user models ($MEDLABEL_MODELS) and segmentation recipes."""
+    from medlabel.models import list_models, user_model_dir
+
+    rows = list_models(recipes=True)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "origin", "task", "modality", "labels", "input", "validation", "licence")
+    for r in rows:
+        auc = r.get("validation_auc")
+        dice = r.get("validation_dice")
+        score = f"AUC {auc:.3f}" if auc is not None else f"Dice {dice:.3f}" if dice else ""
+        table.add_row(
+            r["name"],
+            r["origin"],
+            str(r.get("task") or r.get("error", "")),
+            str(r.get("modality") or "any"),
+            ", ".join(r.get("labels", [])),
+            "x".join(str(v) for v in (r.get("input") or {}).get("size", [])),
+            score,
+            (r.get("licence") or "")[:40],
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    typer.echo(f"user model folder: {user_model_dir()}")
+
+
+@app.command()
+@_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+) -> None:
+    """Run the demo on real sample studies (pydicom-data wheel, ../shared/data if present)."""
+    from medlabel.demo import run_demo, run_demo_annotation
+
+    index = run_demo(out)
+    summary = run_demo_annotation(out)
+    typer.echo(
+        f"annotated {summary.items} studies: {summary.done} done, {summary.failed} failed, "
+        f"{summary.skipped} with no applicable model ({summary.seconds:.0f} s)"
+    )
+    typer.echo(f"preprocessing gallery: {index.resolve()}")
+    typer.echo(f"annotation report: {summary.report.resolve()}")

@@ -1,0 +1,275 @@
+"""``medlabel train classify`` and ``medlabel train segment``.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from medlabel.cli import app
+    >>> CliRunner().invoke(app, ["train", "--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medlabel.cli.app import (
+    _errors,
+    app,
+)
+from medlabel.errors import MedlabelError
+
+train_app = typer.Typer(help="Train models (writes a model bundle).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device", help="Training device: auto (a CUDA GPU if torch sees one), cpu, cuda."
+    ),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (the recipe's choice: bfloat16 autocast where the hardware has it "
+        "natively), bf16 or fp32.",
+    ),
+]
+FromReviewOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-review",
+        help="Train on the accepted and corrected results of this annotation job folder.",
+    ),
+]
+ReviewModelOpt = Annotated[
+    str | None,
+    typer.Option("--review-model", help="With --from-review: whose results (model name)."),
+]
+
+
+def _reviewed_data(folder: Path, model: str | None, task: str) -> tuple[Path, str]:
+    """Export reviewed results to a training CSV; returns it and the label mapping."""
+    from medlabel.review.export import export_reviewed
+
+    if not model:
+        raise MedlabelError(folder, "--from-review needs --review-model NAME (whose results)")
+    export = export_reviewed(folder, model)
+    if export.task != task:
+        raise MedlabelError(folder, f"model {model} is a {export.task} model, not {task}")
+    typer.echo(f"training on {export.rows} reviewed result(s) of {model} ({export.path})")
+    return export.path, export.labels
+
+
+def _precision(value: str) -> bool | None:
+    """``--precision``: ``None`` for auto, else whether to autocast to bfloat16."""
+    if value not in ("auto", "bf16", "fp32"):
+        raise typer.BadParameter("auto, bf16 or fp32", param_hint="--precision")
+    return None if value == "auto" else value == "bf16"
+
+
+@train_app.command("classify")
+@_errors
+def train_classify(
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="MedMNIST .npz, CSV manifest or class folders."),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="auto, compact, resnet18, resnet34, resnet50, densenet121, efficientnet-b0, "
+            "or classic:<logistic|svm|random-forest|gradient-boosting>.",
+        ),
+    ] = "auto",
+    size: Annotated[
+        int | None, typer.Option("--size", help="Input size in pixels (28/64/128/224).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs.")] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", help="CPU training budget per model.")
+    ] = 10.0,
+    ensemble: Annotated[
+        int, typer.Option("--ensemble", help="Train N seeds and average them.")
+    ] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="Allow flips (default: by data).")
+    ] = None,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Data licence for the model card.")
+    ] = None,
+    group_regex: Annotated[
+        str | None,
+        typer.Option("--group-regex", help="Regex finding the patient id in file names."),
+    ] = None,
+    precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "auto",
+    from_review: FromReviewOpt = None,
+    review_model: ReviewModelOpt = None,
+) -> None:
+    """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
+    from medlabel.classify.bundle import save_bundle, save_classic_bundle
+    from medlabel.classify.classic import train_classic
+    from medlabel.classify.recipe import auto_config
+    from medlabel.classify.train import train_classifier
+    from medlabel.data.sources import open_dataset
+    from medlabel.devices import resolve_device
+
+    resolve_device(device)  # a wrong --device fails before any data is read
+    bf16 = _precision(precision)
+    if from_review is not None:
+        data, _ = _reviewed_data(from_review, review_model, "classification")
+    if data is None:
+        raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
+    dataset = open_dataset(data, group_pattern=group_regex)
+    command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
+    if model.startswith("classic:"):
+        trained = train_classic(
+            dataset, estimator=model.split(":", 1)[1], size=(size or 64,) * 2, seed=seed
+        )
+        path = save_classic_bundle(trained, out, licence=licence, command=command)
+        typer.echo(f"wrote {path} (validation AUC {trained.val_metrics['auc']:.4f})")
+        return
+    cfg = auto_config(dataset, budget_minutes=budget_minutes, size=size, seed=seed)
+    if model != "auto":
+        cfg.model = model
+        if model != "compact":
+            cfg.model_kwargs = {}
+    if epochs is not None:
+        cfg.epochs = epochs
+    if flip is not None:
+        cfg.augment.flip = flip
+    cfg.device = device
+    if bf16 is not None:
+        cfg.bf16 = bf16
+    members = []
+    for k in range(ensemble):
+        cfg_k = type(cfg).from_dict({**cfg.to_dict(), "seed": seed + k})
+        members.append(train_classifier(dataset, cfg_k))
+    if len(members) > 1:
+        from medlabel.classify.ensemble import calibrate_ensemble
+
+        temperature, threshold = calibrate_ensemble(members)
+    else:
+        temperature, threshold = members[0].temperature, members[0].threshold
+    path = save_bundle(
+        members, out, temperature=temperature, threshold=threshold, licence=licence, command=command
+    )
+    skipped = sum(len(m.failures) for m in members)
+    typer.echo(
+        f"wrote {path} ({cfg.model} {'x'.join(map(str, cfg.size))}, "
+        f"validation AUC {members[0].val_metrics['auc']:.4f}"
+        + (f", {skipped} unreadable image(s) skipped" if skipped else "")
+        + ")"
+    )
+
+
+@train_app.command("segment")
+@_errors
+def train_segment(
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="MSD folder (imagesTr/labelsTr), images/+masks/, CSV."),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", help="Mask value to class name, e.g. 150=lung_right,250=heart."),
+    ] = None,
+    dims: Annotated[
+        int | None,
+        typer.Option("--dims", help="2 or 3 (default: that of the images); 2 on volumes: slices."),
+    ] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", help="CPU training budget.")
+    ] = 15.0,
+    network: Annotated[
+        str, typer.Option("--network", help="unet, resunet, basicunet or segresnet.")
+    ] = "unet",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Cases held out for validation.")
+    ] = 0.2,
+    ensemble: Annotated[
+        int, typer.Option("--ensemble", help="N > 1: N-fold cross-validation ensemble.")
+    ] = 1,
+    width: Annotated[
+        int,
+        typer.Option("--width", help="Channels of the first level (x2 per level, up to x8)."),
+    ] = 16,
+    elastic: Annotated[
+        float,
+        typer.Option("--elastic", help="Elastic deformation strength in voxels (0: off)."),
+    ] = 0.0,
+    precision: PrecisionOpt = "auto",
+    mirror: Annotated[
+        str,
+        typer.Option(
+            "--mirror",
+            help="Flips in augmentation and TTA: auto (left-right on volumes without "
+            "left/right classes), all (every axis, as nnU-Net) or none.",
+        ),
+    ] = "auto",
+    device: DeviceOpt = "auto",
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Data licence for the model card.")
+    ] = None,
+    from_review: FromReviewOpt = None,
+    review_model: ReviewModelOpt = None,
+) -> None:
+    """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan).
+
+    The time budget is per network (an ensemble of N takes N times as long).
+    """
+    from medlabel.devices import resolve_device
+    from medlabel.segment.augment import SegAugment
+    from medlabel.segment.bundle import save_segmentation_bundle
+    from medlabel.segment.dataset import open_segmentation_dataset
+    from medlabel.segment.plan import MIRROR_CHOICES
+    from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
+
+    resolve_device(device)  # a wrong --device fails before any data is read
+    _precision(precision)
+    if mirror not in MIRROR_CHOICES:
+        raise typer.BadParameter(", ".join(MIRROR_CHOICES), param_hint="--mirror")
+    if from_review is not None:
+        data, mapping = _reviewed_data(from_review, review_model, "segmentation")
+        labels = labels or mapping
+    if data is None:
+        raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
+    dataset = open_segmentation_dataset(data, labels)
+    image, _ = dataset.load(0)
+    if dims is not None and dims > image.ndim:
+        raise typer.BadParameter(
+            f"the images are {image.ndim}D; a {dims}D model needs volumes", param_hint="--dims"
+        )
+    cfg = SegTrainConfig(
+        budget_minutes=budget_minutes,
+        network=network,
+        seed=seed,
+        val_fraction=val_fraction,
+        dims=dims if dims is not None and dims < image.ndim else None,
+        width=width,
+        bf16=_precision(precision),
+        augment=SegAugment(elastic=elastic),
+        device=device,
+        mirror=mirror,
+    )
+    trained = (
+        train_ensemble(dataset, cfg, folds=ensemble)
+        if ensemble > 1
+        else [train_segmenter(dataset, cfg)]
+    )
+    command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
+    path = save_segmentation_bundle(trained, out, licence=licence, command=command)
+    dice = ", ".join(
+        f"{c} {v['dice']['mean']:.4f}" for c, v in trained[0].val_metrics["classes"].items()
+    )
+    typer.echo(f"wrote {path} (validation Dice: {dice})")
