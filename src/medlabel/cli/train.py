@@ -35,8 +35,8 @@ PrecisionOpt = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="auto (the recipe's choice: bfloat16 autocast where the hardware has it "
-        "natively), bf16 or fp32.",
+        help="auto (segmentation: bfloat16 autocast where the hardware has it natively; "
+        "classification: float32), bf16 or fp32.",
     ),
 ]
 FromReviewOpt = Annotated[
