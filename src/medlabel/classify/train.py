@@ -91,7 +91,7 @@ class TrainConfig:
         device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
             ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
         bf16: run the training forward pass under bfloat16 autocast (weights, loss and
-            optimiser stay float32; validation runs in float32). 1.6-1.7x faster steps on a
+            optimiser stay float32; validation runs in float32). 1.5-1.8x faster steps on a
             CPU with AVX-512 BF16, but off by default: over 5 seeds on PneumoniaMNIST it was
             no more accurate than float32 (accuracy perhaps slightly lower).
     """

@@ -69,7 +69,7 @@ class SegTrainConfig:
         width: channels of the network's first level (doubling per level up to 8x).
         bf16: run the forward pass under bfloat16 autocast (weights, loss and optimiser stay
             float32); ``None`` does so where the hardware has native bfloat16 arithmetic
-            (a CPU with AVX-512 BF16 or AMX, where a step gets 1.1-1.7x faster; a CUDA GPU
+            (a CPU with AVX-512 BF16 or AMX, where a step gets 1.1-2x faster; a CUDA GPU
             that supports it).
         device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
             ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
