@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, machine, timeit
 from medlabel.classify.networks import build_network
-from medlabel.devices import native_bf16
+from medlabel.devices import bf16_autocast, native_bf16
 from medlabel.segment.networks import build_segmentation_network
 
 # name, builder, batch shape, classes (segmentation networks get a label per voxel)
@@ -77,7 +77,7 @@ def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: 
     y = torch.randint(0, classes, (shape[0], *shape[2:]) if dense else (shape[0],))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(torch.device("cpu"), bf16):
             out = net(x)
         loss = torch.nn.functional.cross_entropy(out.float(), y)
         opt.zero_grad()

@@ -19,18 +19,22 @@ from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_
 from medlabel.segment.evaluation import evaluate_segmenter
 from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
+_TRAIN, _AUG = SegTrainConfig(), SegAugment()  # the library's defaults
+
 
 def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
-    """The options every segmentation benchmark takes."""
+    """The options every segmentation benchmark takes (defaults: the library's)."""
     parser.add_argument("--budget-minutes", type=float, default=budget)
-    parser.add_argument("--network", default="unet")
+    parser.add_argument("--network", default=_TRAIN.network)
     parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
-    parser.add_argument("--width", type=int, default=16, help="first-level channels")
-    parser.add_argument("--elastic", type=float, default=0.0, help="elastic std (voxels)")
+    parser.add_argument("--width", type=int, default=_TRAIN.width, help="first-level channels")
+    parser.add_argument("--elastic", type=float, default=_AUG.elastic, help="elastic std (voxels)")
     parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast")
-    parser.add_argument("--mirror", default="auto", help="flipped axes: auto, all or none")
-    parser.add_argument("--rotate", type=float, default=15.0, help="max rotation (degrees)")
-    parser.add_argument("--scale", type=float, default=0.15, help="max relative zoom")
+    parser.add_argument("--mirror", default=_TRAIN.mirror, help="flipped axes: auto, all or none")
+    parser.add_argument(
+        "--rotate", type=float, default=_AUG.rotate_deg, help="max rotation (degrees)"
+    )
+    parser.add_argument("--scale", type=float, default=_AUG.scale, help="max relative zoom")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
 
@@ -52,14 +56,14 @@ def command_line(script: str, args: argparse.Namespace) -> str:
     """The command that reproduces a run (recorded in the bundle and the table)."""
     return (
         f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
-        + (f" --network {args.network}" if args.network != "unet" else "")
+        + (f" --network {args.network}" if args.network != _TRAIN.network else "")
         + (f" --folds {args.folds}" if args.folds > 1 else "")
-        + (f" --width {args.width}" if args.width != 16 else "")
-        + (f" --elastic {args.elastic:g}" if args.elastic else "")
+        + (f" --width {args.width}" if args.width != _TRAIN.width else "")
+        + (f" --elastic {args.elastic:g}" if args.elastic != _AUG.elastic else "")
         + (" --fp32" if args.fp32 else "")
-        + (f" --mirror {args.mirror}" if args.mirror != "auto" else "")
-        + (f" --rotate {args.rotate:g}" if args.rotate != 15.0 else "")
-        + (f" --scale {args.scale:g}" if args.scale != 0.15 else "")
+        + (f" --mirror {args.mirror}" if args.mirror != _TRAIN.mirror else "")
+        + (f" --rotate {args.rotate:g}" if args.rotate != _AUG.rotate_deg else "")
+        + (f" --scale {args.scale:g}" if args.scale != _AUG.scale else "")
         + (f" --tag {args.tag}" if args.tag else "")
         + (f" --save {args.save}" if args.save else "")
         + (" --no-tta" if getattr(args, "no_tta", False) else "")

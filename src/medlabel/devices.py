@@ -17,7 +17,7 @@ import torch
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["native_bf16", "resolve_device"]
+__all__ = ["bf16_autocast", "native_bf16", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,3 +48,9 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """The context a training forward pass runs in: bfloat16 autocast when ``enabled``
+    (weights stay float32; cast the output with ``.float()`` before the loss)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -47,7 +47,7 @@ from medlabel.classify.networks import build_network, capture_features, count_pa
 from medlabel.classify.ood import OODCheck
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
-from medlabel.devices import resolve_device
+from medlabel.devices import bf16_autocast, resolve_device
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
 
@@ -333,7 +333,7 @@ def train_classifier(
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
             x = normalise(x, config.normalize, mean, std).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            with bf16_autocast(device, config.bf16):
                 logits = net(x)
             loss = loss_fn(logits.float(), y_all[idx].to(device))
             opt.zero_grad(set_to_none=True)

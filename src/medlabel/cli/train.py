@@ -236,7 +236,7 @@ def train_segment(
     from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
 
     resolve_device(device)  # a wrong --device fails before any data is read
-    _precision(precision)
+    bf16 = _precision(precision)
     if mirror not in MIRROR_CHOICES:
         raise typer.BadParameter(", ".join(MIRROR_CHOICES), param_hint="--mirror")
     if from_review is not None:
@@ -257,7 +257,7 @@ def train_segment(
         val_fraction=val_fraction,
         dims=dims if dims is not None and dims < image.ndim else None,
         width=width,
-        bf16=_precision(precision),
+        bf16=bf16,
         augment=SegAugment(elastic=elastic),
         device=device,
         mirror=mirror,

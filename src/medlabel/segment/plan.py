@@ -38,10 +38,10 @@ import numpy as np
 
 from medlabel.segment.fingerprint import Fingerprint
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["MIRROR_CHOICES", "Plan", "make_plan"]
 
-_MAX_2D_SIDE = 256
 MIRROR_CHOICES = ("auto", "all", "none")
+_MAX_2D_SIDE = 256
 _PATCH_VOXELS_3D = 96**3
 _STEP_VOXELS = {2: 224 * 224 * 12, 3: 96**3}
 
@@ -96,6 +96,12 @@ class Plan:
         if self.slice_axis is None:
             return self.patch_size
         return tuple(p for k, p in enumerate(self.patch_size) if k != self.slice_axis)
+
+    @property
+    def network_mirror_axes(self) -> tuple[int, ...]:
+        """Mirror axes as the network's patches index them (shifted past a dropped slice axis)."""
+        cut = self.slice_axis
+        return tuple(a - int(cut is not None and a > cut) for a in self.mirror_axes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plan."""
@@ -154,6 +160,8 @@ def make_plan(
         raise ValueError(f"dims must be 2 or 3, not {dims}")
     if mirror not in MIRROR_CHOICES:
         raise ValueError(f"mirror must be one of {', '.join(MIRROR_CHOICES)}, not {mirror!r}")
+    if width < 1:
+        raise ValueError(f"width must be at least 1, not {width}")
     if dims == 3 and fp.dims == 2:
         raise ValueError("a 3D network needs volumes; these images are 2D")
     modality = (fp.modality or "").upper() or None
@@ -204,8 +212,6 @@ def make_plan(
     elif mirror == "none":
         flip_axes = ()
     depth = _depth(net_patch)
-    if width < 1:
-        raise ValueError(f"width must be at least 1, not {width}")
     channels = [min(width * 2**k, width * 8) for k in range(depth + 1)]
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
     kwargs: dict[str, Any] = {"channels": channels, "strides": [2] * depth}

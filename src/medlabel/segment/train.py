@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medlabel.devices import native_bf16, resolve_device
+from medlabel.devices import bf16_autocast, native_bf16, resolve_device
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
@@ -257,9 +257,7 @@ def train_segmenter(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug = copy.deepcopy(cfg.augment)
-    # the plan's axes index the volume; a slice-wise network's patches lose the slice axis
-    cut = plan.slice_axis
-    aug.mirror_axes = tuple(a - int(cut is not None and a > cut) for a in plan.mirror_axes)
+    aug.mirror_axes = plan.network_mirror_axes
     gen = torch.Generator().manual_seed(cfg.seed)
     iters = cfg.iterations_per_epoch or max(10, len(train_cases) // plan.batch_size)
     budget = cfg.budget_minutes * 60.0
@@ -289,7 +287,7 @@ def train_segmenter(
             yb = torch.from_numpy(ya.astype(np.int64))
             xb, yb = aug(xb, yb, gen)
             xb, yb = xb.to(device), yb.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with bf16_autocast(device, bf16):
                 logits = net(xb)
             loss = loss_fn(logits.float(), yb[:, None])
             opt.zero_grad()
