@@ -65,3 +65,7 @@ class WriteError(MedlabelError):
 
 class PreprocessError(MedlabelError):
     """A preprocessing operation cannot be applied to this image."""
+
+
+class StoreError(MedlabelError):
+    """A request the annotation store cannot honour (unknown item, bad state, bad role...)."""

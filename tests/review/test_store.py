@@ -1,4 +1,4 @@
-"""The annotation store: migrations, users, importing a job, review decisions, audit."""
+"""The annotation store: migrations, importing a job, review decisions, audit."""
 
 from __future__ import annotations
 
@@ -46,22 +46,6 @@ def test_migrations_create_the_schema_once(tmp_path: Path) -> None:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
     again = open_store(tmp_path)  # reopening migrates nothing and loses nothing
     assert (tmp_path / ".medlabel" / "review.db").is_file() and again.url == store.url
-
-
-def test_users_roles_and_password_hashes(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/s.db")
-    store.add_user("ana", "reviewer", "long enough pw")
-    with store.engine.connect() as conn:
-        stored = conn.execute(text("select password_hash from users")).scalar()
-    assert "long enough pw" not in stored and stored.startswith("scrypt$")
-    assert store.check_password("ana", "long enough pw") and not store.check_password("ana", "no")
-    assert not store.check_password("bob", "long enough pw") and store.role("ana") == "reviewer"
-    with pytest.raises(StoreError, match="role"):
-        store.add_user("x", "superuser", "long enough pw")
-    with pytest.raises(StoreError, match="8 characters"):
-        store.add_user("x", "viewer", "short")
-    with pytest.raises(StoreError, match="user names"):
-        store.add_user(" ana", "viewer", "long enough pw")
 
 
 def test_import_is_idempotent_and_keeps_human_work(tmp_path: Path) -> None:

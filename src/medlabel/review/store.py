@@ -1,4 +1,4 @@
-"""The annotation store: items, predictions, human annotations, review states, users, audit.
+"""The annotation store: items, predictions, human annotations, review states, audit.
 
 :func:`open_store` opens (and migrates to the newest schema with Alembic) a SQLite file inside
 the annotation output folder by default, or any SQLAlchemy URL (``postgresql://...``) for
@@ -16,13 +16,9 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,25 +29,20 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medlabel.annotate.items import Item as JobItem
-from medlabel.errors import MedlabelError
+from medlabel.errors import MedlabelError, StoreError
 from medlabel.review.schema import (
     REVIEW_STATES,
-    ROLES,
     Annotation,
     Audit,
     Item,
     Prediction,
     Review,
-    User,
 )
+from medlabel.review.users import UserAccounts
 
 __all__ = ["Store", "StoreError", "default_url", "open_store", "source_item"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class StoreError(MedlabelError):
-    """A request the store cannot honour (unknown item, bad state, bad role...)."""
 
 
 def source_item(item: dict[str, Any]) -> JobItem:
@@ -95,26 +86,9 @@ def _next_version(s: Session, item_id: str, model: str) -> int:
     return int(latest or 0) + 1
 
 
-def _hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
-
-
-def _verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, salt_b64, digest_b64 = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    expected = _hash_password(password, base64.b64decode(salt_b64)).split("$")[2]
-    return hmac.compare_digest(expected, digest_b64)
-
-
 @dataclass
-class Store:
-    """A migrated database behind a session factory."""
+class Store(UserAccounts):
+    """A migrated database behind a session factory (user accounts: :class:`UserAccounts`)."""
 
     url: str
     engine: Engine
@@ -125,88 +99,6 @@ class Store:
         """A session that commits on success and rolls back on error."""
         with self.sessions() as s, s.begin():
             yield s
-
-    # ----------------------------------------------------------------- users
-    def add_user(self, name: str, role: str, password: str, *, by: str | None = None) -> None:
-        """Create a user (or reset an existing user's role and password).
-
-        ``by`` is the admin who did it (recorded in the audit; default: the user).
-
-        Raises:
-            StoreError: an invalid name, an unknown role, a password shorter than 8
-                characters, or the last admin losing the role.
-        """
-        if not name or len(name) > 120 or not name.isprintable() or name != name.strip():
-            raise StoreError(None, "user names are 1-120 printable characters, no outer spaces")
-        if role not in ROLES:
-            raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        if len(password) < 8:
-            raise StoreError(None, "passwords have at least 8 characters")
-        with self.session() as s:
-            user = s.get(User, name)
-            if user is None:
-                s.add(User(name=name, role=role, password_hash=_hash_password(password)))
-            else:
-                self._keep_an_admin(s, user, role)
-                user.role, user.password_hash = role, _hash_password(password)
-            s.add(Audit(user=by or name, action="user", detail={"name": name, "role": role}))
-
-    def set_role(self, name: str, role: str, *, by: str) -> None:
-        """Change a user's role.
-
-        Raises:
-            StoreError: an unknown user or role, or the last admin losing the role.
-        """
-        if role not in ROLES:
-            raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        with self.session() as s:
-            user = s.get(User, name)
-            if user is None:
-                raise StoreError(None, f"no user {name!r}")
-            self._keep_an_admin(s, user, role)
-            user.role = role
-            s.add(Audit(user=by, action="user", detail={"name": name, "role": role}))
-
-    def remove_user(self, name: str, *, by: str) -> None:
-        """Delete a user; their past annotations keep their name as author.
-
-        Raises:
-            StoreError: an unknown user, or the last admin.
-        """
-        with self.session() as s:
-            user = s.get(User, name)
-            if user is None:
-                raise StoreError(None, f"no user {name!r}")
-            self._keep_an_admin(s, user, None)
-            s.delete(user)
-            s.add(Audit(user=by, action="user:removed", detail={"name": name}))
-
-    @staticmethod
-    def _keep_an_admin(s: Session, user: User, new_role: str | None) -> None:
-        if user.role == "admin" and new_role != "admin":
-            admins = s.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
-            if int(admins or 0) <= 1:
-                raise StoreError(None, f"{user.name} is the only admin; make another admin first")
-
-    def users(self) -> list[dict[str, Any]]:
-        """Every user: name, role and when they were created (no password hashes)."""
-        with self.session() as s:
-            rows = s.scalars(select(User).order_by(User.name)).all()
-            return [
-                {"name": u.name, "role": u.role, "created": u.created.isoformat()} for u in rows
-            ]
-
-    def check_password(self, name: str, password: str) -> bool:
-        """Whether ``password`` is ``name``'s (constant-time comparison)."""
-        with self.session() as s:
-            user = s.get(User, name)
-            return user is not None and _verify_password(password, user.password_hash)
-
-    def role(self, name: str) -> str | None:
-        """A user's role (``None`` for unknown users)."""
-        with self.session() as s:
-            user = s.get(User, name)
-            return None if user is None else user.role
 
     # ----------------------------------------------------------------- import
     def import_job(self, folder: str | os.PathLike[str], user: str = "medlabel") -> dict[str, int]:
