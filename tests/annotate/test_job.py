@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medlabel.annotate import job as job_module
+from medlabel.annotate import runner as runner_module
 from medlabel.annotate.job import annotate
 from medlabel.image import same_grid
 from medlabel.io import read_image
@@ -121,7 +121,7 @@ def test_a_killed_job_loses_nothing_finished(
     mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
-    real = job_module._Runner.process
+    real = runner_module.Runner.process
     calls = {"n": 0}
 
     def dying(self, batch):  # type: ignore[no-untyped-def]
@@ -130,13 +130,13 @@ def test_a_killed_job_loses_nothing_finished(
             raise KeyboardInterrupt  # killed while the second batch runs
         return real(self, batch)
 
-    monkeypatch.setattr(job_module._Runner, "process", dying)
+    monkeypatch.setattr(runner_module.Runner, "process", dying)
     with pytest.raises(KeyboardInterrupt):
         annotate(mixed_archive, out, models=["ct-lungs"], batch_size=1, progress=False)
     journal = (out / ".medlabel" / "journal.jsonl").read_text().splitlines()
     assert len(journal) == 1  # the first item was recorded as soon as it finished
     assert not (out / "manifest.csv").exists()
-    monkeypatch.setattr(job_module._Runner, "process", real)
+    monkeypatch.setattr(runner_module.Runner, "process", real)
     s = annotate(mixed_archive, out, models=["ct-lungs"], batch_size=1, progress=False)
     assert s.resumed == 1 and s.done + s.failed + s.skipped == 4
     assert len(_rows(out)) == 4 and not list(out.rglob(".*.tmp-*"))

@@ -26,30 +26,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from medlabel.annotate.items import Item, content_hash, discover, read_item
+from medlabel.annotate.items import Item, discover
 from medlabel.annotate.manifest import Journal, write_manifest
-from medlabel.annotate.models import AnnotationModel, Segmentation, effective_modality, open_model
-from medlabel.annotate.outputs import (
-    FORMATS,
-    coco_annotations,
-    coco_document,
-    output_path,
-    write_dicom_seg,
-    write_json,
-    write_nifti,
-    write_overlay,
-)
+from medlabel.annotate.models import AnnotationModel, open_model
+from medlabel.annotate.outputs import FORMATS, coco_document, write_json
+from medlabel.annotate.runner import LoadedItem, Runner, is_2d, stream_items
 from medlabel.errors import MedlabelError
-from medlabel.image import MedicalImage
 
 __all__ = ["JobSummary", "annotate"]
 
@@ -77,290 +66,6 @@ class JobSummary:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-@dataclass
-class _Loaded:
-    item: Item
-    hash: str
-    image: MedicalImage | None = None
-    error: str = ""
-    resumed: bool = False  # every model's result is already in the journal
-    seconds: float = 0.0
-    modality: str = ""  # effective modality, worked out once per item
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, MedlabelError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-class _Runner:
-    """Applies the models to loaded items and writes their outputs (engine-independent)."""
-
-    def __init__(
-        self,
-        out: Path,
-        models: Sequence[AnnotationModel],
-        formats: Sequence[str],
-        tta: bool,
-    ) -> None:
-        self.out, self.models, self.formats, self.tta = out, list(models), tuple(formats), tta
-        self.timing: dict[str, float] = {}
-
-    def _base(self, loaded: _Loaded, model: AnnotationModel) -> dict[str, Any]:
-        image = loaded.image
-        return {
-            "item": loaded.item.id,
-            "source": loaded.item.source,
-            "modality": loaded.modality or loaded.item.modality or "",
-            "modality_from_intensities": bool(
-                image is not None and loaded.modality and not image.modality
-            ),
-            "model": model.name,
-            "model_id": model.id,
-            "task": model.kind,
-            "status": "done",
-            "error": "",
-            "label": "",
-            "confidence": None,
-            "uncertainty": None,
-            "mask": "",
-            "seconds": 0.0,
-            "hash": loaded.hash,
-            "kind": loaded.item.kind,
-            "files": list(loaded.item.files),
-            "series_uid": loaded.item.series_uid,
-            "formats": list(self.formats),
-            "outputs": {},
-        }
-
-    def thumbnail(self, loaded: _Loaded) -> str:
-        """A small picture of the item for the report (written once)."""
-        rel = Path("thumbs") / f"{loaded.item.id}.png"
-        if loaded.image is not None and not (self.out / rel).is_file():
-            try:
-                from medlabel.visualize.preview import render_thumbnail
-
-                window = (40.0, 400.0) if loaded.modality == "CT" else None
-                render_thumbnail(loaded.image, self.out / rel, window=window)
-            except Exception as exc:  # a picture must never fail the job
-                log.warning("thumbnail of %s: %s", loaded.item.source, exc)
-                return ""
-        return rel.as_posix()
-
-    def process(self, batch: list[_Loaded]) -> list[dict[str, Any]]:
-        """Rows for every (item, model) pair of ``batch`` (items already read)."""
-        rows: list[dict[str, Any]] = []
-        thumbs = {b.item.id: self.thumbnail(b) for b in batch}
-        for model in self.models:
-            todo: list[_Loaded] = []
-            for b in batch:
-                row = self._base(b, model)
-                row["thumbnail"] = thumbs[b.item.id]
-                if b.image is None:
-                    row.update(status="failed", error=b.error)
-                    rows.append(row)
-                    continue
-                reason = model.skip_reason(b.image, b.modality)
-                if reason:
-                    row.update(status="skipped", error=reason)
-                    rows.append(row)
-                    continue
-                todo.append(b)
-            if not todo:
-                continue
-            if model.kind == "classification":
-                rows += self._classify(model, todo, thumbs)
-            else:
-                rows += self._segment_batch(model, todo, thumbs)
-        return rows
-
-    def _classify(
-        self, model: AnnotationModel, todo: list[_Loaded], thumbs: dict[str, str]
-    ) -> list[dict[str, Any]]:
-        start = time.perf_counter()
-        rows = []
-        try:
-            results = model.classify([b.image for b in todo if b.image is not None], tta=self.tta)
-            errors = [""] * len(todo)
-        except Exception:  # one bad image must not fail its batch: retry one at a time
-            results, errors = [], []
-            for b in todo:
-                try:
-                    assert b.image is not None
-                    results += model.classify([b.image], tta=self.tta)
-                    errors.append("")
-                except Exception as exc:
-                    results.append(None)  # type: ignore[arg-type]
-                    errors.append(_reason(exc))
-        each = (time.perf_counter() - start) / len(todo)
-        self.timing[model.name] = self.timing.get(model.name, 0.0) + each * len(todo)
-        for b, res, err in zip(todo, results, errors, strict=True):
-            row = self._base(b, model)
-            row["thumbnail"] = thumbs[b.item.id]
-            row["seconds"] = each
-            if err or res is None:
-                row.update(status="failed", error=err)
-            else:
-                row.update(label=res.label, confidence=res.confidence, uncertainty=res.uncertainty)
-                row.update({f"p_{k}": v for k, v in res.probs.items()})
-                row.update(res.extra)
-            rows.append(row)
-        return rows
-
-    def _segment_batch(
-        self, model: AnnotationModel, todo: list[_Loaded], thumbs: dict[str, str]
-    ) -> list[dict[str, Any]]:
-        """Segment 2D items as one batch (volumes one at a time); outputs per item."""
-        if len(todo) > 1 and all(_is_2d(b.image) for b in todo):
-            start = time.perf_counter()
-            try:
-                segs = model.segment_many(
-                    [b.image for b in todo if b.image is not None], tta=self.tta
-                )
-            except Exception:  # one bad image must not fail its batch: one at a time
-                return [self._segment(model, b, thumbs[b.item.id]) for b in todo]
-            each = (time.perf_counter() - start) / len(todo)
-            return [
-                self._segment(model, b, thumbs[b.item.id], seg=seg, seconds=each)
-                for b, seg in zip(todo, segs, strict=True)
-            ]
-        return [self._segment(model, b, thumbs[b.item.id]) for b in todo]
-
-    def _segment(
-        self,
-        model: AnnotationModel,
-        b: _Loaded,
-        thumb: str,
-        *,
-        seg: Segmentation | None = None,
-        seconds: float = 0.0,
-    ) -> dict[str, Any]:
-        row = self._base(b, model)
-        row["thumbnail"] = thumb
-        start = time.perf_counter()
-        assert b.image is not None
-        try:
-            if seg is None:
-                seg = model.segment(b.image, tta=self.tta)
-            row.update(label=seg.label, uncertainty=seg.uncertainty, **seg.extra)
-            row["volumes_ml" if seg.unit == "mL" else "areas_cm2"] = seg.sizes
-            row["outputs"], notes = self._write_mask(b, model, seg.mask, seg.classes)
-            row["mask"] = row["outputs"].get("nifti", next(iter(row["outputs"].values()), ""))
-            if notes:
-                row["notes"] = notes
-        except Exception as exc:
-            row.update(status="failed", error=_reason(exc), outputs={})
-        row["seconds"] = seconds + time.perf_counter() - start
-        self.timing[model.name] = self.timing.get(model.name, 0.0) + row["seconds"]
-        return row
-
-    def _write_mask(
-        self, b: _Loaded, model: AnnotationModel, mask: MedicalImage, classes: dict[int, str]
-    ) -> tuple[dict[str, str], list[str]]:
-        assert b.image is not None
-        outputs: dict[str, str] = {}
-        notes: list[str] = []
-        rel = {
-            "nifti": output_path(Path(), b.item.id, model.name, ".nii.gz"),
-            "dicom-seg": output_path(Path(), b.item.id, model.name, ".seg.dcm"),
-            "png": output_path(Path(), b.item.id, model.name, ".png"),
-            "coco": output_path(Path(), b.item.id, model.name, ".coco.json"),
-        }
-        if "nifti" in self.formats:
-            write_nifti(mask, self.out / rel["nifti"])
-            outputs["nifti"] = rel["nifti"].as_posix()
-        if "dicom-seg" in self.formats:
-            files = b.image.metadata.get("source_files") or []
-            if not b.item.kind.startswith("dicom"):
-                notes.append("dicom-seg: the input is not DICOM")
-            else:
-                why = write_dicom_seg(
-                    mask,
-                    classes,
-                    files,
-                    self.out / rel["dicom-seg"],
-                    model_name=model.name,
-                    model_version=model.version,
-                )
-                if why:
-                    notes.append(f"dicom-seg: {why}")
-                else:
-                    outputs["dicom-seg"] = rel["dicom-seg"].as_posix()
-        if "png" in self.formats:
-            window = (40.0, 400.0) if b.modality == "CT" else None
-            write_overlay(b.image, mask, self.out / rel["png"], window=window)
-            outputs["png"] = rel["png"].as_posix()
-        if "coco" in self.formats:
-            anns = coco_annotations(mask, classes)
-            if mask.ndim == 2 or mask.array.shape[0] == 1:
-                shape = mask.array.shape[-2:]
-                write_json(
-                    {
-                        "item": b.item.id,
-                        "file_name": b.item.source,
-                        "width": int(shape[1]),
-                        "height": int(shape[0]),
-                        "model": model.name,
-                        "annotations": anns,
-                    },
-                    self.out / rel["coco"],
-                )
-                outputs["coco"] = rel["coco"].as_posix()
-            else:
-                notes.append("coco: 3D masks are not written as COCO")
-        return outputs, notes
-
-
-def _load(
-    item: Item, journal: Journal, models: Sequence[AnnotationModel], formats: Sequence[str]
-) -> _Loaded:
-    start = time.perf_counter()
-    digest = content_hash(item)
-    earlier = [journal.finished(item.id, m.id, digest, formats) for m in models]
-    if all(r is not None for r in earlier):
-        return _Loaded(item, digest, resumed=True)
-    try:
-        image = read_item(item)
-        return _Loaded(
-            item,
-            digest,
-            image=image,
-            seconds=time.perf_counter() - start,
-            modality=effective_modality(image),
-        )
-    except Exception as exc:
-        return _Loaded(item, digest, error=_reason(exc), seconds=time.perf_counter() - start)
-
-
-def _stream(
-    items: Iterable[Item],
-    journal: Journal,
-    models: Sequence[AnnotationModel],
-    formats: Sequence[str],
-    workers: int,
-) -> Iterator[_Loaded]:
-    """Items read in order by ``workers`` threads, at most ``2 * workers`` ahead."""
-    ahead = max(1, 2 * workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        queue: deque[Future[_Loaded]] = deque()
-        iterator = iter(items)
-        for item in iterator:
-            queue.append(pool.submit(_load, item, journal, models, formats))
-            if len(queue) >= ahead:
-                break
-        while queue:
-            done = queue.popleft().result()
-            nxt = next(iterator, None)
-            if nxt is not None:
-                queue.append(pool.submit(_load, nxt, journal, models, formats))
-            yield done
-
-
-def _is_2d(image: MedicalImage | None) -> bool:
-    return image is not None and (image.ndim == 2 or image.array.shape[0] == 1)
-
-
 def _specs(models: Sequence[str | os.PathLike[str]] | None) -> list[tuple[str, bool]]:
     """(name or absolute bundle path, chosen by the user) for every model of the job."""
     from medlabel.annotate.models import DEFAULT_RECIPES
@@ -379,7 +84,7 @@ def _specs(models: Sequence[str | os.PathLike[str]] | None) -> list[tuple[str, b
 def _run_local(
     items: list[Item],
     journal: Journal,
-    runner: _Runner,
+    runner: Runner,
     batch_size: int,
     workers: int,
     bar: Any,
@@ -387,7 +92,7 @@ def _run_local(
 ) -> float:
     """Stream items through ``runner`` in this process; returns the seconds spent reading."""
     read_seconds = 0.0
-    pending: list[_Loaded] = []
+    pending: list[LoadedItem] = []
 
     def flush() -> None:
         if not pending:
@@ -396,13 +101,13 @@ def _run_local(
         bar.update(len(pending))
         pending.clear()
 
-    for loaded in _stream(items, journal, runner.models, runner.formats, max(1, workers)):
+    for loaded in stream_items(items, journal, runner.models, runner.formats, max(1, workers)):
         read_seconds += loaded.seconds
         if loaded.resumed:
             summary.resumed += 1
             bar.update(1)
             continue
-        if not _is_2d(loaded.image):
+        if not is_2d(loaded.image):
             flush()
             pending.append(loaded)
             flush()
@@ -462,7 +167,7 @@ def annotate(
     found = discover(src, exclude=target)
     target.mkdir(parents=True, exist_ok=True)
     journal = Journal(target)
-    runner = _Runner(target, chosen, formats, tta)
+    runner = Runner(target, chosen, formats, tta)
     summary = JobSummary(out=target, items=len(found.items), ignored_files=found.ignored)
     bar = tqdm(
         total=len(found.items), desc="annotate", unit="item", disable=None if progress else True

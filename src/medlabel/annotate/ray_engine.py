@@ -3,7 +3,7 @@
 The driver discovers the items and owns the journal, exactly as the local engine does. The
 items become a Ray dataset; ``map_batches`` sends batches to ``workers`` actors, each of
 which loads the models once and runs the same code as the local engine
-(:class:`medlabel.annotate.job._Runner`): read, check the journal for work already done,
+(:class:`medlabel.annotate.runner.Runner`): read, check the journal for work already done,
 infer, write the mask files. The rows stream back to the driver, which journals them as
 they arrive, so resuming, the manifest and the report are identical to a local run.
 
@@ -35,26 +35,26 @@ class _Worker:
     def __init__(
         self, out: str, specs: list[tuple[str, bool]], formats: tuple[str, ...], tta: bool
     ) -> None:
-        from medlabel.annotate.job import _Runner
         from medlabel.annotate.models import open_model
+        from medlabel.annotate.runner import Runner
 
         models = [open_model(name, explicit=explicit) for name, explicit in specs]
-        self.runner = _Runner(Path(out), models, formats, tta)
+        self.runner = Runner(Path(out), models, formats, tta)
         self.journal = Journal(out)  # a snapshot: what earlier runs finished
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        from medlabel.annotate.job import _is_2d, _load
+        from medlabel.annotate.runner import is_2d, load_item
 
         runner = self.runner
         runner.timing = {}
         items = [Item.from_dict(json.loads(s)) for s in batch["item"]]
-        loaded = [_load(i, self.journal, runner.models, runner.formats) for i in items]
+        loaded = [load_item(i, self.journal, runner.models, runner.formats) for i in items]
         out: list[str] = []
         fresh = [x for x in loaded if not x.resumed]
-        flat = [x for x in fresh if _is_2d(x.image)]
+        flat = [x for x in fresh if is_2d(x.image)]
         rows = runner.process(flat) if flat else []
         for x in fresh:
-            if not _is_2d(x.image):
+            if not is_2d(x.image):
                 rows += runner.process([x])
         out += [json.dumps({"row": r}, default=str) for r in rows]
         out += [json.dumps({"resumed": x.item.id}) for x in loaded if x.resumed]
