@@ -5,7 +5,7 @@ backward pass, AdamW update. Each network is timed both ways in the same run, on
 inputs of the shapes its plan or recipe uses; the ratio is what ``bf16`` buys on this CPU.
 Autocast pays off only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX).
 
-Run: ``python benchmarks/bench_training_step.py`` (about 2 minutes on 2 cores).
+Run: ``python benchmarks/bench_training_step.py`` (about 4 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -47,6 +47,22 @@ CASES: list[tuple[str, Callable[[], torch.nn.Module], tuple[int, ...], int]] = [
         "segment 3D unet 32-256 (--width 32), 9 x 40x56x40",
         lambda: build_segmentation_network(
             "unet", 3, 1, 3, channels=[32, 64, 128, 256], strides=[2] * 3
+        ),
+        (9, 1, 40, 56, 40),
+        3,
+    ),
+    (
+        "segment 2D unet 16-128 --full-res, 12 x 224^2",
+        lambda: build_segmentation_network(
+            "unet", 2, 1, 4, channels=[16, 32, 64, 128, 128, 128, 128], strides=[1] + [2] * 5
+        ),
+        (12, 1, 224, 224),
+        4,
+    ),
+    (
+        "segment 3D unet 16-128 --full-res, 9 x 40x56x40",
+        lambda: build_segmentation_network(
+            "unet", 3, 1, 3, channels=[16, 32, 64, 128, 128], strides=[1] + [2] * 3
         ),
         (9, 1, 40, 56, 40),
         3,

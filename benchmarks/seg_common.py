@@ -35,6 +35,9 @@ def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
         "--rotate", type=float, default=_AUG.rotate_deg, help="max rotation (degrees)"
     )
     parser.add_argument("--scale", type=float, default=_AUG.scale, help="max relative zoom")
+    parser.add_argument(
+        "--full-res", action="store_true", help="a first network level at full resolution"
+    )
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
 
@@ -48,6 +51,7 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
         bf16=False if args.fp32 else None,
         augment=SegAugment(elastic=args.elastic, rotate_deg=args.rotate, scale=args.scale),
         mirror=args.mirror,
+        full_res=args.full_res,
         **extra,
     )
 
@@ -64,6 +68,7 @@ def command_line(script: str, args: argparse.Namespace) -> str:
         + (f" --mirror {args.mirror}" if args.mirror != _TRAIN.mirror else "")
         + (f" --rotate {args.rotate:g}" if args.rotate != _AUG.rotate_deg else "")
         + (f" --scale {args.scale:g}" if args.scale != _AUG.scale else "")
+        + (" --full-res" if args.full_res else "")
         + (f" --tag {args.tag}" if args.tag else "")
         + (f" --save {args.save}" if args.save else "")
         + (" --no-tta" if getattr(args, "no_tta", False) else "")

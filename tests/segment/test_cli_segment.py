@@ -93,6 +93,7 @@ def test_train_segment_then_segment_and_evaluate(
         "cpu",
         "--mirror",
         "all",
+        "--full-res",
         "--licence",
         "synthetic",
     )
@@ -103,6 +104,7 @@ def test_train_segment_then_segment_and_evaluate(
     assert record["training"]["augment"]["elastic"] == 1.5
     assert record["training"]["bf16"] is False and record["training"]["device"] == "cpu"
     assert record["plan"]["mirror_axes"] == [0, 1] and record["training"]["mirror"] == "all"
+    assert record["plan"]["network"]["kwargs"]["strides"][0] == 1 and record["training"]["full_res"]
     mask = tmp_path / "case00-seg.png"
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output

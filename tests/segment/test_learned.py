@@ -49,6 +49,24 @@ def test_plan_2d_radiograph_and_3d_anisotropic_ct() -> None:
         make_plan(_fp(2, [(1.0, 1.0)], [(64, 64)], None), {1: "x"}, width=0)
 
 
+def test_full_res_plan_adds_a_level_that_keeps_the_input_grid() -> None:
+    from medlabel.segment.networks import build_segmentation_network
+
+    fp = _fp(3, [(1.0, 1.0, 1.0)] * 3, [(36, 50, 35)] * 3, "MR")
+    base = make_plan(fp, {1: "anterior", 2: "posterior"})
+    full = make_plan(fp, {1: "anterior", 2: "posterior"}, full_res=True)
+    assert full.patch_size == base.patch_size and full.batch_size == base.batch_size
+    kb, kf = base.network["kwargs"], full.network["kwargs"]
+    assert kb["strides"][0] == 2 and kf["strides"] == [1, *kb["strides"]]
+    assert kf["channels"][:2] == [16, 32] and len(kf["channels"]) == len(kb["channels"]) + 1
+    net = build_segmentation_network("unet", 3, 1, 3, **kf)
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.stride == (1, 1, 1)
+    x = torch.zeros(1, 1, *full.patch_size)
+    assert net(x).shape == (1, 3, *full.patch_size)
+    assert SegTrainConfig(full_res=True).to_dict()["full_res"] is True
+
+
 def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
     from medlabel.image import MedicalImage
     from medlabel.segment.fingerprint import fingerprint_cases

@@ -217,6 +217,14 @@ def train_segment(
             "left/right classes), all (every axis, as nnU-Net) or none.",
         ),
     ] = "auto",
+    full_res: Annotated[
+        bool,
+        typer.Option(
+            "--full-res",
+            help="A first network level at the input's resolution (finer boundaries; a step "
+            "costs 4-5x more on a CPU).",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
@@ -261,6 +269,7 @@ def train_segment(
         augment=SegAugment(elastic=elastic),
         device=device,
         mirror=mirror,
+        full_res=full_res,
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

@@ -145,6 +145,7 @@ def make_plan(
     dims: int | None = None,
     width: int = 16,
     mirror: str = "auto",
+    full_res: bool = False,
 ) -> Plan:
     """A :class:`Plan` for data with fingerprint ``fp`` and the given classes.
 
@@ -155,6 +156,11 @@ def make_plan(
     rule in the module docstring, ``"all"`` flips every axis of the network's patch (as
     nnU-Net does; the network must then tell classes apart by appearance, not position),
     ``"none"`` never flips.
+
+    ``full_res`` adds a first level that convolves at the input's resolution (stride 1), as
+    nnU-Net's networks do. Without it the network's first convolution already halves the
+    grid, and the full-resolution output sees the image only through the up-sampling path:
+    cheaper (a training step is 4-8x faster on a CPU) but coarser at boundaries.
     """
     if dims is not None and dims not in (2, 3):
         raise ValueError(f"dims must be 2 or 3, not {dims}")
@@ -212,9 +218,11 @@ def make_plan(
     elif mirror == "none":
         flip_axes = ()
     depth = _depth(net_patch)
-    channels = [min(width * 2**k, width * 8) for k in range(depth + 1)]
+    levels = depth + 2 if full_res else depth + 1
+    channels = [min(width * 2**k, width * 8) for k in range(levels)]
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
-    kwargs: dict[str, Any] = {"channels": channels, "strides": [2] * depth}
+    strides = [1] * full_res + [2] * depth
+    kwargs: dict[str, Any] = {"channels": channels, "strides": strides}
     if is_ct:
         clip = (fp.foreground_p005, fp.foreground_p995)
         lo, hi = clip

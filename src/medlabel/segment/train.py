@@ -69,12 +69,14 @@ class SegTrainConfig:
         width: channels of the network's first level (doubling per level up to 8x).
         bf16: run the forward pass under bfloat16 autocast (weights, loss and optimiser stay
             float32); ``None`` does so where the hardware has native bfloat16 arithmetic
-            (a CPU with AVX-512 BF16 or AMX, where a step gets 1.1-2x faster; a CUDA GPU
+            (a CPU with AVX-512 BF16 or AMX, where a step gets 1.1-2.5x faster; a CUDA GPU
             that supports it).
         device: ``"auto"`` (a CUDA GPU when torch sees one, else the CPU), ``"cpu"`` or
             ``"cuda[:N]"``. Augmentation stays on the CPU; the returned network is on the CPU.
         mirror: flipped axes in augmentation and test-time augmentation: ``"auto"`` (the
             plan's left-right rule), ``"all"`` or ``"none"`` (see :func:`make_plan`).
+        full_res: give the network a first level at the input's resolution (see
+            :func:`make_plan`).
     """
 
     budget_minutes: float = 15.0
@@ -96,6 +98,7 @@ class SegTrainConfig:
     bf16: bool | None = None
     device: str = "auto"
     mirror: str = "auto"
+    full_res: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -208,6 +211,7 @@ def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> 
         dims=cfg.dims,
         width=cfg.width,
         mirror=cfg.mirror,
+        full_res=cfg.full_res,
     )
 
 
