@@ -77,6 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", choices=sorted(DATASETS), default="hippocampus")
     parser.add_argument("--model", action="append", required=True, help="NAME=BUNDLE")
+    parser.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="train: the cases the models learnt from (how well they fit the masks at all)",
+    )
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
@@ -91,7 +97,7 @@ def main() -> None:
     segmenters = {name: open_segmenter(path) for name, path in models.items()}
     preds: dict[str, list[np.ndarray]] = {name: [] for name in models}
     truth = []
-    for i in ds.indices("test"):
+    for i in ds.indices(args.split):
         image, mask = ds.load(i)
         assert mask is not None
         truth.append(mask.array)
@@ -99,18 +105,28 @@ def main() -> None:
             preds[name].append(seg.segment(image, tta=tta).array)
     classes = dict(ds.classes)
     result = agreement(preds, truth, classes)
-    rows = {"machine": machine(), "data": args.data, "models": models, "n": len(truth)}
+    rows = {"machine": machine(), "data": args.data, "split": args.split, "models": models}
+    rows["n"] = len(truth)
     rows["classes"] = result
-    stem = f"{args.data}-agreement" + (f"-{args.tag}" if args.tag else "")
+    stem = (
+        f"{args.data}-agreement"
+        + ("-train" if args.split == "train" else "")
+        + (f"-{args.tag}" if args.tag else "")
+    )
     stamp = rows["machine"]["date"][:10]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     names = list(models)
+    cases = (
+        f"{len(truth)} held-out test cases (never used for training or selection)."
+        if args.split == "test"
+        else f"{len(truth)} cases the models were trained or validated on (not a test)."
+    )
     lines = [
         f"# Agreement between segmentation models, {args.data}, {rows['machine']['date']}",
         "",
-        f"{len(truth)} held-out test cases (never used for training or selection). Dice "
-        "against the manual masks and between models (mean over cases)"
+        cases
+        + " Dice against the manual masks and between models (mean over cases)"
         + (", left-right mirroring TTA" if tta else "")
         + ". Models: "
         + ", ".join(f"`{n}` ({p})" for n, p in models.items())
@@ -133,6 +149,7 @@ def main() -> None:
         "",
         "Command: `python benchmarks/bench_seg_agreement.py --data "
         + args.data
+        + (f" --split {args.split}" if args.split != "test" else "")
         + "".join(f" --model {n}={p}" for n, p in models.items())
         + (f" --tag {args.tag}" if args.tag else "")
         + "`.",
