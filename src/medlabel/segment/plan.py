@@ -221,7 +221,7 @@ def make_plan(
     levels = depth + 2 if full_res else depth + 1
     channels = [min(width * 2**k, width * 8) for k in range(levels)]
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
-    strides = [1] * full_res + [2] * depth
+    strides = ([1] if full_res else []) + [2] * depth
     kwargs: dict[str, Any] = {"channels": channels, "strides": strides}
     if is_ct:
         clip = (fp.foreground_p005, fp.foreground_p995)
