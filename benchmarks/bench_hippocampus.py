@@ -47,7 +47,11 @@ def main() -> None:
     if data is None:
         print("needs ../shared/data/msd-hippocampus")
         return
-    ds = hold_out(open_segmentation_dataset(data / "msd-hippocampus", "1=anterior,2=posterior"), 40)
+    ds = hold_out(
+        open_segmentation_dataset(data / "msd-hippocampus", "1=anterior,2=posterior"),
+        40,
+        train_fraction=args.train_fraction,
+    )
     cfg = training_config(args, val_fraction=0.12, val_every=5)
     command = command_line("bench_hippocampus.py", args)
     rows = train_and_test(

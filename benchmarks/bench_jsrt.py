@@ -50,7 +50,11 @@ def main() -> None:
     if data is None:
         print("needs ../shared/data/jsrt-lungs-224")
         return
-    ds = hold_out(open_segmentation_dataset(data / "jsrt-lungs-224", LABELS), 40)
+    ds = hold_out(
+        open_segmentation_dataset(data / "jsrt-lungs-224", LABELS),
+        40,
+        train_fraction=args.train_fraction,
+    )
     cfg = training_config(args)
     command = command_line("bench_jsrt.py", args)
     rows = train_and_test(

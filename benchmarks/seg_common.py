@@ -38,6 +38,9 @@ def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
     parser.add_argument(
         "--full-res", action="store_true", help="a first network level at full resolution"
     )
+    parser.add_argument(
+        "--train-fraction", type=float, default=1.0, help="share of the training cases used"
+    )
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--save", type=Path, default=None, help="also keep the bundle here")
 
@@ -69,6 +72,7 @@ def command_line(script: str, args: argparse.Namespace) -> str:
         + (f" --rotate {args.rotate:g}" if args.rotate != _AUG.rotate_deg else "")
         + (f" --scale {args.scale:g}" if args.scale != _AUG.scale else "")
         + (" --full-res" if args.full_res else "")
+        + (f" --train-fraction {args.train_fraction:g}" if args.train_fraction < 1 else "")
         + (f" --tag {args.tag}" if args.tag else "")
         + (f" --save {args.save}" if args.save else "")
         + (" --no-tta" if getattr(args, "no_tta", False) else "")
@@ -84,11 +88,21 @@ def results_stem(base: str, args: argparse.Namespace) -> str:
     )
 
 
-def hold_out(ds: Any, n_test: int, seed: int = 0) -> Any:
-    """Mark ``n_test`` cases (deterministic) as ``test``; the rest stay ``train``."""
+def hold_out(ds: Any, n_test: int, seed: int = 0, train_fraction: float = 1.0) -> Any:
+    """Mark ``n_test`` cases (deterministic) as ``test``; the rest stay ``train``.
+
+    ``train_fraction < 1`` keeps only that share of the training cases (for learning curves;
+    the test cases stay the same).
+    """
     order = np.random.default_rng(seed).permutation(len(ds.cases))
     test = {int(i) for i in order[:n_test]}
-    cases = [replace(c, split="test" if i in test else "train") for i, c in enumerate(ds.cases)]
+    rest = order[n_test:]
+    keep = test | {int(i) for i in rest[: round(train_fraction * len(rest))]}
+    cases = [
+        replace(c, split="test" if i in test else "train")
+        for i, c in enumerate(ds.cases)
+        if i in keep
+    ]
     return replace(ds, cases=cases)
 
 
