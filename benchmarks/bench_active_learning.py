@@ -18,7 +18,6 @@ Run: ``python benchmarks/bench_active_learning.py [--seeds 3] [--batch 40] [--bu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data
+from common import RESULTS, machine, save_results, shared_data
 
 STRATEGIES = ("uncertainty", "margin", "diversity", "random")
 
@@ -183,7 +182,6 @@ def write(curves: dict[str, Any], full: float, n_train: int, feature_s: float, a
         "feature_seconds": feature_s,
         "strategies": table,
     }
-    (RESULTS / f"active-learning-{stamp}.json").write_text(json.dumps(rows, indent=2))
     checkpoints = [n for n in (80, 200, 400, 600, 1000) if n in table["random"]["auc_at"]]
     lines = [
         f"# Active learning on PneumoniaMNIST, {info['date']}",
@@ -209,9 +207,7 @@ def write(curves: dict[str, Any], full: float, n_train: int, feature_s: float, a
             + " |"
         )
     lines += ["", "Command: `python benchmarks/bench_active_learning.py`."]
-    md = RESULTS / f"active-learning-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results("active-learning", rows, lines)
 
 
 if __name__ == "__main__":

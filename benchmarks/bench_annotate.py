@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data
+from common import machine, save_results, shared_data
 
 
 def _listing(paths: list[Path], folder: Path) -> Path:
@@ -205,9 +205,6 @@ def main() -> None:
 
 
 def write(rows: dict[str, Any]) -> None:
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"annotate-{stamp}.json").write_text(json.dumps(rows, indent=2))
     m = rows["machine"]
     lines = [
         f"# Annotation job throughput, {m['date']}",
@@ -251,9 +248,7 @@ def write(rows: dict[str, Any]) -> None:
         "",
         "Command: `python benchmarks/bench_annotate.py`.",
     ]
-    md = RESULTS / f"annotate-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results("annotate", rows, lines)
 
 
 if __name__ == "__main__":

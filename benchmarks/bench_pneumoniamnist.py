@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data
+from common import machine, save_results, shared_data
 from medlabel.classify.bundle import load_bundle, save_bundle, save_classic_bundle
 from medlabel.classify.classic import train_classic
 from medlabel.classify.ensemble import calibrate_ensemble
@@ -158,14 +158,11 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def write(rows: dict[str, Any], _cfg: Any) -> None:
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = (
         "pneumoniamnist"
         + ("-ema" if rows.get("ema") else "")
         + ("-bf16" if rows.get("bf16") else "")
     )
-    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     d = rows["default"]
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     ema += ", bfloat16 autocast" if rows.get("bf16") else ""
@@ -206,9 +203,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + (" --bf16" if rows.get("bf16") else "")
         + "`.",
     ]
-    md = RESULTS / f"{stem}-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results(stem, rows, lines)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data, timeit
+from common import machine, save_results, shared_data, timeit
 from medlabel.evaluate.segmentation import mask_metrics
 from medlabel.image import MedicalImage, same_grid
 from medlabel.io import read_image, read_label
@@ -134,9 +134,6 @@ def _fmt(v: Any) -> str:
 
 
 def write(rows: dict[str, Any]) -> None:
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"recipes-{stamp}.json").write_text(json.dumps(rows, indent=2))
     lines = [
         f"# Classical recipes, {rows['machine']['date']}",
         "",
@@ -180,9 +177,7 @@ def write(rows: dict[str, Any]) -> None:
         "",
         "Command: `python benchmarks/bench_recipes.py`.",
     ]
-    md = RESULTS / f"recipes-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results("recipes", rows, lines)
 
 
 if __name__ == "__main__":

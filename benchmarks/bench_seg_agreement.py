@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data
+from common import machine, save_results, shared_data
 from medlabel.segment.api import open_segmenter
 from medlabel.segment.dataset import open_segmentation_dataset
 from seg_common import hold_out
@@ -113,9 +112,6 @@ def main() -> None:
         + ("-train" if args.split == "train" else "")
         + (f"-{args.tag}" if args.tag else "")
     )
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     names = list(models)
     cases = (
         f"{len(truth)} held-out test cases (never used for training or selection)."
@@ -154,9 +150,7 @@ def main() -> None:
         + (f" --tag {args.tag}" if args.tag else "")
         + "`.",
     ]
-    md = RESULTS / f"{stem}-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results(stem, rows, lines)
 
 
 if __name__ == "__main__":

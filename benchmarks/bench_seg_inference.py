@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, shared_data
+from common import machine, save_results, shared_data
 
 
 def _rss_mb() -> float:
@@ -170,9 +170,6 @@ def main() -> None:
 
 
 def write(rows: dict[str, Any]) -> None:
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"seg-inference-{stamp}.json").write_text(json.dumps(rows, indent=2))
     lines = [
         f"# Segmentation inference per volume, {rows['machine']['date']}",
         "",
@@ -194,9 +191,7 @@ def write(rows: dict[str, Any]) -> None:
             f"{b['peak_mb']:.0f} / {b['increase_mb']:.0f} |"
         )
     lines += ["", "Command: `python benchmarks/bench_seg_inference.py`."]
-    md = RESULTS / f"seg-inference-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results("seg-inference", rows, lines)
 
 
 if __name__ == "__main__":

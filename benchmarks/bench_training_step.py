@@ -10,7 +10,6 @@ Run: ``python benchmarks/bench_training_step.py`` (about 4 minutes on 2 cores).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, timeit
+from common import machine, save_results, timeit
 from medlabel.classify.networks import build_network
 from medlabel.devices import bf16_autocast, native_bf16
 from medlabel.segment.networks import build_segmentation_network
@@ -112,9 +111,6 @@ def main() -> None:
         bf16 = step_time(net, shape, classes, bf16=True)
         rows["cases"].append({"network": name, "fp32_s": fp32, "bf16_s": bf16})
         print(f"{name}: fp32 {fp32:.3f} s, bf16 {bf16:.3f} s ({fp32 / bf16:.2f}x)", flush=True)
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"training-step-{stamp}.json").write_text(json.dumps(rows, indent=2))
     lines = [
         f"# Training step, float32 vs bfloat16 autocast, {rows['machine']['date']}",
         "",
@@ -131,9 +127,7 @@ def main() -> None:
             f"{r['fp32_s'] / r['bf16_s']:.2f}x |"
         )
     lines += ["", "Command: `python benchmarks/bench_training_step.py`."]
-    md = RESULTS / f"training-step-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
+    save_results("training-step", rows, lines)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def save_results(stem: str, rows: dict[str, Any], lines: list[str]) -> Path:
+    """Write ``results/<stem>-<date>.json`` (``rows``, dated by ``rows["machine"]``) and the
+    markdown ``lines`` as ``.md``; print and return the ``.md`` path."""
+    stamp = rows["machine"]["date"][:10]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
+    md = RESULTS / f"{stem}-{stamp}.md"
+    md.write_text("\n".join(lines) + "\n")
+    print(f"results: {md}")
+    return md
+
+
 def write_results(name: str, rows: list[dict[str, Any]], notes: str = "") -> Path:
     """Write ``results/<name>-<date>.json`` and ``.md`` (a table with ratios); return the .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS, machine
+from common import machine, save_results
 from medlabel.segment.api import Segmenter
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
@@ -172,9 +172,6 @@ def record_test(bundle: Path, summary: dict[str, Any], n: int, tta: bool) -> Non
 
 def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -> Path:
     """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
-    stamp = rows["machine"]["date"][:10]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
     t, v = rows["test"], rows["validation"]["classes"]
     plan = rows["plan"]
     lines = [
@@ -206,7 +203,4 @@ def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -
         "",
         f"Command: `{rows['command']}`.",
     ]
-    md = RESULTS / f"{stem}-{stamp}.md"
-    md.write_text("\n".join(lines) + "\n")
-    print(f"results: {md}")
-    return md
+    return save_results(stem, rows, lines)
