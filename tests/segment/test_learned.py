@@ -29,6 +29,16 @@ def _fp(
     return Fingerprint(dims, modality, 0, spacings, sizes, 40.0, 100.0, -900.0, 600.0)
 
 
+def _assert_engines_agree(onnx_probs: np.ndarray, torch_probs: np.ndarray) -> None:
+    """ONNX holds float16 weights: probabilities agree closely, and so do the labels wherever
+    the network is not torn between two classes (an undertrained network has many near-ties)."""
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=0.02)
+    top2 = np.sort(torch_probs, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 0.01
+    assert clear.mean() > 0.5
+    np.testing.assert_array_equal(onnx_probs.argmax(0)[clear], torch_probs.argmax(0)[clear])
+
+
 def test_plan_2d_radiograph_and_3d_anisotropic_ct() -> None:
     p2 = make_plan(_fp(2, [(0.14, 0.14)] * 4, [(2000, 2500)] * 4, "DX"), {1: "lung_left"})
     assert p2.fit == "size" and max(p2.target) <= 256 and p2.mirror_axes == ()
@@ -171,8 +181,9 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
     image, _mask = ds.load(
         ds.cases.index(next(c for c in ds.cases if c.id == trained.data["val_ids"][0]))
     )
-    a, b = onnx.predict(image), torch_bundle.predict(image)
-    assert same_grid(a, image) and (a.array == b.array).mean() > 0.999
+    a = onnx.predict(image)
+    assert same_grid(a, image)
+    _assert_engines_agree(onnx.probabilities(image)[0], torch_bundle.probabilities(image)[0])
     # a larger image with other spacing: the mask comes back on its own grid
     big = MedicalImage(np.kron(image.array, np.ones((2, 3))), spacing=(0.2, 0.3), origin=(4, 5))
     pred = onnx.predict(big)
@@ -269,8 +280,8 @@ def test_slice_wise_2d_model_on_volumes(msd_folder: Path, tmp_path: Path) -> Non
     image, _ = ds.load(1)
     seg = bundle.predict(image)
     assert same_grid(seg, image) and same_grid(bundle.predict(image, tta=True), image)
-    again = load_segmentation_bundle(tmp_path / "b2", engine="torch").predict(image)
-    assert (seg.array == again.array).mean() > 0.999
+    torch_bundle = load_segmentation_bundle(tmp_path / "b2", engine="torch")
+    _assert_engines_agree(bundle.probabilities(image)[0], torch_bundle.probabilities(image)[0])
 
 
 @pytest.mark.slow
@@ -328,7 +339,7 @@ def test_bundle_without_onnx_runs_on_torch(png_pairs: Callable[..., Path], tmp_p
     image, _ = ds.load(0)
     assert bundle.engine_for(bundle.plan.patch_size)[0] == "torch"
     full = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / "full"))
-    assert (bundle.predict(image).array == full.predict(image).array).mean() > 0.999
+    _assert_engines_agree(full.probabilities(image)[0], bundle.probabilities(image)[0])
     assert len(bundle.predict_detailed_many([image, image])) == 2  # the batched 2D path too
     with pytest.raises(BundleError, match="no onnx files"):
         load_segmentation_bundle(small, engine="onnx")
