@@ -67,6 +67,28 @@ CASES: list[tuple[str, Callable[[], torch.nn.Module], tuple[int, ...], int]] = [
         3,
     ),
     (
+        "segment 3D dynunet 16-128 + deep supervision (nnU-Net topology), 9 x 40x56x40",
+        lambda: build_segmentation_network(
+            "dynunet", 3, 1, 3, channels=[16, 32, 64, 128], strides=[2] * 3, deep_supervision=True
+        ),
+        (9, 1, 40, 56, 40),
+        3,
+    ),
+    (
+        "segment 2D dynunet 16-128 + deep supervision (nnU-Net topology), 12 x 224^2",
+        lambda: build_segmentation_network(
+            "dynunet",
+            2,
+            1,
+            4,
+            channels=[16, 32, 64, 128, 128, 128],
+            strides=[2] * 5,
+            deep_supervision=True,
+        ),
+        (12, 1, 224, 224),
+        4,
+    ),
+    (
         "classify compact, 64 x 28^2",
         lambda: build_network("compact", spatial_dims=2, in_channels=1, num_classes=2, width=32),
         (64, 1, 28, 28),
@@ -94,7 +116,9 @@ def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: 
     def step() -> None:
         with bf16_autocast(torch.device("cpu"), bf16):
             out = net(x)
-        loss = torch.nn.functional.cross_entropy(out.float(), y)
+        # deeply supervised networks stack their heads on dimension 1: each one is trained
+        heads = torch.unbind(out, 1) if out.ndim > len(shape) else (out,)
+        loss = sum(torch.nn.functional.cross_entropy(h.float(), y) for h in heads)
         opt.zero_grad()
         loss.backward()
         opt.step()

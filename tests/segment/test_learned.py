@@ -77,6 +77,34 @@ def test_full_res_plan_adds_a_level_that_keeps_the_input_grid() -> None:
     assert SegTrainConfig(full_res=True).to_dict()["full_res"] is True
 
 
+@pytest.mark.parametrize("name", ["dynunet", "resunet"])
+def test_dynunets_train_with_deep_supervision_and_infer_one_output(
+    name: str, png_pairs: Callable[..., Path], tmp_path: Path
+) -> None:
+    from medlabel.segment.networks import build_segmentation_network
+
+    fp = _fp(3, [(1.0, 1.0, 1.0)] * 3, [(36, 50, 35)] * 3, "MR")
+    plan = make_plan(fp, {1: "anterior", 2: "posterior"}, network=name)
+    kwargs = plan.network["kwargs"]
+    assert kwargs["deep_supervision"] is True
+    net = build_segmentation_network(name, 3, 1, 3, **kwargs)
+    x = torch.zeros(2, 1, *plan.patch_size)
+    heads = len(kwargs["channels"]) - 1  # the final output and one per coarser decoder level
+    assert net.train()(x).shape == (2, heads, 3, *plan.patch_size)
+    assert net.eval()(x).shape == (2, 3, *plan.patch_size)
+    assert "deep_supervision" not in make_plan(fp, {1: "a"}).network["kwargs"]  # unet: none
+    # trains (every head in the loss), exports and predicts through the bundle
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=2, iterations_per_epoch=2, network=name)
+    trained = train_segmenter(ds, cfg, progress=False)
+    assert np.isfinite(trained.history[-1]["loss"]) and trained.plan.network["name"] == name
+    bundle = load_segmentation_bundle(save_segmentation_bundle(trained, tmp_path / name))
+    image, _ = ds.load(0)
+    assert same_grid(bundle.predict(image), image)
+    torch_bundle = load_segmentation_bundle(tmp_path / name, engine="torch")
+    _assert_engines_agree(bundle.probabilities(image)[0], torch_bundle.probabilities(image)[0])
+
+
 def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
     from medlabel.image import MedicalImage
     from medlabel.segment.fingerprint import fingerprint_cases

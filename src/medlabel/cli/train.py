@@ -191,7 +191,7 @@ def train_segment(
         float, typer.Option("--budget-minutes", help="CPU training budget.")
     ] = 15.0,
     network: Annotated[
-        str, typer.Option("--network", help="unet, resunet, basicunet or segresnet.")
+        str, typer.Option("--network", help="unet, resunet, dynunet, basicunet or segresnet.")
     ] = "unet",
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     val_fraction: Annotated[

@@ -2,6 +2,8 @@
 
 * ``unet``: MONAI's UNet with two residual units per level and instance norm (the default);
 * ``resunet``: a residual-encoder U-Net (MONAI DynUNet with residual blocks), nnU-Net-like;
+* ``dynunet``: nnU-Net's own topology (MONAI DynUNet: two plain convolutions per level,
+  instance norm, leaky ReLU, strided convolutions down, transposed convolutions up);
 * ``basicunet``: MONAI's BasicUNet (two plain convolutions per level);
 * ``segresnet``: MONAI's SegResNet.
 
@@ -23,7 +25,7 @@ from medlabel.errors import MedlabelError
 
 __all__ = ["SEGMENTATION_NETWORKS", "build_segmentation_network"]
 
-SEGMENTATION_NETWORKS = ("unet", "resunet", "basicunet", "segresnet")
+SEGMENTATION_NETWORKS = ("unet", "resunet", "dynunet", "basicunet", "segresnet")
 
 
 def build_segmentation_network(
@@ -53,8 +55,11 @@ def build_segmentation_network(
             norm="INSTANCE",
             dropout=float(kwargs.get("dropout", 0.0)),
         )
-    if name == "resunet":
+    if name in ("resunet", "dynunet"):
         levels = len(channels)
+        # deep supervision: in training the network also returns the decoder's coarser
+        # outputs, up-sampled and stacked on dimension 1; in eval mode only the final one
+        heads = max(0, levels - 2) if kwargs.get("deep_supervision") else 0
         return DynUNet(
             spatial_dims=spatial_dims,
             in_channels=in_channels,
@@ -63,7 +68,9 @@ def build_segmentation_network(
             strides=[1, *strides],
             upsample_kernel_size=list(strides),
             filters=list(channels),
-            res_block=True,
+            res_block=name == "resunet",
+            deep_supervision=heads > 0,
+            deep_supr_num=max(1, heads),
         )
     if name == "basicunet":
         feats = (*list(channels)[:5], channels[0])

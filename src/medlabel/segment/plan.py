@@ -223,6 +223,8 @@ def make_plan(
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
     strides = ([1] if full_res else []) + [2] * depth
     kwargs: dict[str, Any] = {"channels": channels, "strides": strides}
+    if network in ("resunet", "dynunet"):
+        kwargs["deep_supervision"] = True  # as nnU-Net trains these networks
     if is_ct:
         clip = (fp.foreground_p005, fp.foreground_p995)
         lo, hi = clip

@@ -256,9 +256,12 @@ def train_segmenter(
     )
     device = torch.device(cfg.device)
     net.to(device)  # before the optimiser is built on its parameters
-    from monai.losses import DiceCELoss
+    from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    # one loss per output; deeply supervised networks' coarser heads weigh 1/2, 1/4, ...
+    loss_fn = DeepSupervisionLoss(
+        DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug = copy.deepcopy(cfg.augment)
     aug.mirror_axes = plan.network_mirror_axes
@@ -293,7 +296,8 @@ def train_segmenter(
             xb, yb = xb.to(device), yb.to(device)
             with bf16_autocast(device, bf16):
                 logits = net(xb)
-            loss = loss_fn(logits.float(), yb[:, None])
+            heads = list(torch.unbind(logits, 1)) if logits.dim() > xb.dim() else [logits]
+            loss = loss_fn([h.float() for h in heads], yb[:, None])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
