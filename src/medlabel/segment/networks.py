@@ -17,15 +17,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["SEGMENTATION_NETWORKS", "build_segmentation_network"]
+if TYPE_CHECKING:  # torch loads when a network is built, not when the plan reads the names
+    from torch import nn
+
+__all__ = ["DEEPLY_SUPERVISED", "SEGMENTATION_NETWORKS", "build_segmentation_network"]
 
 SEGMENTATION_NETWORKS = ("unet", "resunet", "dynunet", "basicunet", "segresnet")
+# networks that take ``deep_supervision=True`` (plans switch it on for them, as nnU-Net does)
+DEEPLY_SUPERVISED = ("resunet", "dynunet")
 
 
 def build_segmentation_network(
@@ -55,7 +58,7 @@ def build_segmentation_network(
             norm="INSTANCE",
             dropout=float(kwargs.get("dropout", 0.0)),
         )
-    if name in ("resunet", "dynunet"):
+    if name in DEEPLY_SUPERVISED:
         levels = len(channels)
         # deep supervision: in training the network also returns the decoder's coarser
         # outputs, up-sampled and stacked on dimension 1; in eval mode only the final one

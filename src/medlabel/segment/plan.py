@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from medlabel.segment.fingerprint import Fingerprint
+from medlabel.segment.networks import DEEPLY_SUPERVISED
 
 __all__ = ["MIRROR_CHOICES", "Plan", "make_plan"]
 
@@ -223,8 +224,8 @@ def make_plan(
     batch = max(2, min(32, _STEP_VOXELS[len(net_patch)] // int(np.prod(net_patch))))
     strides = ([1] if full_res else []) + [2] * depth
     kwargs: dict[str, Any] = {"channels": channels, "strides": strides}
-    if network in ("resunet", "dynunet"):
-        kwargs["deep_supervision"] = True  # as nnU-Net trains these networks
+    if network in DEEPLY_SUPERVISED:
+        kwargs["deep_supervision"] = True
     if is_ct:
         clip = (fp.foreground_p005, fp.foreground_p995)
         lo, hi = clip
