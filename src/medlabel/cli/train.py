@@ -20,6 +20,7 @@ from medlabel.cli.app import (
     app,
 )
 from medlabel.errors import MedlabelError
+from medlabel.segment.networks import SEGMENTATION_NETWORKS
 
 train_app = typer.Typer(help="Train models (writes a model bundle).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -191,7 +192,11 @@ def train_segment(
         float, typer.Option("--budget-minutes", help="CPU training budget.")
     ] = 15.0,
     network: Annotated[
-        str, typer.Option("--network", help="unet, resunet, dynunet, basicunet or segresnet.")
+        str,
+        typer.Option(
+            "--network",
+            help=f"{', '.join(SEGMENTATION_NETWORKS[:-1])} or {SEGMENTATION_NETWORKS[-1]}.",
+        ),
     ] = "unet",
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     val_fraction: Annotated[

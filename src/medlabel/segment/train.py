@@ -296,8 +296,10 @@ def train_segmenter(
             xb, yb = xb.to(device), yb.to(device)
             with bf16_autocast(device, bf16):
                 logits = net(xb)
-            heads = list(torch.unbind(logits, 1)) if logits.dim() > xb.dim() else [logits]
-            loss = loss_fn([h.float() for h in heads], yb[:, None])
+            # a deeply supervised network stacks its heads on dimension 1 (the loss casts to
+            # float32 itself)
+            heads = list(torch.unbind(logits, 1)) if logits.dim() > xb.dim() else logits
+            loss = loss_fn(heads, yb[:, None])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
