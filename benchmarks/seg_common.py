@@ -30,6 +30,9 @@ def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
     parser.add_argument("--width", type=int, default=_TRAIN.width, help="first-level channels")
     parser.add_argument("--elastic", type=float, default=_AUG.elastic, help="elastic std (voxels)")
     parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast")
+    parser.add_argument("--optimizer", default=_TRAIN.optimizer, help="adamw or sgd (nnU-Net's)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=_TRAIN.weight_decay)
     parser.add_argument("--mirror", default=_TRAIN.mirror, help="flipped axes: auto, all or none")
     parser.add_argument(
         "--rotate", type=float, default=_AUG.rotate_deg, help="max rotation (degrees)"
@@ -55,6 +58,9 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
         augment=SegAugment(elastic=args.elastic, rotate_deg=args.rotate, scale=args.scale),
         mirror=args.mirror,
         full_res=args.full_res,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
         **extra,
     )
 
@@ -68,6 +74,13 @@ def command_line(script: str, args: argparse.Namespace) -> str:
         + (f" --width {args.width}" if args.width != _TRAIN.width else "")
         + (f" --elastic {args.elastic:g}" if args.elastic != _AUG.elastic else "")
         + (" --fp32" if args.fp32 else "")
+        + (f" --optimizer {args.optimizer}" if args.optimizer != _TRAIN.optimizer else "")
+        + (f" --lr {args.lr:g}" if args.lr is not None else "")
+        + (
+            f" --weight-decay {args.weight_decay:g}"
+            if args.weight_decay != _TRAIN.weight_decay
+            else ""
+        )
         + (f" --mirror {args.mirror}" if args.mirror != _TRAIN.mirror else "")
         + (f" --rotate {args.rotate:g}" if args.rotate != _AUG.rotate_deg else "")
         + (f" --scale {args.scale:g}" if args.scale != _AUG.scale else "")

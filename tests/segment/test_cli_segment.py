@@ -94,6 +94,8 @@ def test_train_segment_then_segment_and_evaluate(
         "--mirror",
         "all",
         "--full-res",
+        "--optimizer",
+        "sgd",
         "--licence",
         "synthetic",
     )
@@ -105,6 +107,7 @@ def test_train_segment_then_segment_and_evaluate(
     assert record["training"]["bf16"] is False and record["training"]["device"] == "cpu"
     assert record["plan"]["mirror_axes"] == [0, 1] and record["training"]["mirror"] == "all"
     assert record["plan"]["network"]["kwargs"]["strides"][0] == 1 and record["training"]["full_res"]
+    assert record["training"]["optimizer"] == "sgd" and record["training"]["lr"] == 1e-2
     mask = tmp_path / "case00-seg.png"
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output
@@ -246,4 +249,13 @@ def test_train_segment_refuses_an_unknown_mirror_before_reading_data(tmp_path: P
     missing = tmp_path / "no-data-here"
     result = run("train", "segment", "--data", missing, "--out", tmp_path / "b", "--mirror", "x")
     assert result.exit_code != 0 and "auto, all, none" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_train_segment_refuses_an_unknown_optimizer_before_reading_data(tmp_path: Path) -> None:
+    missing = tmp_path / "no-data-here"
+    result = run(
+        "train", "segment", "--data", missing, "--out", tmp_path / "b", "--optimizer", "adam"
+    )
+    assert result.exit_code != 0 and "adamw, sgd" in result.output
     assert not (tmp_path / "b").exists()

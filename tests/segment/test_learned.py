@@ -239,6 +239,27 @@ def test_bf16_training_keeps_float32_weights_and_learns(
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
+def test_sgd_training_learns_at_its_own_rate(png_pairs: Callable[..., Path]) -> None:
+    assert SegTrainConfig().learning_rate() == 2e-3
+    assert SegTrainConfig(optimizer="sgd").learning_rate() == 1e-2
+    assert SegTrainConfig(optimizer="sgd", lr=0.05).learning_rate() == 0.05
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    with pytest.raises(ValueError, match="adamw, sgd"):
+        train_segmenter(ds, SegTrainConfig(optimizer="adam"), progress=False)
+    cfg = SegTrainConfig(
+        budget_minutes=30,
+        max_epochs=6,
+        iterations_per_epoch=3,
+        val_every=3,
+        width=8,
+        optimizer="sgd",
+    )
+    trained = train_segmenter(ds, cfg, progress=False)
+    assert trained.config.optimizer == "sgd" and trained.config.lr == 1e-2  # recorded
+    losses = [row["loss"] for row in trained.history]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
 @pytest.mark.slow
 def test_train_3d_msd_geometry_matches_simpleitk(msd_folder: Path, tmp_path: Path) -> None:
     ds = open_segmentation_dataset(msd_folder)

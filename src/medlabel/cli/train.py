@@ -230,6 +230,13 @@ def train_segment(
             "costs 4-5x more on a CPU).",
         ),
     ] = False,
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            "--optimizer",
+            help="adamw, or sgd (momentum 0.99, Nesterov, as nnU-Net; peak rate 1e-2).",
+        ),
+    ] = "adamw",
     device: DeviceOpt = "auto",
     licence: Annotated[
         str | None, typer.Option("--licence", help="Data licence for the model card.")
@@ -246,12 +253,19 @@ def train_segment(
     from medlabel.segment.bundle import save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
     from medlabel.segment.plan import MIRROR_CHOICES
-    from medlabel.segment.train import SegTrainConfig, train_ensemble, train_segmenter
+    from medlabel.segment.train import (
+        OPTIMIZERS,
+        SegTrainConfig,
+        train_ensemble,
+        train_segmenter,
+    )
 
     resolve_device(device)  # a wrong --device fails before any data is read
     bf16 = _precision(precision)
     if mirror not in MIRROR_CHOICES:
         raise typer.BadParameter(", ".join(MIRROR_CHOICES), param_hint="--mirror")
+    if optimizer not in OPTIMIZERS:
+        raise typer.BadParameter(", ".join(OPTIMIZERS), param_hint="--optimizer")
     if from_review is not None:
         data, mapping = _reviewed_data(from_review, review_model, "segmentation")
         labels = labels or mapping
@@ -275,6 +289,7 @@ def train_segment(
         device=device,
         mirror=mirror,
         full_res=full_res,
+        optimizer=optimizer,
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

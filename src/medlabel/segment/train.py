@@ -43,9 +43,12 @@ from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan, make_plan
 from medlabel.segment.preprocessing import normalize, to_native, to_network, work_image
 
-__all__ = ["SegTrainConfig", "TrainedSegmenter", "train_segmenter"]
+__all__ = ["OPTIMIZERS", "SegTrainConfig", "TrainedSegmenter", "train_segmenter"]
 
 log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "sgd")
+_DEFAULT_LR = {"adamw": 2e-3, "sgd": 1e-2}
 
 
 @dataclass
@@ -56,7 +59,10 @@ class SegTrainConfig:
         budget_minutes: wall-clock budget for the optimisation (preprocessing excluded).
         max_epochs: upper bound on epochs.
         iterations_per_epoch: steps per epoch (``None``: one pass over the training cases).
-        lr: peak learning rate (AdamW); weight_decay: AdamW weight decay.
+        optimizer: ``"adamw"`` (the default) or ``"sgd"`` (momentum 0.99 with Nesterov, as
+            nnU-Net trains).
+        lr: peak learning rate (``None``: 2e-3 for AdamW, 1e-2 for SGD); weight_decay: the
+            optimiser's weight decay.
         val_every: epochs between validations.
         foreground_fraction: share of patches centred on a labelled voxel.
         network: network name (see :mod:`medlabel.segment.networks`).
@@ -82,7 +88,8 @@ class SegTrainConfig:
     budget_minutes: float = 15.0
     max_epochs: int = 1000
     iterations_per_epoch: int | None = None
-    lr: float = 2e-3
+    optimizer: str = "adamw"
+    lr: float | None = None
     weight_decay: float = 1e-4
     val_every: int = 2
     foreground_fraction: float = 0.33
@@ -107,6 +114,10 @@ class SegTrainConfig:
     def torch_device(self) -> torch.device:
         """The device training runs on."""
         return resolve_device(self.device)
+
+    def learning_rate(self) -> float:
+        """The peak learning rate: the one given, else the optimiser's default."""
+        return self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
 
     def use_bf16(self) -> bool:
         """Whether training will autocast to bfloat16 on its device."""
@@ -202,6 +213,21 @@ def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
     return float(np.mean(scores))
 
 
+def _optimizer(net: torch.nn.Module, cfg: SegTrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or nnU-Net's SGD (momentum 0.99, Nesterov), at the configured peak rate."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            net.parameters(),
+            lr=cfg.learning_rate(),
+            momentum=0.99,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.AdamW(
+        net.parameters(), lr=cfg.learning_rate(), weight_decay=cfg.weight_decay
+    )
+
+
 def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> Plan:
     return make_plan(
         fp,
@@ -229,10 +255,13 @@ def train_segmenter(
 
     Raises:
         MedlabelError: no training or validation cases, or cases that cannot be read.
+        ValueError: an unknown optimiser (before any data is read).
     """
     cfg = config or SegTrainConfig()
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {cfg.optimizer!r}")
     # the bundle records what actually ran
-    cfg = replace(cfg, bf16=cfg.use_bf16(), device=str(cfg.torch_device()))
+    cfg = replace(cfg, bf16=cfg.use_bf16(), device=str(cfg.torch_device()), lr=cfg.learning_rate())
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -262,7 +291,7 @@ def train_segmenter(
     loss_fn = DeepSupervisionLoss(
         DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     )
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _optimizer(net, cfg)
     aug = copy.deepcopy(cfg.augment)
     aug.mirror_axes = plan.network_mirror_axes
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -280,7 +309,7 @@ def train_segmenter(
         for _ in range(iters):
             frac = min(1.0, max((time.perf_counter() - t0) / budget, epoch / cfg.max_epochs))
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * (1 - frac) ** 0.9
+                group["lr"] = cfg.learning_rate() * (1 - frac) ** 0.9
             xs, ys = [], []
             for _b in range(plan.batch_size):
                 case = train_cases[int(rng.integers(len(train_cases)))]
