@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
 from medlabel.segment.infer import postprocess, predict_probabilities
 from medlabel.segment.plan import Plan, make_plan
 from medlabel.segment.preprocessing import to_native, to_network
-from medlabel.segment.train import SegTrainConfig, train_segmenter
+from medlabel.segment.train import SegTrainConfig, TrainedSegmenter, train_segmenter
 
 
 def _fp(
@@ -220,6 +221,18 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
         onnx.predict(MedicalImage(np.zeros((4, 48, 48), np.float32)))
 
 
+def _train_briefly(png_pairs: Callable[..., Path], **settings: Any) -> TrainedSegmenter:
+    """18 small steps on synthetic discs and squares; the loss must fall."""
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(
+        budget_minutes=30, max_epochs=6, iterations_per_epoch=3, val_every=3, width=8, **settings
+    )
+    trained = train_segmenter(ds, cfg, progress=False)
+    losses = [row["loss"] for row in trained.history]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    return trained
+
+
 def test_bf16_training_keeps_float32_weights_and_learns(
     png_pairs: Callable[..., Path],
 ) -> None:
@@ -227,37 +240,24 @@ def test_bf16_training_keeps_float32_weights_and_learns(
     assert SegTrainConfig(bf16=True).use_bf16() is True
     auto = SegTrainConfig().torch_device().type
     assert auto == ("cuda" if torch.cuda.is_available() else "cpu")
-    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
-    cfg = SegTrainConfig(
-        budget_minutes=30, max_epochs=6, iterations_per_epoch=3, val_every=3, bf16=True, width=8
-    )
-    trained = train_segmenter(ds, cfg, progress=False)
+    trained = _train_briefly(png_pairs, bf16=True)
     assert trained.plan.network["kwargs"]["channels"][0] == 8
     assert trained.config.bf16 is True and trained.config.device == auto
     assert all(p.dtype == torch.float32 for p in trained.net.parameters())
-    losses = [row["loss"] for row in trained.history]
-    assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
 def test_sgd_training_learns_at_its_own_rate(png_pairs: Callable[..., Path]) -> None:
     assert SegTrainConfig().learning_rate() == 2e-3
     assert SegTrainConfig(optimizer="sgd").learning_rate() == 1e-2
     assert SegTrainConfig(optimizer="sgd", lr=0.05).learning_rate() == 0.05
-    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
     with pytest.raises(ValueError, match="adamw, sgd"):
-        train_segmenter(ds, SegTrainConfig(optimizer="adam"), progress=False)
-    cfg = SegTrainConfig(
-        budget_minutes=30,
-        max_epochs=6,
-        iterations_per_epoch=3,
-        val_every=3,
-        width=8,
-        optimizer="sgd",
-    )
-    trained = train_segmenter(ds, cfg, progress=False)
+        train_segmenter(
+            open_segmentation_dataset(png_pairs(2), "100=disc,200=square"),
+            SegTrainConfig(optimizer="adam"),
+            progress=False,
+        )
+    trained = _train_briefly(png_pairs, optimizer="sgd")
     assert trained.config.optimizer == "sgd" and trained.config.lr == 1e-2  # recorded
-    losses = [row["loss"] for row in trained.history]
-    assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
 @pytest.mark.slow
