@@ -193,7 +193,7 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
     )
     trained = train_segmenter(ds, cfg, progress=False)
     assert trained.plan.fit == "size" and len(trained.history) == 15
-    assert trained.history[-1]["lr"] < cfg.lr * 0.2  # the schedule ran to its end
+    assert trained.history[-1]["lr"] < cfg.learning_rate() * 0.2  # the schedule ran to its end
     disc = trained.val_metrics["classes"]["disc"]["dice"]["mean"]
     assert disc > 0.6, trained.val_metrics  # an easy task: a bright disc
     bundle_dir = save_segmentation_bundle(trained, tmp_path / "bundle", licence="synthetic")
