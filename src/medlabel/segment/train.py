@@ -215,17 +215,12 @@ def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
 
 def _optimizer(net: torch.nn.Module, cfg: SegTrainConfig) -> torch.optim.Optimizer:
     """AdamW, or nnU-Net's SGD (momentum 0.99, Nesterov), at the configured peak rate."""
+    lr, decay = cfg.learning_rate(), cfg.weight_decay
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            net.parameters(),
-            lr=cfg.learning_rate(),
-            momentum=0.99,
-            nesterov=True,
-            weight_decay=cfg.weight_decay,
+            net.parameters(), lr=lr, momentum=0.99, nesterov=True, weight_decay=decay
         )
-    return torch.optim.AdamW(
-        net.parameters(), lr=cfg.learning_rate(), weight_decay=cfg.weight_decay
-    )
+    return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=decay)
 
 
 def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> Plan:
@@ -292,6 +287,7 @@ def train_segmenter(
         DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     )
     opt = _optimizer(net, cfg)
+    peak_lr = cfg.learning_rate()
     aug = copy.deepcopy(cfg.augment)
     aug.mirror_axes = plan.network_mirror_axes
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -309,7 +305,7 @@ def train_segmenter(
         for _ in range(iters):
             frac = min(1.0, max((time.perf_counter() - t0) / budget, epoch / cfg.max_epochs))
             for group in opt.param_groups:
-                group["lr"] = cfg.learning_rate() * (1 - frac) ** 0.9
+                group["lr"] = peak_lr * (1 - frac) ** 0.9
             xs, ys = [], []
             for _b in range(plan.batch_size):
                 case = train_cases[int(rng.integers(len(train_cases)))]
