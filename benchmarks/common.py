@@ -60,8 +60,18 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "torch_threads": _torch_threads(),
         "versions": versions,
     }
+
+
+def _torch_threads() -> int | None:
+    """Threads torch computes with (``OMP_NUM_THREADS`` or ``set_num_threads`` lower it)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
 
 
 def save_results(stem: str, rows: dict[str, Any], lines: list[str]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -39,6 +40,9 @@ def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
     )
     parser.add_argument("--scale", type=float, default=_AUG.scale, help="max relative zoom")
     parser.add_argument(
+        "--shift", type=float, default=_AUG.shift, help="max translation (share of the patch)"
+    )
+    parser.add_argument(
         "--full-res", action="store_true", help="a first network level at full resolution"
     )
     parser.add_argument(
@@ -55,7 +59,9 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
         network=args.network,
         width=args.width,
         bf16=False if args.fp32 else None,
-        augment=SegAugment(elastic=args.elastic, rotate_deg=args.rotate, scale=args.scale),
+        augment=SegAugment(
+            elastic=args.elastic, rotate_deg=args.rotate, scale=args.scale, shift=args.shift
+        ),
         mirror=args.mirror,
         full_res=args.full_res,
         optimizer=args.optimizer,
@@ -66,9 +72,15 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
 
 
 def command_line(script: str, args: argparse.Namespace) -> str:
-    """The command that reproduces a run (recorded in the bundle and the table)."""
+    """The command that reproduces a run (recorded in the bundle and the table).
+
+    A thread limit set in the environment is part of it: a budgeted run trains less with
+    fewer threads.
+    """
+    threads = os.environ.get("OMP_NUM_THREADS")
     return (
-        f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
+        (f"OMP_NUM_THREADS={threads} " if threads else "")
+        + f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
         + (f" --network {args.network}" if args.network != _TRAIN.network else "")
         + (f" --folds {args.folds}" if args.folds > 1 else "")
         + (f" --width {args.width}" if args.width != _TRAIN.width else "")
@@ -84,6 +96,7 @@ def command_line(script: str, args: argparse.Namespace) -> str:
         + (f" --mirror {args.mirror}" if args.mirror != _TRAIN.mirror else "")
         + (f" --rotate {args.rotate:g}" if args.rotate != _AUG.rotate_deg else "")
         + (f" --scale {args.scale:g}" if args.scale != _AUG.scale else "")
+        + (f" --shift {args.shift:g}" if args.shift != _AUG.shift else "")
         + (" --full-res" if args.full_res else "")
         + (f" --train-fraction {args.train_fraction:g}" if args.train_fraction < 1 else "")
         + (f" --tag {args.tag}" if args.tag else "")
@@ -186,11 +199,14 @@ def record_test(bundle: Path, summary: dict[str, Any], n: int, tta: bool) -> Non
 def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -> Path:
     """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
     t, v = rows["test"], rows["validation"]["classes"]
-    plan = rows["plan"]
+    plan, info = rows["plan"], rows["machine"]
+    threads = info.get("torch_threads")
     lines = [
-        f"# {title}, {rows['machine']['date']}",
+        f"# {title}, {info['date']}",
         "",
-        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores. Self-configured "
+        f"Machine: {info['cpu']}, {info['cores']} cores"
+        + (f", training on {threads} of them" if threads and threads < info["cores"] else "")
+        + ". Self-configured "
         f"{plan['dims']}D {plan['network']['name']} (patch {plan['patch_size']}, batch "
         f"{plan['batch_size']}), {rows['train_seconds'] / 60:.1f} min in all "
         f"({rows['epochs']} epochs). Held-out test: {rows['test_n']} cases never used for "

@@ -70,3 +70,25 @@ def test_elastic_deformation_bends_shapes_smoothly_and_labels_follow() -> None:
         x3, (x3[:, 0] > 0.5).long(), torch.Generator().manual_seed(1)
     )
     assert xa3.shape == x3.shape and ya3.shape == (2, 12, 16, 20)
+
+
+def test_shift_moves_image_and_label_together_within_the_bound() -> None:
+    cube = np.zeros((20, 24, 16), np.int64)
+    cube[8:12, 10:14, 6:10] = 1
+    flat = dict(rotate_deg=0, scale=0.0, brightness=0, contrast=0, gamma=0, noise=0, p=1)
+    x = torch.from_numpy(cube[None, None].astype(np.float32)).repeat(12, 1, 1, 1, 1)
+    y = torch.from_numpy(cube[None]).repeat(12, 1, 1, 1)
+    xa, ya = SegAugment(shift=0.25, **flat)(x, y, torch.Generator().manual_seed(0))
+    centre = np.argwhere(cube).mean(0)
+    moves = []
+    for k in range(12):
+        out = ya[k].numpy()
+        assert out.sum() > 0
+        assert ((xa[k, 0].numpy() > 0.5) == (out == 1)).mean() > 0.99  # label follows image
+        moves.append(np.argwhere(out).mean(0) - centre)
+    moves_arr = np.abs(np.array(moves))
+    bound = 0.25 * np.array(cube.shape) + 1  # a quarter of each axis, plus rounding
+    assert (moves_arr <= bound).all()
+    assert (moves_arr.max(0) >= 2).all()  # every axis moved somewhere in the batch
+    still, _ = SegAugment(**flat)(x.clone(), y.clone(), torch.Generator().manual_seed(0))
+    assert torch.allclose(still, x, atol=1e-4)  # the default (shift 0) moves nothing

@@ -1,9 +1,9 @@
 """Joint augmentation of image and label batches on the CPU.
 
-One random affine transform (rotation, zoom) per sample, optionally composed with a smooth
-elastic deformation, is applied to the image (bilinear) and its label (nearest), plus
-mirroring along the plan's axes and intensity changes (brightness, contrast, gamma, noise) on
-the image only.
+One random affine transform (rotation, zoom, translation) per sample, optionally composed
+with a smooth elastic deformation, is applied to the image (bilinear) and its label
+(nearest), plus mirroring along the plan's axes and intensity changes (brightness,
+contrast, gamma, noise) on the image only.
 
 Example:
     >>> import torch
@@ -40,6 +40,9 @@ class SegAugment:
         elastic: standard deviation, in voxels, of a smooth random displacement field (control
             points about every 16 voxels, interpolated smoothly) added to the affine
             transform of the samples that get one; 0 switches it off.
+        shift: maximum translation along each axis, as a fraction of the patch size (0.1 on
+            a 40-voxel axis moves the content by up to 4 voxels). Crops smaller than the
+            patch otherwise sit at the same place in every batch; 0 switches it off.
     """
 
     rotate_deg: float = 15.0
@@ -51,6 +54,7 @@ class SegAugment:
     noise: float = 0.05
     p: float = 0.8
     elastic: float = 0.0
+    shift: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""
@@ -116,7 +120,7 @@ class SegAugment:
         active: torch.Tensor,
         shape: tuple[int, ...],
     ) -> torch.Tensor:
-        """Rotation and zoom in voxel space, as ``affine_grid`` expects them.
+        """Rotation, zoom and translation in voxel space, as ``affine_grid`` expects them.
 
         ``affine_grid`` works in coordinates normalised to [-1, 1] per axis, so a rotation
         there would shear non-square patches; the matrix is conjugated with the patch
@@ -138,4 +142,7 @@ class SegAugment:
         half = torch.tensor(shape[::-1], dtype=torch.float32) / 2
         theta = torch.zeros(n, dims, dims + 1)
         theta[:, :, :dims] = (rot / zoom.view(n, 1, 1)) * half[None, None, :] / half[None, :, None]
+        if self.shift > 0:  # no draw otherwise: the random stream of older runs is kept
+            # normalised coordinates span 2 units per axis, so a fraction f of the patch is 2f
+            theta[:, :, dims] = torch.stack([uniform(2 * self.shift) for _ in range(dims)], 1)
         return theta
