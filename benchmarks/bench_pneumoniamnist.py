@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ema", type=float, default=0.0, help="weight averaging decay (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training")
+    parser.add_argument(
+        "--size", type=int, default=None, help="network input side in px (default: the recipe's)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
     args = parser.parse_args()
@@ -118,12 +122,15 @@ def main() -> None:
         "budget_minutes": args.budget_minutes,
         "ema": args.ema,
         "bf16": args.bf16,
+        "size": args.size,
+        "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     members = []
     for seed in range(args.seeds):
         cfg = auto_config(
             ds,
             budget_minutes=args.budget_minutes,
+            size=args.size,
             seed=seed,
             overrides={"ema": args.ema, "bf16": args.bf16},
         )
@@ -162,24 +169,30 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         "pneumoniamnist"
         + ("-ema" if rows.get("ema") else "")
         + ("-bf16" if rows.get("bf16") else "")
+        + (f"-{rows['size']}px" if rows.get("size") else "")
     )
     d = rows["default"]
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     ema += ", bfloat16 autocast" if rows.get("bf16") else ""
+    ema += f", {rows['size']} px" if rows.get("size") else ""
+    threads = rows.get("threads")
     lines = [
         f"# PneumoniaMNIST benchmark, {rows['machine']['date']}",
         "",
-        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores. Official test "
+        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores"
+        + (f", training on {threads} of them" if threads else "")
+        + ". Official test "
         f"split (n={d[0]['n']}). CPU budget per model: {rows['budget_minutes']} min.",
         "",
         "| model | test AUC | test ACC (threshold from val) | test ACC (MedMNIST >0.5) | "
         "train time |",
         "|---|---|---|---|---|",
-        f"| medlabel default (compact CNN, auto{ema}), {len(d)} seeds | "
+        f"| medlabel {'default' if not ema else 'auto recipe'} (compact CNN, auto{ema}), "
+        f"{len(d)} seed{'s' if len(d) > 1 else ''} | "
         f"{_mean_sd([r['auc'] for r in d])} | {_mean_sd([r['acc'] for r in d])} | "
         f"{_mean_sd([r['acc_medmnist'] for r in d])} | "
         f"{np.mean([r['seconds'] for r in d]) / 60:.1f} min |",
-        f"| medlabel best: {len(d)}-seed ensemble | {rows['ensemble']['auc']:.3f} | "
+        f"| medlabel best: {len(d)}-seed ensemble{ema} | {rows['ensemble']['auc']:.3f} | "
         f"{rows['ensemble']['acc']:.3f} | {rows['ensemble']['acc_medmnist']:.3f} | "
         f"{sum(r['seconds'] for r in d) / 60:.1f} min |",
         f"| medlabel classic (features + gradient boosting) | {rows['classic']['auc']:.3f} | "
@@ -196,11 +209,13 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + f" (ONNX Runtime / PyTorch = {tp['onnxruntime'] / tp['pytorch']:.2f}x, "
         f"/ MONAI loop = {tp['onnxruntime'] / tp['monai_loop']:.2f}x).",
         "",
-        "95% bootstrap CIs are in the JSON file. Command: "
-        "`python benchmarks/bench_pneumoniamnist.py --budget-minutes "
+        "95% bootstrap CIs are in the JSON file. Command: `"
+        + (f"OMP_NUM_THREADS={threads} " if threads else "")
+        + "python benchmarks/bench_pneumoniamnist.py --budget-minutes "
         f"{rows['budget_minutes']:g} --seeds {len(d)}"
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
         + (" --bf16" if rows.get("bf16") else "")
+        + (f" --size {rows['size']}" if rows.get("size") else "")
         + "`.",
     ]
     save_results(stem, rows, lines)
