@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import machine, save_results, shared_data, thread_prefix, threads_clause
 from medlabel.classify.bundle import load_bundle, save_bundle, save_classic_bundle
 from medlabel.classify.classic import train_classic
 from medlabel.classify.ensemble import calibrate_ensemble
@@ -175,12 +175,11 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     ema += ", bfloat16 autocast" if rows.get("bf16") else ""
     ema += f", {rows['size']} px" if rows.get("size") else ""
-    threads = rows.get("threads")
     lines = [
         f"# PneumoniaMNIST benchmark, {rows['machine']['date']}",
         "",
         f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores"
-        + (f", training on {threads} of them" if threads else "")
+        + threads_clause(rows["machine"])
         + ". Official test "
         f"split (n={d[0]['n']}). CPU budget per model: {rows['budget_minutes']} min.",
         "",
@@ -210,7 +209,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         f"/ MONAI loop = {tp['onnxruntime'] / tp['monai_loop']:.2f}x).",
         "",
         "95% bootstrap CIs are in the JSON file. Command: `"
-        + (f"OMP_NUM_THREADS={threads} " if threads else "")
+        + thread_prefix(rows.get("threads"))
         + "python benchmarks/bench_pneumoniamnist.py --budget-minutes "
         f"{rows['budget_minutes']:g} --seeds {len(d)}"
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")

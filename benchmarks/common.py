@@ -65,6 +65,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def threads_clause(info: dict[str, Any]) -> str:
+    """``", training on N of them"`` when a run used fewer torch threads than the machine has
+    cores (``info`` as from :func:`machine`), else ``""``."""
+    threads = info.get("torch_threads")
+    return f", training on {threads} of them" if threads and threads < info["cores"] else ""
+
+
+def thread_prefix(threads: str | None) -> str:
+    """``"OMP_NUM_THREADS=N "`` for a recorded command when the limit was set, else ``""``."""
+    return f"OMP_NUM_THREADS={threads} " if threads else ""
+
+
 def _torch_threads() -> int | None:
     """Threads torch computes with (``OMP_NUM_THREADS`` or ``set_num_threads`` lower it)."""
     try:

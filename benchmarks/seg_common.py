@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from common import machine, save_results
+from common import machine, save_results, thread_prefix, threads_clause
 from medlabel.segment.api import Segmenter
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
@@ -77,9 +77,8 @@ def command_line(script: str, args: argparse.Namespace) -> str:
     A thread limit set in the environment is part of it: a budgeted run trains less with
     fewer threads.
     """
-    threads = os.environ.get("OMP_NUM_THREADS")
     return (
-        (f"OMP_NUM_THREADS={threads} " if threads else "")
+        thread_prefix(os.environ.get("OMP_NUM_THREADS"))
         + f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
         + (f" --network {args.network}" if args.network != _TRAIN.network else "")
         + (f" --folds {args.folds}" if args.folds > 1 else "")
@@ -200,12 +199,11 @@ def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -
     """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
     t, v = rows["test"], rows["validation"]["classes"]
     plan, info = rows["plan"], rows["machine"]
-    threads = info.get("torch_threads")
     lines = [
         f"# {title}, {info['date']}",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores"
-        + (f", training on {threads} of them" if threads and threads < info["cores"] else "")
+        + threads_clause(info)
         + ". Self-configured "
         f"{plan['dims']}D {plan['network']['name']} (patch {plan['patch_size']}, batch "
         f"{plan['batch_size']}), {rows['train_seconds'] / 60:.1f} min in all "
