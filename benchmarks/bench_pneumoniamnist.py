@@ -58,13 +58,17 @@ def test_scores(bundle_path: Path, ds: Any) -> dict[str, Any]:
     m = classification_metrics(
         arrays.labels, probs, bundle.class_names, threshold=bundle.threshold, n_bootstrap=1000
     )
+    return {**headline(m), "threshold": bundle.threshold}
+
+
+def headline(m: dict[str, Any]) -> dict[str, Any]:
+    """The figures the tables show, from ``classification_metrics``' output."""
     return {
         "auc": m["auc"],
         "acc": m["accuracy"],
         "acc_medmnist": m["medmnist"]["acc"],
         "auc_ci": m["ci"]["auc"],
         "acc_ci": m["ci"]["accuracy"],
-        "threshold": bundle.threshold,
         "n": m["n"],
     }
 
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument(
         "--size", type=int, default=None, help="network input side in px (default: the recipe's)"
     )
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
     args = parser.parse_args()
@@ -123,6 +128,7 @@ def main() -> None:
         "ema": args.ema,
         "bf16": args.bf16,
         "size": args.size,
+        "tag": args.tag,
         "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     members = []
@@ -170,6 +176,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + ("-ema" if rows.get("ema") else "")
         + ("-bf16" if rows.get("bf16") else "")
         + (f"-{rows['size']}px" if rows.get("size") else "")
+        + (f"-{rows['tag']}" if rows.get("tag") else "")
     )
     d = rows["default"]
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
@@ -215,6 +222,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
         + (" --bf16" if rows.get("bf16") else "")
         + (f" --size {rows['size']}" if rows.get("size") else "")
+        + (f" --tag {rows['tag']}" if rows.get("tag") else "")
         + "`.",
     ]
     save_results(stem, rows, lines)

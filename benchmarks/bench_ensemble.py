@@ -1,0 +1,101 @@
+"""Ensemble of classification bundles trained in separate runs, scored on a test split.
+
+Each bundle's members are averaged first (its own ensemble), then the bundles' raw logits are
+averaged with equal weight. One temperature and, for a binary task, one decision threshold
+are fitted on the validation split; the test split is scored once with them. Every bundle
+must take the same input (size, channels) and name the same classes.
+
+Run: ``python benchmarks/bench_ensemble.py --data DATA --tag NAME BUNDLE [BUNDLE ...]``, for
+example on the bundles that ``bench_pneumoniamnist.py --out DIR`` leaves in ``DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_pneumoniamnist import headline
+from common import machine, save_results
+from medlabel.classify.bundle import load_bundle
+from medlabel.classify.train import probabilities
+from medlabel.data.arrays import load_arrays
+from medlabel.data.sources import open_dataset
+from medlabel.evaluate import classification_metrics
+from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
+
+
+def split_logits(bundles: list[Any], ds: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bundle-mean raw logits and the labels of one split."""
+    spec = bundles[0].spec
+    arrays = load_arrays(ds, ds.indices(split), spec, progress=False)
+    logits = np.mean([b.logits(arrays.images) for b in bundles], axis=0)
+    return logits, arrays.labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bundles", type=Path, nargs="+")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--tag", required=True, help="results file: ensemble-<tag>-<date>")
+    parser.add_argument("--criterion", default="youden", help="threshold criterion")
+    args = parser.parse_args()
+    bundles = [load_bundle(p) for p in args.bundles]
+    first = bundles[0]
+    for path, b in zip(args.bundles, bundles, strict=True):
+        if b.spec != first.spec or b.class_names != first.class_names:
+            parser.error(f"{path}: input or classes differ from {args.bundles[0]}")
+    ds = open_dataset(args.data)
+    val_logits, val_labels = split_logits(bundles, ds, "val")
+    temperature = float(TemperatureScaler().fit(val_logits, val_labels).temperature)
+    threshold = None
+    if first.task == "binary":
+        val_probs = probabilities(val_logits / temperature, first.task)
+        threshold = float(choose_threshold(val_labels, val_probs[:, 1], args.criterion))
+    test_logits, test_labels = split_logits(bundles, ds, "test")
+    probs = probabilities(test_logits / temperature, first.task)
+    m = classification_metrics(test_labels, probs, first.class_names, threshold=threshold)
+    rows: dict[str, Any] = {
+        "machine": machine(),
+        "data": str(args.data),
+        "bundles": [str(p) for p in args.bundles],
+        "members": sum(len(b.meta["members"]) for b in bundles),
+        "temperature": temperature,
+        "threshold": threshold,
+        "test": headline(m),
+        "command": "python benchmarks/bench_ensemble.py --data "
+        + " ".join([str(args.data), "--tag", args.tag, *map(str, args.bundles)]),
+    }
+    t = rows["test"]
+    lines = [
+        f"# Ensemble of separately trained bundles, {rows['machine']['date']}",
+        "",
+        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores.",
+        "",
+        f"{len(bundles)} bundles ({rows['members']} networks), logits averaged; temperature "
+        f"{temperature:.3f} and threshold "
+        + ("none" if threshold is None else f"{threshold:.3f}")
+        + " fitted on the validation split. Test split (n="
+        f"{t['n']}).",
+        "",
+        "| test AUC [95% CI] | test ACC, threshold from val [95% CI] | test ACC (> 0.5) |",
+        "|---|---|---|",
+        f"| {t['auc']:.4f} [{t['auc_ci'][0]:.3f}, {t['auc_ci'][1]:.3f}] | {t['acc']:.4f} "
+        f"[{t['acc_ci'][0]:.3f}, {t['acc_ci'][1]:.3f}] | {t['acc_medmnist']:.4f} |",
+        "",
+        "Bundles: " + ", ".join(f"`{p}`" for p in rows["bundles"]),
+        "",
+        f"Command: `{rows['command']}`.",
+    ]
+    print(json.dumps(rows["test"]))
+    save_results(f"ensemble-{args.tag}", rows, lines)
+
+
+if __name__ == "__main__":
+    main()
