@@ -99,6 +99,35 @@ def throughput(bundle_path: Path, images: np.ndarray) -> dict[str, float]:
     return out
 
 
+def apply_settings(cfg: TrainConfig, settings: list[str]) -> None:
+    """Set ``KEY=VALUE`` pairs on ``cfg``; ``augment.KEY`` and ``model_kwargs.KEY`` reach into
+    those parts, and each value is read as JSON where it parses (else kept as a string).
+
+    Example:
+        >>> cfg = TrainConfig()
+        >>> apply_settings(cfg, ["normalize=image", "augment.contrast=0.3"])
+        >>> cfg.normalize, cfg.augment.contrast
+        ('image', 0.3)
+    """
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        head, _, tail = key.partition(".")
+        if head == "model_kwargs" and tail:
+            cfg.model_kwargs[tail] = value
+        elif head == "augment" and hasattr(cfg.augment, tail):
+            setattr(cfg.augment, tail, value)
+        elif not tail and hasattr(cfg, head):
+            setattr(cfg, head, value)
+        else:
+            raise ValueError(f"--set {item!r}: TrainConfig has no {key!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-minutes", type=float, default=10.0)
@@ -109,6 +138,17 @@ def main() -> None:
         "--size", type=int, default=None, help="network input side in px (default: the recipe's)"
     )
     parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training setting, e.g. normalize=image, augment.contrast=0.3",
+    )
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the classic model and the throughput run"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
     args = parser.parse_args()
@@ -129,6 +169,7 @@ def main() -> None:
         "bf16": args.bf16,
         "size": args.size,
         "tag": args.tag,
+        "settings": args.settings,
         "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     members = []
@@ -140,6 +181,7 @@ def main() -> None:
             seed=seed,
             overrides={"ema": args.ema, "bf16": args.bf16},
         )
+        apply_settings(cfg, args.settings)
         start = time.perf_counter()
         trained = train_classifier(ds, cfg, progress=False)
         seconds = time.perf_counter() - start
@@ -155,15 +197,21 @@ def main() -> None:
     ens_path = save_bundle(members, work / "ensemble", temperature=temperature, threshold=threshold)
     rows["ensemble"] = test_scores(ens_path, ds)
     print(f"ensemble: {json.dumps(rows['ensemble'])}", flush=True)
+    if not args.no_extras:
+        extras(rows, ds, work, members[0].spec)
+    write(rows, TrainConfig)
+
+
+def extras(rows: dict[str, Any], ds: Any, work: Path, spec: Any) -> None:
+    """The classic family's scores and batch-inference throughput, into ``rows``."""
     start = time.perf_counter()
     classic = train_classic(ds, estimator="gradient-boosting", size=(28, 28), progress=False)
     classic_path = save_classic_bundle(classic, work / "classic")
     rows["classic"] = {**test_scores(classic_path, ds), "seconds": time.perf_counter() - start}
     print(f"classic: {json.dumps(rows['classic'])}", flush=True)
-    test = load_arrays(ds, ds.indices("test"), members[0].spec, progress=False).images
+    test = load_arrays(ds, ds.indices("test"), spec, progress=False).images
     rows["throughput_img_per_s"] = throughput(work / "default-seed0", np.tile(test, (4, 1, 1, 1)))
     print(f"throughput: {rows['throughput_img_per_s']}", flush=True)
-    write(rows, TrainConfig)
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -201,19 +249,28 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         f"| medlabel best: {len(d)}-seed ensemble{ema} | {rows['ensemble']['auc']:.3f} | "
         f"{rows['ensemble']['acc']:.3f} | {rows['ensemble']['acc_medmnist']:.3f} | "
         f"{sum(r['seconds'] for r in d) / 60:.1f} min |",
-        f"| medlabel classic (features + gradient boosting) | {rows['classic']['auc']:.3f} | "
-        f"{rows['classic']['acc']:.3f} | {rows['classic']['acc_medmnist']:.3f} | "
-        f"{rows['classic']['seconds'] / 60:.1f} min |",
     ]
+    if "classic" in rows:
+        c = rows["classic"]
+        lines.append(
+            f"| medlabel classic (features + gradient boosting) | {c['auc']:.3f} | "
+            f"{c['acc']:.3f} | {c['acc_medmnist']:.3f} | {c['seconds'] / 60:.1f} min |"
+        )
     for name, auc, acc in PUBLISHED:
         lines.append(f"| {name} | {auc:.3f} | | {acc:.3f} | |")
-    tp = rows["throughput_img_per_s"]
+    tp = rows.get("throughput_img_per_s")
+    if tp:
+        lines += [
+            "",
+            "Batch inference on the test images (x4), same model: "
+            + ", ".join(f"{k} {v:.0f} img/s" for k, v in tp.items())
+            + f" (ONNX Runtime / PyTorch = {tp['onnxruntime'] / tp['pytorch']:.2f}x, "
+            f"/ MONAI loop = {tp['onnxruntime'] / tp['monai_loop']:.2f}x).",
+        ]
+    settings = rows.get("settings") or []
+    if settings:
+        lines += ["", "Settings changed from the auto recipe: " + ", ".join(settings) + "."]
     lines += [
-        "",
-        "Batch inference on the test images (x4), same model: "
-        + ", ".join(f"{k} {v:.0f} img/s" for k, v in tp.items())
-        + f" (ONNX Runtime / PyTorch = {tp['onnxruntime'] / tp['pytorch']:.2f}x, "
-        f"/ MONAI loop = {tp['onnxruntime'] / tp['monai_loop']:.2f}x).",
         "",
         "95% bootstrap CIs are in the JSON file. Command: `"
         + thread_prefix(rows.get("threads"))
@@ -223,6 +280,8 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + (" --bf16" if rows.get("bf16") else "")
         + (f" --size {rows['size']}" if rows.get("size") else "")
         + (f" --tag {rows['tag']}" if rows.get("tag") else "")
+        + "".join(f" --set {item}" for item in settings)
+        + (" --no-extras" if "classic" not in rows else "")
         + "`.",
     ]
     save_results(stem, rows, lines)
