@@ -24,19 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pneumoniamnist import headline
 from common import machine, save_results
 from medlabel.classify.bundle import load_bundle
+from medlabel.classify.ensemble import calibrate_logits, mean_logits
 from medlabel.classify.train import probabilities
 from medlabel.data.arrays import load_arrays
 from medlabel.data.sources import open_dataset
 from medlabel.evaluate import classification_metrics
-from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 
 
 def split_logits(bundles: list[Any], ds: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Bundle-mean raw logits and the labels of one split."""
     spec = bundles[0].spec
     arrays = load_arrays(ds, ds.indices(split), spec, progress=False)
-    logits = np.mean([b.logits(arrays.images) for b in bundles], axis=0)
-    return logits, arrays.labels
+    return mean_logits([b.logits(arrays.images) for b in bundles]), arrays.labels
 
 
 def main() -> None:
@@ -53,11 +52,7 @@ def main() -> None:
             parser.error(f"{path}: input or classes differ from {args.bundles[0]}")
     ds = open_dataset(args.data)
     val_logits, val_labels = split_logits(bundles, ds, "val")
-    temperature = float(TemperatureScaler().fit(val_logits, val_labels).temperature)
-    threshold = None
-    if first.task == "binary":
-        val_probs = probabilities(val_logits / temperature, first.task)
-        threshold = float(choose_threshold(val_labels, val_probs[:, 1], args.criterion))
+    temperature, threshold = calibrate_logits(val_logits, val_labels, first.task, args.criterion)
     test_logits, test_labels = split_logits(bundles, ds, "test")
     probs = probabilities(test_logits / temperature, first.task)
     m = classification_metrics(test_labels, probs, first.class_names, threshold=threshold)
@@ -70,7 +65,8 @@ def main() -> None:
         "threshold": threshold,
         "test": headline(m),
         "command": "python benchmarks/bench_ensemble.py --data "
-        + " ".join([str(args.data), "--tag", args.tag, *map(str, args.bundles)]),
+        + " ".join([str(args.data), "--tag", args.tag, *map(str, args.bundles)])
+        + (f" --criterion {args.criterion}" if args.criterion != "youden" else ""),
     }
     t = rows["test"]
     lines = [

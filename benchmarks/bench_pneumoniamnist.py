@@ -18,6 +18,7 @@ Run: ``python benchmarks/bench_pneumoniamnist.py [--budget-minutes 10] [--seeds 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -99,6 +100,10 @@ def throughput(bundle_path: Path, images: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
 def apply_settings(cfg: TrainConfig, settings: list[str]) -> None:
     """Set ``KEY=VALUE`` pairs on ``cfg``; ``augment.KEY`` and ``model_kwargs.KEY`` reach into
     those parts, and each value is read as JSON where it parses (else kept as a string).
@@ -120,9 +125,9 @@ def apply_settings(cfg: TrainConfig, settings: list[str]) -> None:
         head, _, tail = key.partition(".")
         if head == "model_kwargs" and tail:
             cfg.model_kwargs[tail] = value
-        elif head == "augment" and hasattr(cfg.augment, tail):
+        elif head == "augment" and tail in _field_names(cfg.augment):
             setattr(cfg.augment, tail, value)
-        elif not tail and hasattr(cfg, head):
+        elif not tail and head in _field_names(cfg):
             setattr(cfg, head, value)
         else:
             raise ValueError(f"--set {item!r}: TrainConfig has no {key!r}")
