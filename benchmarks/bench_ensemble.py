@@ -31,11 +31,14 @@ from medlabel.data.sources import open_dataset
 from medlabel.evaluate import classification_metrics
 
 
-def split_logits(bundles: list[Any], ds: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Bundle-mean raw logits and the labels of one split."""
+def split_logits(
+    bundles: list[Any], ds: Any, split: str, tta: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bundle-mean raw logits and the labels of one split (``tta``: each bundle also sees the
+    mirrored images, where it was trained with flips)."""
     spec = bundles[0].spec
     arrays = load_arrays(ds, ds.indices(split), spec, progress=False)
-    return mean_logits([b.logits(arrays.images) for b in bundles]), arrays.labels
+    return mean_logits([b.logits(arrays.images, tta=tta) for b in bundles]), arrays.labels
 
 
 def main() -> None:
@@ -44,6 +47,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--tag", required=True, help="results file: ensemble-<tag>-<date>")
     parser.add_argument("--criterion", default="youden", help="threshold criterion")
+    parser.add_argument(
+        "--tta", action="store_true", help="average over left-right flips (bundles trained so)"
+    )
     args = parser.parse_args()
     bundles = [load_bundle(p) for p in args.bundles]
     first = bundles[0]
@@ -51,9 +57,11 @@ def main() -> None:
         if b.spec != first.spec or b.class_names != first.class_names:
             parser.error(f"{path}: input or classes differ from {args.bundles[0]}")
     ds = open_dataset(args.data)
-    val_logits, val_labels = split_logits(bundles, ds, "val")
+    if args.tta and not any(b.meta.get("tta_flips") for b in bundles):
+        parser.error("--tta: none of these bundles was trained with flips")
+    val_logits, val_labels = split_logits(bundles, ds, "val", args.tta)
     temperature, threshold = calibrate_logits(val_logits, val_labels, first.task, args.criterion)
-    test_logits, test_labels = split_logits(bundles, ds, "test")
+    test_logits, test_labels = split_logits(bundles, ds, "test", args.tta)
     probs = probabilities(test_logits / temperature, first.task)
     m = classification_metrics(test_labels, probs, first.class_names, threshold=threshold)
     rows: dict[str, Any] = {
@@ -61,12 +69,14 @@ def main() -> None:
         "data": str(args.data),
         "bundles": [str(p) for p in args.bundles],
         "members": sum(len(b.meta["members"]) for b in bundles),
+        "tta": args.tta,
         "temperature": temperature,
         "threshold": threshold,
         "test": headline(m),
         "command": "python benchmarks/bench_ensemble.py --data "
         + " ".join([str(args.data), "--tag", args.tag, *map(str, args.bundles)])
-        + (f" --criterion {args.criterion}" if args.criterion != "youden" else ""),
+        + (f" --criterion {args.criterion}" if args.criterion != "youden" else "")
+        + (" --tta" if args.tta else ""),
     }
     t = rows["test"]
     lines = [
@@ -74,7 +84,9 @@ def main() -> None:
         "",
         f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores.",
         "",
-        f"{len(bundles)} bundles ({rows['members']} networks), logits averaged; temperature "
+        f"{len(bundles)} bundles ({rows['members']} networks), logits averaged"
+        + (" (each also over left-right flips)" if args.tta else "")
+        + "; temperature "
         f"{temperature:.3f} and threshold "
         + ("none" if threshold is None else f"{threshold:.3f}")
         + " fitted on the validation split. Test split (n="

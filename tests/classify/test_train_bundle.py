@@ -218,3 +218,15 @@ def test_bf16_training_keeps_float32_weights_and_learns():
     assert trained.config.bf16 and TrainConfig.from_dict(trained.config.to_dict()).bf16
     assert all(p.dtype == torch.float32 for p in trained.net.parameters())
     assert trained.val_metrics["auc"] > 0.9
+
+
+def test_mixup_blends_batches_and_still_learns():
+    ds = make_dataset()
+    plain = train_classifier(ds, quick_config(epochs=3), progress=False)
+    mixed = train_classifier(ds, quick_config(epochs=3, mixup=0.4), progress=False)
+    assert TrainConfig.from_dict(mixed.config.to_dict()).mixup == 0.4
+    # same seed and steps: only the blending differs, so the training losses differ
+    assert [h["train_loss"] for h in plain.history] != [h["train_loss"] for h in mixed.history]
+    assert mixed.val_metrics["auc"] > 0.9
+    with pytest.raises(ValueError, match="mixup must be >= 0"):
+        train_classifier(ds, quick_config(epochs=1, mixup=-0.1), progress=False)

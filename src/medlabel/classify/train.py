@@ -80,6 +80,9 @@ class TrainConfig:
         augment: augmentation settings.
         class_weighting: weight the loss by inverse class frequency.
         label_smoothing: cross-entropy label smoothing.
+        mixup: mixup's Beta(a, a) parameter (e.g. 0.2): each batch is blended with a shuffled
+            copy of itself, one mixing weight per batch drawn from the Beta distribution, and
+            the loss is the same blend of the two samples' losses. 0 switches it off.
         threshold_criterion: how the binary threshold is chosen on validation data.
         normalize: ``dataset`` (training mean/std) or ``image`` (each image's own).
         val_fraction: validation share carved out of ``train`` when the data has no ``val``.
@@ -112,6 +115,7 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     class_weighting: bool = True
     label_smoothing: float = 0.0
+    mixup: float = 0.0
     threshold_criterion: str = "youden"
     normalize: str = "dataset"
     val_fraction: float = 0.1
@@ -302,6 +306,9 @@ def train_classifier(
     averaged = _averaged(net, config.ema)
     judged = averaged.module if averaged is not None else net  # what is validated and kept
     gen = torch.Generator().manual_seed(config.seed)
+    if config.mixup < 0:
+        raise ValueError(f"mixup must be >= 0, not {config.mixup}")
+    mix_rng = np.random.default_rng(config.seed)
     x_all = torch.from_numpy(train.images)
     y_all = torch.from_numpy(train.labels.astype(np.float32 if task == "multilabel" else np.int64))
     n = len(x_all)
@@ -333,9 +340,16 @@ def train_classifier(
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
             x = normalise(x, config.normalize, mean, std).to(device)
+            y = y_all[idx].to(device)
+            if config.mixup:
+                lam = float(mix_rng.beta(config.mixup, config.mixup))
+                partner = torch.randperm(len(idx), generator=gen).to(device)
+                x = lam * x + (1.0 - lam) * x[partner]
             with bf16_autocast(device, config.bf16):
                 logits = net(x)
-            loss = loss_fn(logits.float(), y_all[idx].to(device))
+            loss = loss_fn(logits.float(), y)
+            if config.mixup:
+                loss = lam * loss + (1.0 - lam) * loss_fn(logits.float(), y[partner])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
