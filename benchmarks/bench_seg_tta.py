@@ -97,7 +97,7 @@ def main() -> None:
         print(f"needs ../shared/data/{DATA[0]}")
         return
     bundle = load_segmentation_bundle(args.model)
-    val_ids = set(bundle.meta["data"].get("val_ids") or [])
+    val_ids = set((bundle.meta.get("data") or {}).get("val_ids") or [])
     ds = open_segmentation_dataset(data / DATA[0], DATA[1])
     cases = [i for i, c in enumerate(ds.cases) if c.id in val_ids]
     if not cases:

@@ -277,6 +277,8 @@ def train_classifier(
     ``val`` is carved from ``train`` (stratified, grouped by patient when groups exist) when
     the data set has none. ``train_arrays``/``val_arrays`` may pass preloaded images.
     """
+    if config.mixup < 0:  # before any data is loaded
+        raise ValueError(f"mixup must be >= 0, not {config.mixup}")
     start_all = time.perf_counter()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -306,8 +308,6 @@ def train_classifier(
     averaged = _averaged(net, config.ema)
     judged = averaged.module if averaged is not None else net  # what is validated and kept
     gen = torch.Generator().manual_seed(config.seed)
-    if config.mixup < 0:
-        raise ValueError(f"mixup must be >= 0, not {config.mixup}")
     mix_rng = np.random.default_rng(config.seed)
     x_all = torch.from_numpy(train.images)
     y_all = torch.from_numpy(train.labels.astype(np.float32 if task == "multilabel" else np.int64))
