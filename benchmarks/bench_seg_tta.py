@@ -41,7 +41,7 @@ def zoom_about_centre(x: np.ndarray, factor: float) -> np.ndarray:
     """``x`` magnified by ``factor`` about its centre, same shape (edges repeated).
 
     Example:
-        >>> zoom_about_centre(np.arange(9.0).reshape(3, 3), 1.0)[1, 1]
+        >>> float(zoom_about_centre(np.arange(9.0).reshape(3, 3), 1.0)[1, 1])
         4.0
     """
     centre = (np.array(x.shape) - 1) / 2
