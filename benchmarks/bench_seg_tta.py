@@ -49,8 +49,9 @@ def zoom_about_centre(x: np.ndarray, factor: float) -> np.ndarray:
     return ndi.affine_transform(x, matrix, offset=centre - matrix @ centre, order=1, mode="nearest")
 
 
-def views(shift: float, zoom: float) -> dict[str, list[View]]:
-    """Named sets of (forward on the image, inverse on each probability map) pairs."""
+def views(shift: float, zoom: float) -> tuple[dict[str, View], dict[str, list[str]]]:
+    """Each view by name as (forward on the image, inverse on each probability map), and the
+    named sets of views that are averaged with the plain prediction."""
 
     def moved(d: tuple[float, float]) -> View:
         back = (-d[0], -d[1])
@@ -69,14 +70,17 @@ def views(shift: float, zoom: float) -> dict[str, list[View]]:
 
         return forward, lambda p: p
 
-    shifts = [moved(d) for d in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))]
-    zooms = [zoomed(1 - zoom), zoomed(1 + zoom)]
-    return {
+    single = {f"shift {d}": moved(d) for d in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))}
+    shifts = list(single)
+    zooms = [f"zoom {f:g}" for f in (1 - zoom, 1 + zoom)]
+    single |= {name: zoomed(f) for name, f in zip(zooms, (1 - zoom, 1 + zoom), strict=True)}
+    single |= {f"gamma {g:g}": gamma(g) for g in (0.8, 1.25)}
+    return single, {
         "plain": [],
         f"shift {shift:g} px": shifts,
         f"zoom {1 - zoom:g}-{1 + zoom:g}": zooms,
         "shift + zoom": shifts + zooms,
-        "gamma 0.8-1.25": [gamma(0.8), gamma(1.25)],
+        "gamma 0.8-1.25": ["gamma 0.8", "gamma 1.25"],
     }
 
 
@@ -104,7 +108,7 @@ def main() -> None:
         parser.error(f"{args.model}: no validation cases of {DATA[0]} recorded in the bundle")
     classes = dict(ds.classes)
     hull = {n: c for c, n in classes.items()}.get(args.hull)
-    sets = views(args.shift, args.zoom)
+    single, sets = views(args.shift, args.zoom)
     scores: dict[str, dict[str, list[float]]] = {k: {n: [] for n in classes.values()} for k in sets}
     scores[f"plain, {args.hull} convex hull"] = {n: [] for n in classes.values()}
     for i in cases:
@@ -115,12 +119,12 @@ def main() -> None:
         if plain.shape[1:] != truth.shape:
             parser.error(f"{args.model}: its network grid is not the image grid")
         x = np.asarray(image.array, np.float32)
-        for name, pairs in sets.items():
-            total = plain.copy()
-            for forward, inverse in pairs:
-                probs, _ = bundle.probabilities(image.with_array(forward(x)))
-                total += np.stack([inverse(p) for p in probs])
-            labels = np.argmax(total, axis=0)
+        mapped = {}  # each view predicted once, mapped back onto the image
+        for view, (forward, inverse) in single.items():
+            probs, _ = bundle.probabilities(image.with_array(forward(x)))
+            mapped[view] = np.stack([inverse(q) for q in probs])
+        for name, members in sets.items():
+            labels = np.argmax(plain + sum((mapped[v] for v in members), np.zeros_like(plain)), 0)
             for c, cname in classes.items():
                 scores[name][cname].append(_dice(labels == c, truth == c))
         labels = np.argmax(plain, axis=0)

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medlabel.classify.train import TrainedClassifier, probabilities
+from medlabel.classify.train import TrainedClassifier, calibrate_logits
 from medlabel.errors import MedlabelError
-from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 
 __all__ = ["calibrate_ensemble", "calibrate_logits", "mean_logits"]
 
@@ -42,26 +41,3 @@ def calibrate_ensemble(members: Sequence[TrainedClassifier]) -> tuple[float, flo
         raise MedlabelError(None, "ensemble members were validated on different cases")
     logits = mean_logits([m.val_logits for m in members])
     return calibrate_logits(logits, first.val_labels, first.task, first.config.threshold_criterion)
-
-
-def calibrate_logits(
-    logits: np.ndarray, labels: np.ndarray, task: str, criterion: str = "youden"
-) -> tuple[float, float | None]:
-    """Temperature and (binary) threshold fitted on validation ``logits`` and ``labels``.
-
-    Multi-label tasks keep temperature 1 and no threshold.
-
-    Example:
-        >>> logits = np.array([[2.0, -2.0], [-1.0, 1.0], [1.5, -0.5], [-2.0, 2.5]])
-        >>> t, thr = calibrate_logits(logits, np.array([0, 1, 1, 1]), "binary")
-        >>> t > 0 and 0 <= thr <= 1
-        True
-    """
-    if task == "multilabel":
-        return 1.0, None
-    temperature = float(TemperatureScaler().fit(logits, labels).temperature)
-    threshold = None
-    if task == "binary":
-        probs = probabilities(logits / temperature, task)
-        threshold = float(choose_threshold(labels, probs[:, 1], criterion))  # type: ignore[arg-type]
-    return temperature, threshold

@@ -197,6 +197,29 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()
 
 
+def calibrate_logits(
+    logits: np.ndarray, labels: np.ndarray, task: str, criterion: str = "youden"
+) -> tuple[float, float | None]:
+    """Temperature and (binary) threshold fitted on validation ``logits`` and ``labels``.
+
+    Multi-label tasks keep temperature 1 and no threshold.
+
+    Example:
+        >>> logits = np.array([[2.0, -2.0], [-1.0, 1.0], [1.5, -0.5], [-2.0, 2.5]])
+        >>> t, thr = calibrate_logits(logits, np.array([0, 1, 1, 1]), "binary")
+        >>> t > 0 and 0 <= thr <= 1
+        True
+    """
+    if task == "multilabel":
+        return 1.0, None
+    temperature = float(TemperatureScaler().fit(logits, labels).temperature)
+    threshold = None
+    if task == "binary":
+        probs = probabilities(logits / temperature, task)
+        threshold = float(choose_threshold(labels, probs[:, 1], criterion))  # type: ignore[arg-type]
+    return temperature, threshold
+
+
 def normalise(x01: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
     """Scale [0, 1] inputs: by the training set's ``mean``/``std`` (``dataset``), or each
     image by its own mean and standard deviation (``image``: robust to exposure and scanner
@@ -346,10 +369,10 @@ def train_classifier(
                 partner = torch.randperm(len(idx), generator=gen).to(device)
                 x = lam * x + (1.0 - lam) * x[partner]
             with bf16_autocast(device, config.bf16):
-                logits = net(x)
-            loss = loss_fn(logits.float(), y)
+                logits = net(x).float()
+            loss = loss_fn(logits, y)
             if config.mixup:
-                loss = lam * loss + (1.0 - lam) * loss_fn(logits.float(), y[partner])
+                loss = lam * loss + (1.0 - lam) * loss_fn(logits, y[partner])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -405,15 +428,10 @@ def train_classifier(
     net.to("cpu").eval()
     with capture_features(net) as val_features:  # kept for the out-of-distribution check
         val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
-    temperature = 1.0
-    if task != "multilabel":
-        temperature = float(TemperatureScaler().fit(val_logits, val.labels).temperature)
+    temperature, threshold = calibrate_logits(
+        val_logits, val.labels, task, config.threshold_criterion
+    )
     val_probs = probabilities(val_logits / temperature, task)
-    threshold = None
-    if task == "binary":
-        threshold = float(
-            choose_threshold(val.labels, val_probs[:, 1], config.threshold_criterion)  # type: ignore[arg-type]
-        )
     val_metrics = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
     ood = _fit_ood(net, train.images, val_features, mean, std, config.normalize)
     if task != "multilabel":
