@@ -235,6 +235,10 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
     ema = f", weights averaged with decay {rows['ema']:g}" if rows.get("ema") else ""
     ema += ", bfloat16 autocast" if rows.get("bf16") else ""
     ema += f", {rows['size']} px" if rows.get("size") else ""
+    net = next(
+        (s.split("=", 1)[1] for s in rows.get("settings", []) if s.startswith("model=")),
+        "compact CNN",
+    )
     lines = [
         f"# PneumoniaMNIST benchmark, {rows['machine']['date']}",
         "",
@@ -246,7 +250,7 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         "| model | test AUC | test ACC (threshold from val) | test ACC (MedMNIST >0.5) | "
         "train time |",
         "|---|---|---|---|---|",
-        f"| medlabel {'default' if not ema else 'auto recipe'} (compact CNN, auto{ema}), "
+        f"| medlabel {'default' if not ema else 'auto recipe'} ({net}, auto{ema}), "
         f"{len(d)} seed{'s' if len(d) > 1 else ''} | "
         f"{_mean_sd([r['auc'] for r in d])} | {_mean_sd([r['acc'] for r in d])} | "
         f"{_mean_sd([r['acc_medmnist'] for r in d])} | "

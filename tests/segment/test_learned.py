@@ -212,6 +212,12 @@ def test_train_bundle_predict_on_2d_pairs(png_pairs: Callable[..., Path], tmp_pa
     )
     a = onnx.predict(image)
     assert same_grid(a, image)
+    # the plausibility check's references travel with the bundle
+    exp = onnx.expectations
+    assert exp is not None and exp.measure == "share" and set(exp.sizes) == {1, 2}
+    assert exp.entropy_max == trained.val_metrics["structure_entropy"]["max"] > 0
+    assert trained.val_metrics["structure_entropy"]["n"] == trained.data["n_val"]
+    assert isinstance(onnx.predict_detailed(image)[1]["implausible"], list)
     _assert_engines_agree(onnx.probabilities(image)[0], torch_bundle.probabilities(image)[0])
     # a larger image with other spacing: the mask comes back on its own grid
     big = MedicalImage(np.kron(image.array, np.ones((2, 3))), spacing=(0.2, 0.3), origin=(4, 5))

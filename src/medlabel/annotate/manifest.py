@@ -9,8 +9,9 @@ and output formats, and whose output files still exist; failed or changed pairs 
 ``manifest.csv`` and ``manifest.jsonl`` are rewritten atomically from the journal at the end
 of a job (one row per item and model). The CSV holds the columns every tool reads
 (``item, source, modality, model, status, error, label, confidence, uncertainty,
-p_<class>..., mask, seconds``); the JSONL holds everything, including the other outputs and
-per-class figures.
+p_<class>..., mask, seconds, ood, notes``: ``ood`` is ``True`` where the input lies outside
+the model's training distribution, ``notes`` says why and what else to know, joined by
+``; ``); the JSONL holds everything, including the other outputs and per-class figures.
 
 Example:
     >>> import tempfile, pathlib
@@ -49,7 +50,7 @@ CSV_COLUMNS = [
     "confidence",
     "uncertainty",
 ]
-_TAIL = ["mask", "seconds"]
+_TAIL = ["mask", "seconds", "ood", "notes"]
 
 
 class Journal:
@@ -122,4 +123,6 @@ def write_manifest(rows: Iterable[dict[str, Any]], out: str | os.PathLike[str]) 
 def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
     return value

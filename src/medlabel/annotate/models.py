@@ -259,6 +259,11 @@ class AnnotationModel:
             }
             if "agreement" in stats:
                 extra["tta_agreement"] = stats["agreement"]
+            if stats.get("implausible"):
+                # unlike anything in training: the mask says nothing, so it is as uncertain
+                # as it gets (and first in the review queue), as for classification
+                extra.update(ood=True, notes=list(stats["implausible"]))
+                uncertainty = 1.0
         flat = mask.ndim == 2 or mask.array.shape[0] == 1
         unit = "cm2" if flat else "mL"
         each = (

@@ -85,10 +85,15 @@ def _model_section(model: str, rows: list[dict[str, Any]]) -> list[str]:
     lines.append(f"<div class='figures'>{table}{figure}</div>")
     outside = sum(1 for r in done if r.get("ood"))
     if outside:
+        why = (
+            "deep-feature distance above its threshold"
+            if task == "classification"
+            else "field of view or structure sizes far from its training images"
+        )
         lines.append(
             f"<p><b>{outside} of {len(done)}</b> images lie outside the model's training "
-            "distribution (deep-feature distance above its threshold): their labels are not "
-            "meaningful, their uncertainty is 1 and they lead the review queue.</p>"
+            f"distribution ({why}): their {'labels' if task == 'classification' else 'masks'} "
+            "are not meaningful, their uncertainty is 1 and they lead the review queue.</p>"
         )
     return lines
 
@@ -108,7 +113,10 @@ def _queue(model: str, done: list[dict[str, Any]]) -> list[str]:
                     _e(r.get("source")),
                     _picture(r),
                     _e(r.get("label") or "(nothing found)")
-                    + (" <b>(out of distribution)</b>" if r.get("ood") else ""),
+                    + (" <b>(out of distribution)</b>" if r.get("ood") else "")
+                    + "".join(
+                        f"<br><span class='small'>{_e(n)}</span>" for n in r.get("notes", [])
+                    ),
                     _fmt(r.get("confidence")),
                     _fmt(r.get("uncertainty")),
                 ]

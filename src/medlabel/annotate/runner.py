@@ -225,7 +225,7 @@ class Runner:
             row["outputs"], notes = self._write_mask(b, model, seg.mask, seg.classes)
             row["mask"] = row["outputs"].get("nifti", next(iter(row["outputs"].values()), ""))
             if notes:
-                row["notes"] = notes
+                row["notes"] = [*row.get("notes", []), *notes]
         except Exception as exc:
             row.update(status="failed", error=failure_reason(exc), outputs={})
         row["seconds"] = seconds + time.perf_counter() - start

@@ -68,7 +68,7 @@ def segment(
     _refuse_overwrite_input(src, out)
     segmenter = open_segmenter(model)
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
-    seg = segmenter.segment(image, tta=tta)
+    seg, findings = segmenter.segment_checked(image, tta=tta)
     if out.suffix.lower() == ".dcm":
         _write_dicom_seg(seg, image, model, src, out)
     else:
@@ -82,6 +82,14 @@ def segment(
     counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=256)
     parts = [f"{v}={name} ({counts[v] * voxel:.1f} {unit})" for v, name in label_names(seg).items()]
     typer.echo(f"wrote {out}: " + ", ".join(parts))
+    if findings:
+        typer.echo(
+            f"warning: this result does not look like those {segmenter.name} was trained on, "
+            "so check that the image is the kind the model is for:",
+            err=True,
+        )
+        for why in findings:
+            typer.echo(f"  - {why}", err=True)
 
 
 def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> None:

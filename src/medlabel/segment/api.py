@@ -50,6 +50,17 @@ class Segmenter:
             return run_recipe(self.recipe, image)
         return self.bundle.predict(image, tta=tta)
 
+    def segment_checked(
+        self, image: MedicalImage, *, tta: bool = False
+    ) -> tuple[MedicalImage, list[str]]:
+        """:meth:`segment`, and why the result does not look like the segmentations a
+        bundle was trained on (:mod:`medlabel.segment.plausibility`; ``[]``: it does).
+        Recipes have no training data to compare with and always give ``[]``."""
+        if self.recipe is not None:
+            return run_recipe(self.recipe, image), []
+        labels, stats = self.bundle.predict_detailed(image, tta=tta)
+        return labels, list(stats["implausible"])
+
 
 def open_segmenter(model: str | os.PathLike[str], *, engine: str = "auto") -> Segmenter:
     """A recipe (``ct-lungs``), a bundled or user model name (``cxr-lungs``), or a bundle folder.

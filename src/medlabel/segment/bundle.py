@@ -55,6 +55,7 @@ from medlabel.segment.infer import (
 from medlabel.segment.labelmap import label_map
 from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan
+from medlabel.segment.plausibility import Expectations, expectations, implausible
 from medlabel.segment.preprocessing import to_native, to_network
 from medlabel.segment.train import TrainedSegmenter
 from medlabel.segment.uncertainty import agreement, structure_entropy
@@ -178,6 +179,35 @@ class SegmentationBundle:
     def members(self) -> list[dict[str, Any]]:
         """Member file records (one per network; several for an ensemble)."""
         return _members(self.meta)
+
+    @functools.cached_property
+    def expectations(self) -> Expectations | None:
+        """What the training images and their structures looked like (see
+        :mod:`medlabel.segment.plausibility`)."""
+        return expectations(self.meta, self.plan.fit)
+
+    def implausible(
+        self,
+        image: MedicalImage,
+        labels: MedicalImage | np.ndarray,
+        entropy: float | None = None,
+    ) -> list[str]:
+        """Why a label map of ``image`` does not look like this model's training
+        segmentations (``[]``: it does); ``entropy``: the prediction's mean structure entropy
+        (:meth:`predict_detailed` passes it).
+
+        Example:
+            >>> import numpy as np
+            >>> from medlabel.image import MedicalImage
+            >>> b = load_segmentation_bundle("mri-hippocampus")
+            >>> brain = MedicalImage(np.zeros((160, 200, 160), np.float32))
+            >>> for why in b.implausible(brain, np.zeros((160, 200, 160), np.uint8)):
+            ...     print(why.split(";")[0])
+            the image measures 160 x 160 x 200 mm
+            no anterior found, though every training image had one
+            no posterior found, though every training image had one
+        """
+        return implausible(image, labels, self.expectations, self.classes, entropy=entropy)
 
     def network(self, member: int = 0) -> torch.nn.Module:
         """Network ``member`` as a torch module (eval mode)."""
@@ -314,9 +344,11 @@ class SegmentationBundle:
         """Label map (as :meth:`predict`) and its uncertainty.
 
         The uncertainty holds ``entropy`` (mean normalised voxel entropy inside the predicted
-        structures, overall and per class) and, with ``tta``, ``agreement``: the mean Dice
-        between the plain prediction and the predictions under each view (the trained
-        mirrorings, and contrast changes of +-10 %), whose average is then the returned map.
+        structures, overall and per class), ``implausible`` (:meth:`implausible`: why the
+        result does not look like the training segmentations, ``[]`` when it does) and, with
+        ``tta``, ``agreement``: the mean Dice between the plain prediction and the predictions
+        under each view (the trained mirrorings, and contrast changes of +-10 %), whose
+        average is then the returned map.
         """
         self._check_memory(image)
         x, grid = to_network(image, self.plan)
@@ -332,7 +364,9 @@ class SegmentationBundle:
             )
             probs = (plain + sum(views)) / (len(views) + 1)
         stats["entropy"] = structure_entropy(probs)
-        return self._to_labels(image, probs, grid), stats
+        labels = self._to_labels(image, probs, grid)
+        stats["implausible"] = self.implausible(image, labels, stats["entropy"]["all"])
+        return labels, stats
 
     def predict(self, image: MedicalImage, *, tta: bool = False) -> MedicalImage:
         """Label map of ``image`` on its own grid (same size, spacing, origin, direction).
@@ -365,7 +399,10 @@ class SegmentationBundle:
             probs = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
         out = []
         for im, (_, grid), p in zip(images, prepared, probs, strict=True):
-            out.append((self._to_labels(im, p, grid), {"entropy": structure_entropy(p)}))
+            labels = self._to_labels(im, p, grid)
+            entropy = structure_entropy(p)
+            found = self.implausible(im, labels, entropy["all"])
+            out.append((labels, {"entropy": entropy, "implausible": found}))
         return out
 
     def _to_labels(

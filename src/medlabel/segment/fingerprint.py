@@ -1,7 +1,9 @@
 """Dataset fingerprint: what self-configuration needs to know about a segmentation data set.
 
-Spacings and sizes of every training case, and intensity statistics of the voxels inside the
-labelled structures (for CT normalisation), in the spirit of nnU-Net's fingerprint.
+Spacings and sizes of every training case, the physical size of each labelled structure in
+each case (what :mod:`medlabel.segment.plausibility` checks new segmentations against), and
+intensity statistics of the voxels inside the labelled structures (for CT normalisation), in
+the spirit of nnU-Net's fingerprint.
 
 Example:
     >>> import numpy as np
@@ -44,6 +46,7 @@ class Fingerprint:
     foreground_p995: float
     class_fractions: dict[int, float] = field(default_factory=dict)
     lr_axes: list[int] = field(default_factory=list)
+    class_sizes: dict[int, list[float]] = field(default_factory=dict)
 
     @property
     def lr_axis(self) -> int | None:
@@ -80,6 +83,7 @@ def fingerprint_cases(
     rng = np.random.default_rng(seed)
     spacings, sizes, samples, lr_axes = [], [], [], []
     counts: dict[int, int] = {}
+    per_case: list[dict[int, float]] = []
     total = 0
     dims, channels = 0, 0
     for image, mask in tqdm(cases, desc="fingerprint", disable=None if progress else True):
@@ -92,9 +96,13 @@ def fingerprint_cases(
         if mask is not None:
             fg = values[mask.array > 0]
             labels, n = np.unique(mask.array, return_counts=True)
+            voxel = float(np.prod(image.spacing))
+            case: dict[int, float] = {}
             for lab, c in zip(labels.tolist(), n.tolist(), strict=True):
                 if lab:
                     counts[int(lab)] = counts.get(int(lab), 0) + int(c)
+                    case[int(lab)] = int(c) * voxel
+            per_case.append(case)
             total += mask.array.size
         else:
             fg = values.ravel()
@@ -116,6 +124,10 @@ def fingerprint_cases(
         foreground_p995=float(np.percentile(pool, 99.5)),
         class_fractions={k: v / max(total, 1) for k, v in sorted(counts.items())},
         lr_axes=lr_axes,
+        # mm^dims per case, 0 where the class is absent (only when every case has a mask)
+        class_sizes={k: [c.get(k, 0.0) for c in per_case] for k in sorted(counts)}
+        if len(per_case) == len(spacings)
+        else {},
     )
 
 

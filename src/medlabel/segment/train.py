@@ -41,7 +41,9 @@ from medlabel.segment.infer import (
 )
 from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan, make_plan
+from medlabel.segment.plausibility import entropy_summary
 from medlabel.segment.preprocessing import normalize, to_native, to_network, work_image
+from medlabel.segment.uncertainty import structure_entropy
 
 __all__ = ["OPTIMIZERS", "SegTrainConfig", "TrainedSegmenter", "train_segmenter"]
 
@@ -353,7 +355,8 @@ def train_segmenter(
     net.load_state_dict(best[1])
     net.to("cpu").eval()
     val_pairs = [(ds.cases[i].id, loaded[i]) for i in val_idx]
-    raw = native_predictions(net, plan, val_pairs)
+    entropy: dict[str, float | None] = {}
+    raw = native_predictions(net, plan, val_pairs, entropy=entropy)
     plan.postprocess, cases_metrics = choose_postprocessing(raw, plan)
     summary = summarize_cases(cases_metrics)
     return TrainedSegmenter(
@@ -365,6 +368,7 @@ def train_segmenter(
             "classes": summary,
             "n": len(val_pairs),
             "mean_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
+            "structure_entropy": entropy_summary(entropy.values()),
         },
         val_cases=cases_metrics,
         fingerprint=fp.to_dict(),
@@ -383,8 +387,14 @@ def native_predictions(
     net: torch.nn.Module,
     plan: Plan,
     pairs: list[tuple[str, tuple[MedicalImage, MedicalImage | None]]],
+    *,
+    entropy: dict[str, float | None] | None = None,
 ) -> dict[str, tuple[np.ndarray, MedicalImage]]:
-    """Label arrays on each case's own grid (before post-processing), with the true masks."""
+    """Label arrays on each case's own grid (before post-processing), with the true masks.
+
+    A given ``entropy`` dict receives each case's mean voxel entropy inside the predicted
+    structures (:func:`~medlabel.segment.uncertainty.structure_entropy`, as bundles report it).
+    """
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
     for cid, (image, mask) in pairs:
         assert mask is not None
@@ -396,6 +406,8 @@ def native_predictions(
             batch_size=plan.batch_size,
         )
         raw[cid] = (to_native(probs, grid, plan).array, mask)
+        if entropy is not None:
+            entropy[cid] = structure_entropy(probs)["all"]
     return raw
 
 
@@ -457,12 +469,13 @@ def train_ensemble(
     plan = _plan_for(fp, dataset.classes, cfg)
     members: list[TrainedSegmenter] = []
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
+    entropy: dict[str, float | None] = {}
     for k, fold in enumerate(splits):
         member_cfg = copy.deepcopy(cfg)
         member_cfg.seed = cfg.seed + k
         trained = train_segmenter(fold, member_cfg, progress=progress, plan=plan)
         pairs = [(fold.cases[i].id, fold.load(i)) for i in fold.indices("val")]
-        raw.update(native_predictions(trained.net, trained.plan, pairs))
+        raw.update(native_predictions(trained.net, trained.plan, pairs, entropy=entropy))
         members.append(trained)
     rules, cases_metrics = choose_postprocessing(raw, plan)
     summary = summarize_cases(cases_metrics)
@@ -471,6 +484,8 @@ def train_ensemble(
         "n": len(cases_metrics),
         "mean_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
         "note": f"out-of-fold predictions of {folds} members, pooled",
+        # one member's entropy: the averaged ensemble is surer, so its checks are lenient
+        "structure_entropy": entropy_summary(entropy.values()),
     }
     for m in members:
         m.plan.postprocess = rules
