@@ -124,7 +124,8 @@ def main() -> None:
     lines = [
         f"# Plausibility check of segmentation bundles, {rows['machine']['date']}",
         "",
-        "Findings (field of view or structure sizes far from the training images; "
+        "Findings (field of view, structure sizes or the network's entropy far from what the "
+        "model saw in training and validation; "
         "`medlabel/segment/plausibility.py`) per input set. On the right images a finding is "
         "a false alarm; on the wrong ones, no finding is a miss.",
         "",
