@@ -56,9 +56,7 @@ def test_physical_expectations_from_the_fingerprint_and_what_they_flag() -> None
     assert implausible(image, labels, exp, CLASSES, entropy=0.05) == []
     # four times the largest organ seen in training; a lesion twice as large is still fine
     image, labels = _case((20, 30, 40), (1, 1, 1), 8001, 20)
-    assert implausible(image, labels, exp, CLASSES) == [
-        "organ is 8 mL; in training it was 1-2 mL"
-    ]
+    assert implausible(image, labels, exp, CLASSES) == ["organ is 8 mL; in training it was 1-2 mL"]
     image, labels = _case((20, 30, 40), (1, 1, 1), 0, 0)
     assert implausible(image, labels, exp, CLASSES) == [
         "no organ found, though every training image had one"
@@ -130,7 +128,7 @@ def test_implausible_segmentations_lead_the_annotation_review_queue(tmp_path: Pa
     assert row["status"] == "done" and row["ood"] == "True" and float(row["uncertainty"]) == 1.0
     assert "the image measures" in row["notes"]
     report = (out / "report.html").read_text()
-    assert "field of view or structure sizes far from its training images" in report
+    assert "field of view, structure sizes or the network's entropy far from" in report
 
 
 @pytest.mark.parametrize(

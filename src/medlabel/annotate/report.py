@@ -88,7 +88,8 @@ def _model_section(model: str, rows: list[dict[str, Any]]) -> list[str]:
         why = (
             "deep-feature distance above its threshold"
             if task == "classification"
-            else "field of view or structure sizes far from its training images"
+            else "field of view, structure sizes or the network's entropy far from its training"
+            " and validation images"
         )
         lines.append(
             f"<p><b>{outside} of {len(done)}</b> images lie outside the model's training "

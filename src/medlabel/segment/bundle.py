@@ -365,7 +365,9 @@ class SegmentationBundle:
             probs = (plain + sum(views)) / (len(views) + 1)
         stats["entropy"] = structure_entropy(probs)
         labels = self._to_labels(image, probs, grid)
-        stats["implausible"] = self.implausible(image, labels, stats["entropy"]["all"])
+        # the reference entropy comes from plain predictions: compare like with like
+        plain_entropy = structure_entropy(plain)["all"] if tta else stats["entropy"]["all"]
+        stats["implausible"] = self.implausible(image, labels, plain_entropy)
         return labels, stats
 
     def predict(self, image: MedicalImage, *, tta: bool = False) -> MedicalImage:
