@@ -46,15 +46,30 @@ def test_dicom_seg_references_the_series_and_lines_up_slice_by_slice(
     np.testing.assert_array_equal(pixels, mask.array)
 
 
-def test_dicom_seg_is_refused_with_a_reason(mixed_archive: Path, tmp_path: Path) -> None:
+def test_nothing_found_still_gives_a_seg_with_empty_segments(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    import highdicom as hd
+    import pydicom
+
     image, mask = _series_and_mask(mixed_archive)
     files = image.metadata["source_files"]
     empty = mask.with_array(np.zeros_like(mask.array))
-    assert "nothing segmented" in str(
-        write_dicom_seg(
-            empty, {1: "a"}, files, tmp_path / "e.dcm", model_name="m", model_version="1"
-        )
+    out = tmp_path / "empty.seg.dcm"
+    classes = {1: "lung_right", 2: "heart"}
+    assert write_dicom_seg(empty, classes, files, out, model_name="m", model_version="1") is None
+    seg = hd.seg.segread(out)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lung_right", "heart"]
+    uids = [pydicom.dcmread(f).SOPInstanceUID for f in files]
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, combine_segments=True, skip_overlap_checks=True
     )
+    assert pixels.shape == mask.array.shape and not pixels.any()
+
+
+def test_dicom_seg_is_refused_with_a_reason(mixed_archive: Path, tmp_path: Path) -> None:
+    image, mask = _series_and_mask(mixed_archive)
+    files = image.metadata["source_files"]
     assert "resampled" in str(
         write_dicom_seg(
             mask, {1: "a", 2: "b"}, files[:3], tmp_path / "r.dcm", model_name="m", model_version="1"

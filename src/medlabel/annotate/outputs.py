@@ -114,8 +114,11 @@ def write_dicom_seg(
     """Write a DICOM Segmentation of ``mask`` referencing ``source_files``.
 
     ``source_files`` are the series' files in the order of the mask's slices (as the reader
-    records them in ``metadata["source_files"]``). Returns ``None`` on success, or why no SEG
-    was written (nothing segmented, or slices that do not map one-to-one onto files).
+    records them in ``metadata["source_files"]``). A mask where nothing was found still gives
+    a SEG: every class as a segment, with empty frames, so the archive records that the
+    structures were looked for and not found. Returns ``None`` on success, or why no SEG was
+    written (slices that do not map one-to-one onto files, sources highdicom cannot
+    reference).
     """
     import highdicom as hd
     import pydicom
@@ -123,8 +126,7 @@ def write_dicom_seg(
 
     labels = np.asarray(mask.array)
     frames = labels[None] if labels.ndim == 2 else labels
-    if not frames.any():
-        return "nothing segmented: no DICOM SEG written"
+    found = bool(frames.any())
     if len(source_files) != frames.shape[0]:
         return (
             f"the volume has {frames.shape[0]} slices for {len(source_files)} files (resampled "
@@ -140,7 +142,8 @@ def write_dicom_seg(
         for keyword in _TYPE2_COPIED:  # required-but-may-be-empty attributes the SEG copies
             if keyword not in ds:
                 setattr(ds, keyword, "")
-    present = [v for v in sorted(classes) if (frames == v).any()]
+    # segments for the classes found; all of them, with empty frames, when none was
+    present = [v for v in sorted(classes) if (frames == v).any()] if found else sorted(classes)
     renumber = np.zeros(int(max(classes)) + 1, np.uint8)
     for k, v in enumerate(present, start=1):
         renumber[v] = k
@@ -168,7 +171,7 @@ def write_dicom_seg(
         measures = hd.PixelMeasuresSequence(pixel_spacing=(dy, dx), slice_thickness=1.0)
     try:
         seg = _segmentation(
-            hd, codes, sources, frames, renumber, descriptions, model_name, measures
+            hd, codes, sources, frames, renumber, descriptions, model_name, measures, found
         )
     except (ValueError, AttributeError, KeyError) as exc:
         return f"highdicom cannot reference these source files ({exc}): no DICOM SEG written"
@@ -186,6 +189,7 @@ def _segmentation(
     descriptions: list[Any],
     model_name: str,
     measures: Any,
+    found: bool = True,
 ) -> Any:
     from medlabel import __version__
 
@@ -204,6 +208,7 @@ def _segmentation(
         device_serial_number="0",
         series_description=f"medlabel {model_name}"[:64],
         pixel_measures=measures,
+        omit_empty_frames=found,  # an empty result keeps its (empty) frames
     )
 
 
