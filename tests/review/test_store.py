@@ -43,9 +43,53 @@ def test_migrations_create_the_schema_once(tmp_path: Path) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"items", "predictions", "annotations", "reviews", "users", "audit"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
     again = open_store(tmp_path)  # reopening migrates nothing and loses nothing
     assert (tmp_path / ".medlabel" / "review.db").is_file() and again.url == store.url
+
+
+def test_a_store_made_before_notes_is_upgraded_in_place(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from medlabel.review.store import _MIGRATIONS, default_url
+
+    url = default_url(tmp_path)
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:  # the schema as the first release made it, with a prediction
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            text("insert into items values ('i1', 'i1.png', 'CR', '{}', '', '2026-01-01')")
+        )
+        conn.execute(
+            text(
+                "insert into predictions (item_id, model, model_id, task, label, probs, mask, "
+                "created) values ('i1', 'cls', 'cls@1', 'classification', 'a', '{}', '', "
+                "'2026-01-01')"
+            )
+        )
+    engine.dispose()
+    store = open_store(tmp_path)  # migrates to the head, keeping the row
+    item = store.item("i1")
+    assert item is not None
+    (pred,) = item["results"]
+    assert pred["label"] == "a" and pred["ood"] is False and pred["notes"] == []
+
+
+def test_out_of_distribution_flags_and_notes_come_through(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    why = ["the network hesitates (entropy 0.1 in its structures; at most 0.023 on its ...)"]
+    job = _job(tmp_path / "job", [_row("i1", ood=True, notes=why), _row("i2")])
+    store.import_job(job)
+    by = {r["item"]: r for r in store.predictions(None)}
+    assert (by["i1"]["ood"], by["i1"]["notes"]) == (True, why)
+    assert (by["i2"]["ood"], by["i2"]["notes"]) == (False, [])
+    item = store.item("i1")
+    assert item is not None and item["results"][0]["notes"] == why
 
 
 def test_import_is_idempotent_and_keeps_human_work(tmp_path: Path) -> None:

@@ -24,7 +24,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -82,6 +92,9 @@ class Prediction(Base):
     probs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     mask: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: outside the model's training distribution (the job's ``ood``), and why (``notes``)
+    ood: Mapped[bool] = mapped_column(Boolean, default=False)
+    notes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
 
 
 class Annotation(Base):

@@ -149,6 +149,8 @@ class Store(UserAccounts):
                     "margin": row.get("margin"),
                     "probs": {k[2:]: v for k, v in row.items() if k.startswith("p_")},
                     "mask": row.get("mask") or "",
+                    "ood": bool(row.get("ood")),
+                    "notes": [str(n) for n in row.get("notes") or []],
                 }
                 if pred is None:
                     s.add(Prediction(item_id=row["item"], model=row["model"], **values))
@@ -381,6 +383,8 @@ class Store(UserAccounts):
                     "uncertainty": p.uncertainty,
                     "probs": dict(p.probs or {}),
                     "mask": p.mask,
+                    "ood": bool(p.ood),
+                    "notes": list(p.notes or []),
                     "status": review.status if review else "pending",
                     "reviewer": review.reviewer if review else "",
                     "annotation": self.latest_annotation(item_id, p.model),
@@ -416,6 +420,8 @@ class Store(UserAccounts):
                         "uncertainty": pred.uncertainty,
                         "margin": pred.margin,
                         "probs": dict(pred.probs or {}),
+                        "ood": bool(pred.ood),
+                        "notes": list(pred.notes or []),
                         "status": review.status,
                     }
                 )

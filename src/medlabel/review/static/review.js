@@ -109,6 +109,8 @@ function renderPanel() {
     div.innerHTML = `<div><b>${escapeHtml(r.model)}</b> <span class="badge ${r.status}">
       ${r.status}</span></div><div>label: <b>${escapeHtml(r.label || "(nothing)")}</b></div>
       <div class="muted">confidence ${fmt(r.confidence)}, uncertainty ${fmt(r.uncertainty)}</div>
+      ${r.ood ? '<div class="ood"><b>out of distribution</b></div>' : ""}
+      ${(r.notes || []).map((n) => `<div class="muted note">${escapeHtml(n)}</div>`).join("")}
       ${ann}<div>${choices}</div>
       <button class="accept">Accept (A)</button><button class="reject">Reject (R)</button>`;
     div.onclick = (ev) => {
