@@ -78,6 +78,11 @@ def test_a_store_made_before_notes_is_upgraded_in_place(tmp_path: Path) -> None:
     assert item is not None
     (pred,) = item["results"]
     assert pred["label"] == "a" and pred["ood"] is False and pred["notes"] == []
+    # importing the same job again fills in what the old store could not keep
+    job = _job(tmp_path / "job", [_row("i1", ood=True, notes=["why"])])
+    assert store.import_job(job)["predictions"] == 0
+    (pred,) = store.predictions(None)
+    assert (pred["ood"], pred["notes"], pred["label"]) == (True, ["why"], "a")
 
 
 def test_out_of_distribution_flags_and_notes_come_through(tmp_path: Path) -> None:

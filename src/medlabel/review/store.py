@@ -159,6 +159,9 @@ class Store(UserAccounts):
                     for key, value in values.items():
                         setattr(pred, key, value)
                     counts["predictions"] += 1
+                elif (pred.ood, pred.notes or []) != (values["ood"], values["notes"]):
+                    # the same result, imported before the store kept these: fill them in
+                    pred.ood, pred.notes = values["ood"], values["notes"]
                 review = s.scalar(
                     select(Review).where(
                         Review.item_id == row["item"], Review.model == row["model"]
