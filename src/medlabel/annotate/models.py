@@ -38,6 +38,7 @@ import numpy as np
 from medlabel.annotate.uncertainty import classification_uncertainty
 from medlabel.image import MedicalImage
 from medlabel.models import resolve_model
+from medlabel.segment.plausibility import extent_fits, physical_extent
 
 __all__ = [
     "AnnotationModel",
@@ -108,14 +109,12 @@ def effective_modality(image: MedicalImage) -> str:
     return "CT" if -1100 <= lo <= -900 and hi >= 100 else ""
 
 
-def _similar_extent(image: MedicalImage, extent_mm: tuple[float, ...], factor: float = 1.5) -> bool:
-    """Whether the image's physical size matches ``extent_mm`` within ``factor`` per axis
-    (axes compared sorted, so the storage order does not matter)."""
-    size = sorted(float(n) * float(s) for n, s in zip(image.size, image.spacing, strict=False))
-    ref = sorted(float(v) for v in extent_mm)
-    if len(size) != len(ref):
-        return False
-    return all(r / factor <= v <= r * factor for v, r in zip(size, ref, strict=True))
+def _similar_extent(image: MedicalImage, extent_mm: tuple[float, ...]) -> bool:
+    """Whether the image's physical size matches ``extent_mm`` within the plausibility
+    check's factor per axis (axes compared sorted, so the storage order does not matter)."""
+    return extent_fits(
+        physical_extent(image.size, image.spacing), [(r, r) for r in sorted(extent_mm)]
+    )
 
 
 def _digest(data: Any) -> str:

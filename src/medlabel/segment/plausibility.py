@@ -54,7 +54,9 @@ __all__ = [
     "SizeRange",
     "entropy_summary",
     "expectations",
+    "extent_fits",
     "implausible",
+    "physical_extent",
 ]
 
 #: Tolerance on the field of view per axis (the image may be this much smaller or larger).
@@ -92,6 +94,34 @@ class Expectations:
     sizes: dict[int, SizeRange]
     extent_mm: tuple[tuple[float, float], ...] | None
     entropy_max: float | None = None
+
+
+def physical_extent(size: Sequence[int], spacing: Sequence[float]) -> list[float]:
+    """An image's physical extent per axis in mm, sorted (so storage order does not matter).
+
+    Example:
+        >>> physical_extent((40, 30), (0.5, 2.0))
+        [20.0, 60.0]
+    """
+    return sorted(float(n) * float(s) for n, s in zip(size, spacing, strict=False))
+
+
+def extent_fits(
+    extent: Sequence[float],
+    ranges: Sequence[tuple[float, float]],
+    factor: float = EXTENT_FACTOR,
+) -> bool:
+    """Whether a sorted ``extent`` lies, axis by axis, within ``ranges`` widened by ``factor``.
+
+    Example:
+        >>> extent_fits([20.0, 60.0], [(15.0, 30.0), (50.0, 50.0)])
+        True
+        >>> extent_fits([20.0, 90.0], [(15.0, 30.0), (50.0, 50.0)])
+        False
+    """
+    return len(extent) == len(ranges) and all(
+        lo / factor <= v <= hi * factor for v, (lo, hi) in zip(extent, ranges, strict=True)
+    )
 
 
 def entropy_summary(values: Iterable[float | None]) -> dict[str, float | int | None]:
@@ -142,12 +172,7 @@ def expectations(meta: Mapping[str, Any], fit: str) -> Expectations | None:
         per_class = _from_validation(meta, fp, measure)
     extent = None
     if fit == "spacing" and sizes and len(sizes) == len(spacings):
-        ext = np.array(
-            [
-                sorted(n * s for n, s in zip(a, b, strict=True))
-                for a, b in zip(sizes, spacings, strict=True)
-            ]
-        )
+        ext = np.array([physical_extent(a, b) for a, b in zip(sizes, spacings, strict=True)])
         extent = tuple(
             (float(lo), float(hi)) for lo, hi in zip(ext.min(0), ext.max(0), strict=True)
         )
@@ -207,16 +232,15 @@ def implausible(
     voxel = float(np.prod(spacing[:ndim]))
     notes = []
     if exp.extent_mm is not None and ndim == len(exp.extent_mm):
-        extent = sorted(float(n) * s for n, s in zip(image.size, spacing, strict=False))
-        for v, (lo, hi) in zip(extent, exp.extent_mm, strict=True):
-            if not lo / EXTENT_FACTOR <= v <= hi * EXTENT_FACTOR:
-                shown = " x ".join(f"{e:.0f}" for e in extent)
-                notes.append(
-                    f"the image measures {shown} mm; the training images measured "
-                    + " x ".join(f"{a:.0f}-{b:.0f}" for a, b in exp.extent_mm)
-                    + " mm"
-                )
-                break
+        extent = physical_extent(image.size, spacing)
+        if not extent_fits(extent, exp.extent_mm):
+            notes.append(
+                "the image measures "
+                + " x ".join(f"{e:.0f}" for e in extent)
+                + " mm; the training images measured "
+                + " x ".join(f"{a:.0f}-{b:.0f}" for a, b in exp.extent_mm)
+                + " mm"
+            )
     counts = np.bincount(arr.ravel().astype(np.int64), minlength=max(classes, default=0) + 1)
     total = float(arr.size)
     for c, name in classes.items():
