@@ -6,7 +6,9 @@ Three archives from ``../shared/data``, each given to the job as a CSV list (not
   and ``cxr-lungs`` (segment; NIfTI masks). The loop does the same work per image with MONAI
   transforms and the same networks in PyTorch: ``LoadImage`` -> grey -> ``ScaleIntensity`` ->
   ``Resize`` -> classifier; ``Resize`` -> ``NormalizeIntensity`` -> U-Net -> softmax ->
-  ``Resize`` back -> argmax -> ``SaveImage``.
+  ``Resize`` back -> argmax -> ``SaveImage``. ``cxr-lungs`` is an ensemble shipped with its
+  ONNX exports only: the loop runs every member on ONNX Runtime and averages them, as the job
+  does.
 * **hippocampus** volumes with ``mri-hippocampus`` (when that bundle is installed): the loop
   is ``LoadImage`` -> ``EnsureChannelFirst`` -> ``NormalizeIntensity`` ->
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian) -> argmax -> ``SaveImage``.
@@ -72,8 +74,8 @@ def monai_xray_loop(paths: list[Path], out: Path) -> dict[str, Any]:
 
     cls = load_bundle("cxr-pneumonia", engine="torch")
     classifier = cls.torch_member(0)
-    seg_bundle = load_segmentation_bundle("cxr-lungs", engine="torch")
-    unet = seg_bundle.network(0)
+    seg_bundle = load_segmentation_bundle("cxr-lungs")
+    unet = _unet_members(seg_bundle)
     load = LoadImage(image_only=True, reader="PILReader", reverse_indexing=False)  # (H, W)
     scale = ScaleIntensity(minv=0.0, maxv=255.0)
     cls_size = Resize(tuple(cls.spec.size), mode="area")
@@ -88,12 +90,36 @@ def monai_xray_loop(paths: list[Path], out: Path) -> dict[str, Any]:
             x = grey[None].float()
             p = torch.softmax(classifier(cls_size(scale(x))[None]), dim=1)
             assert p.shape[1] == 2
-            logits = unet(normalize(seg_size(x))[None])
-            probs = Resize(tuple(grey.shape), mode="bilinear")(torch.softmax(logits, 1)[0])
+            probs = Resize(tuple(grey.shape), mode="bilinear")(unet(normalize(seg_size(x))[None]))
             labels = torch.argmax(probs, dim=0).to(torch.uint8).numpy()
             nib.save(nib.Nifti1Image(labels, np.asarray(img.affine)), out / f"{path.stem}.nii.gz")
     seconds = time.perf_counter() - start
     return {"items": len(paths), "seconds": seconds, "items_per_s": len(paths) / seconds}
+
+
+def _unet_members(bundle: Any) -> Any:
+    """The bundle's networks as one function: a normalised batch -> mean class probabilities
+    of every member. PyTorch when the bundle holds torch weights; an ensemble shipped with its
+    ONNX exports only runs them on ONNX Runtime (the loop's other steps stay MONAI's)."""
+    import onnxruntime as ort
+    import torch
+
+    if all(m.get("weights") for m in bundle.members):
+        nets = [bundle.network(k) for k in range(len(bundle.members))]
+        return lambda x: torch.stack([torch.softmax(n(x), 1)[0] for n in nets]).mean(0)
+    sessions = [
+        ort.InferenceSession(str(bundle.path / m["onnx"]), providers=["CPUExecutionProvider"])
+        for m in bundle.members
+    ]
+
+    def run(x: Any) -> Any:
+        feed = x.numpy().astype(np.float32)
+        outs = [
+            torch.softmax(torch.from_numpy(s.run(None, {"image": feed})[0]), 1) for s in sessions
+        ]
+        return torch.stack(outs).mean(0)[0]
+
+    return run
 
 
 def monai_volume_loop(paths: list[Path], bundle_name: str, out: Path) -> dict[str, Any]:

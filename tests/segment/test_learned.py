@@ -362,7 +362,15 @@ def test_cross_validation_ensemble_bundle(png_pairs: Callable[..., Path], tmp_pa
         for k, m in enumerate(members)
     ]
     np.testing.assert_allclose(probs, np.mean(singles, axis=0), atol=1e-5)
-    assert "ensemble of 3 members" in (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+    # the batched path of whole-image models averages the members' probabilities too
+    images = [image, ds.load(1)[0]]
+    for (batched, info), alone in zip(bundle.predict_detailed_many(images), images, strict=True):
+        labels, detail = bundle.predict_detailed(alone)[:2]
+        assert np.array_equal(batched.array, labels.array)
+        assert info["entropy"]["all"] == pytest.approx(detail["entropy"]["all"], abs=1e-5)
+    card = (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+    assert "ensemble of 3 members" in card
+    assert "9 cases in 3 folds, each member trained on 6 and validated on the other 3" in card
 
 
 def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> None:
@@ -398,3 +406,34 @@ def test_bundle_without_onnx_runs_on_torch(png_pairs: Callable[..., Path], tmp_p
     assert len(bundle.predict_detailed_many([image, image])) == 2  # the batched 2D path too
     with pytest.raises(BundleError, match="no onnx files"):
         load_segmentation_bundle(small, engine="onnx")
+
+
+def test_slim_bundle_keeps_one_engine_with_the_same_results(
+    png_pairs: Callable[..., Path], tmp_path: Path
+) -> None:
+    from medlabel.segment.bundle import slim_bundle
+
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=1, iterations_per_epoch=2)
+    trained = train_segmenter(ds, cfg, progress=False)
+    full = save_segmentation_bundle(trained, tmp_path / "full")
+    image, _ = ds.load(0)
+    before = load_segmentation_bundle(full).probabilities(image)[0]
+    onnx_only = slim_bundle(save_segmentation_bundle(trained, tmp_path / "b"), keep="onnx")
+    assert sorted(p.name for p in onnx_only.iterdir()) == [
+        "MODEL_CARD.md",
+        "bundle.json",
+        "model.onnx",
+    ]
+    bundle = load_segmentation_bundle(onnx_only)
+    np.testing.assert_allclose(bundle.probabilities(image)[0], before, atol=1e-6)
+    assert "Engine: onnx only" in (onnx_only / "MODEL_CARD.md").read_text()
+    with pytest.raises(BundleError, match="no torch files; use engine auto or onnx"):
+        load_segmentation_bundle(onnx_only, engine="torch")
+    with pytest.raises(BundleError, match="no torch weights"):
+        bundle.network()
+    with pytest.raises(BundleError, match="no torch files to keep"):
+        slim_bundle(onnx_only, keep="torch")
+    torch_only = slim_bundle(save_segmentation_bundle(trained, tmp_path / "t"), keep="torch")
+    assert not list(torch_only.glob("*.onnx"))
+    _assert_engines_agree(before, load_segmentation_bundle(torch_only).probabilities(image)[0])

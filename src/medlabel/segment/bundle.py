@@ -7,8 +7,9 @@ Layout::
                       post-processing), training settings and history, validation metrics
       model.onnx      the network (input: normalised patches ``(B, 1, *patch)``), weights
                       stored in half precision and computed in float32
-      model.pt        PyTorch weights in half precision (fine-tuning; loaded as float32)
-                      (an ensemble has model-0.onnx, model-0.pt, model-1.onnx, ...)
+      model.pt        PyTorch weights in half precision (loaded as float32)
+                      (an ensemble has model-0.onnx, model-0.pt, model-1.onnx, ...; either
+                      engine's files may be left out: :func:`slim_bundle`)
       MODEL_CARD.md
 
 :meth:`SegmentationBundle.predict` applies exactly the stored preprocessing, runs sliding
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,7 @@ __all__ = [
     "SegmentationBundle",
     "load_segmentation_bundle",
     "save_segmentation_bundle",
+    "slim_bundle",
 ]
 
 
@@ -148,6 +151,50 @@ def save_segmentation_bundle(
     return target
 
 
+def slim_bundle(path: str | os.PathLike[str], keep: str = "onnx") -> Path:
+    """Keep only one engine's files of a bundle (``"onnx"`` or ``"torch"``), atomically.
+
+    Each engine holds the same half-precision weights, so this halves the bundle; an
+    ensemble shipped inside the package keeps only its ONNX exports (ONNX Runtime is the
+    faster engine for 2D models). The model card says which engine is left.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> try:
+        ...     slim_bundle(pathlib.Path(tempfile.mkdtemp()), keep="tensorflow")
+        ... except BundleError as err:
+        ...     print(err.reason)
+        keep must be onnx or torch, not 'tensorflow'
+
+    Raises:
+        BundleError: not a segmentation bundle, or it lacks the files of the engine to keep.
+    """
+    src = Path(path)
+    if keep not in ("onnx", "torch"):
+        raise BundleError(src, f"keep must be onnx or torch, not {keep!r}")
+    meta = read_description(src, kinds=("segmentation",))
+    key, drop = ("onnx", "weights") if keep == "onnx" else ("weights", "onnx")
+    members = _members(meta)
+    for member in members:
+        if not member.get(key) or not (src / member[key]).is_file():
+            raise BundleError(src, f"the bundle has no {keep} files to keep")
+    with staging(src) as tmp:
+        dropped = {m.get(drop) for m in members}
+        for item in src.iterdir():
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            elif item.name not in dropped:
+                shutil.copy2(item, tmp / item.name)
+        meta["members"] = [{**m, drop: None} for m in members]
+        meta.pop("weights", None)
+        meta.pop("onnx", None)
+        meta["engines"] = [keep]
+        if meta.get("command"):
+            meta["command"] += f"`, then `slim_bundle(..., keep={keep!r})"
+        write_description(tmp, meta, segmentation_card)
+    return src
+
+
 def _members(meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Member files of a bundle (older single-model bundles name them at the top level)."""
     if meta.get("members"):
@@ -218,6 +265,8 @@ class SegmentationBundle:
             self.plan.num_classes,
             **self.plan.network["kwargs"],
         )
+        if not self.members[member].get("weights"):
+            raise BundleError(self.path, "this bundle has no torch weights (ONNX only)")
         path = self.path / self.members[member]["weights"]
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(
@@ -279,7 +328,7 @@ class SegmentationBundle:
     def _engines(self) -> tuple[str, ...]:
         """The engines this bundle's files allow, the preferred first (checked once)."""
         engines: tuple[str, ...] = ("onnx",) if all(m.get("onnx") for m in self.members) else ()
-        if all((self.path / m["weights"]).is_file() for m in self.members):
+        if all(m.get("weights") and (self.path / m["weights"]).is_file() for m in self.members):
             engines += ("torch",)
         return engines
 
@@ -397,8 +446,9 @@ class SegmentationBundle:
         inputs = torch.from_numpy(batch)
         runners = self._predictors()
         with torch.no_grad():
-            logits = sum(torch.as_tensor(run(inputs)) for run in runners) / len(runners)
-            probs = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+            # an ensemble averages its members' probabilities, as the one-image path does
+            members = [torch.softmax(torch.as_tensor(run(inputs)), dim=1) for run in runners]
+            probs = torch.stack(members).mean(dim=0).numpy()
         out = []
         for im, (_, grid), p in zip(images, prepared, probs, strict=True):
             labels = self._to_labels(im, p, grid)
@@ -465,7 +515,8 @@ def load_segmentation_bundle(
     for member in members:
         for key in engine_files:
             if not member.get(key):
-                raise BundleError(p, f"this bundle has no {key} files; use engine auto or torch")
+                what, other = ("torch", "onnx") if key == "weights" else ("onnx", "torch")
+                raise BundleError(p, f"this bundle has no {what} files; use engine auto or {other}")
             if not (p / member[key]).is_file():
                 raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
     return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine)

@@ -40,6 +40,7 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         else f"resampled to {plan['target']} mm"
     )
     val = meta.get("metrics", {}).get("validation", {})
+    n = len(meta.get("members") or [])
     lines = [
         f"# Model card: {meta['name']}",
         "",
@@ -47,17 +48,29 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         f"- Input: {modality} images, {geometry}, "
         f"{plan['normalization']} normalisation; output on the input's own grid",
         f"- Network: {plan['network']['name']} ({plan['network'].get('kwargs', {})})"
-        + (
-            f", ensemble of {n} members (probabilities averaged)"
-            if (n := len(meta.get("members") or [])) > 1
-            else ""
+        + (f", ensemble of {n} members (probabilities averaged)" if n > 1 else ""),
+        *(
+            [
+                f"- Engine: {engines[0]} only (the other engine's copy of the same weights "
+                "was left out to keep the bundle small)"
+            ]
+            if len(engines := meta.get("engines") or []) == 1
+            else []
         ),
         f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
         f"- Training command: `{meta.get('command') or 'Python API'}`",
         "",
         "## Training data",
         f"- Source: {data.get('path', '?')} ({data.get('kind', '?')}); "
-        f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation cases",
+        + (
+            f"{len(data['val_ids'])} cases in {n} folds, each member trained on "
+            f"{data.get('n_train', '?')} and validated on the other "
+            f"{len(data['val_ids']) - int(data.get('n_train', 0))}, so the validation metrics "
+            "below are out of fold"
+            if n > 1 and data.get("val_ids")
+            else f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation "
+            "cases"
+        ),
         f"- Licence: {meta.get('licence') or 'unknown'}",
         "",
         f"## Validation metrics ({val.get('n', '?')} held-out cases, original grids)",
