@@ -5,10 +5,10 @@ Three archives from ``../shared/data``, each given to the job as a CSV list (not
 * **chest X-rays**: Kermany 224 px JPEGs (both classes), models ``cxr-pneumonia`` (classify)
   and ``cxr-lungs`` (segment; NIfTI masks). The loop does the same work per image with MONAI
   transforms and the same networks in PyTorch: ``LoadImage`` -> grey -> ``ScaleIntensity`` ->
-  ``Resize`` -> classifier; ``Resize`` -> ``NormalizeIntensity`` -> U-Net -> softmax ->
-  ``Resize`` back -> argmax -> ``SaveImage``. ``cxr-lungs`` is an ensemble shipped with its
-  ONNX exports only: the loop runs every member on ONNX Runtime and averages them, as the job
-  does.
+  ``Resize`` -> classifier (every member); ``Resize`` -> ``NormalizeIntensity`` -> U-Net ->
+  softmax -> ``Resize`` back -> argmax -> ``SaveImage``. ``cxr-lungs`` is an ensemble shipped
+  with its ONNX exports only: the loop runs every member on ONNX Runtime and averages them, as
+  the job does.
 * **hippocampus** volumes with ``mri-hippocampus`` (when that bundle is installed): the loop
   is ``LoadImage`` -> ``EnsureChannelFirst`` -> ``NormalizeIntensity`` ->
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian) -> argmax -> ``SaveImage``.
@@ -73,7 +73,7 @@ def monai_xray_loop(paths: list[Path], out: Path) -> dict[str, Any]:
     from medlabel.segment.bundle import load_segmentation_bundle
 
     cls = load_bundle("cxr-pneumonia", engine="torch")
-    classifier = cls.torch_member(0)
+    classifiers = [cls.torch_member(i) for i in range(len(cls.meta["members"]))]
     seg_bundle = load_segmentation_bundle("cxr-lungs")
     unet = _unet_members(seg_bundle)
     load = LoadImage(image_only=True, reader="PILReader", reverse_indexing=False)  # (H, W)
@@ -88,7 +88,8 @@ def monai_xray_loop(paths: list[Path], out: Path) -> dict[str, Any]:
             img = load(str(path))
             grey = img.mean(dim=-1) if img.ndim == 3 else img
             x = grey[None].float()
-            p = torch.softmax(classifier(cls_size(scale(x))[None]), dim=1)
+            batch = cls_size(scale(x))[None]
+            p = torch.stack([torch.softmax(c(batch), dim=1) for c in classifiers]).mean(0)
             assert p.shape[1] == 2
             probs = Resize(tuple(grey.shape), mode="bilinear")(unet(normalize(seg_size(x))[None]))
             labels = torch.argmax(probs, dim=0).to(torch.uint8).numpy()
@@ -237,7 +238,8 @@ def write(rows: dict[str, Any]) -> None:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores. Each archive given as a CSV list; NIfTI "
         "masks written. The MONAI loop does the same work per item with MONAI transforms and "
-        "the same networks in PyTorch (see `benchmarks/bench_annotate.py`).",
+        "the same networks (every ensemble member; PyTorch, or ONNX Runtime for a bundle shipped "
+        "without torch weights; see `benchmarks/bench_annotate.py`).",
         "",
         "| archive | items | medlabel items/s (end to end) | Ray, 2 actors | MONAI loop items/s "
         "(end to end) | medlabel / MONAI (end to end) |",

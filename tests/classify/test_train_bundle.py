@@ -72,6 +72,25 @@ def test_bundle_onnx_and_torch_agree(trained, tmp_path):
     assert (load_bundle(path).decide(onnx) == arrays.labels).mean() > 0.9
 
 
+def test_half_precision_bundle_is_half_the_size_and_predicts_the_same(trained, tmp_path):
+    full = save_bundle(trained, tmp_path / "full")
+    half = save_bundle(trained, tmp_path / "half", half=True)
+    for name in ("member-0.pt", "member-0.onnx"):
+        ratio = (half / name).stat().st_size / (full / name).stat().st_size
+        assert 0.4 < ratio < 0.6, (name, ratio)
+    ds = make_dataset()
+    x = load_arrays(ds, ds.indices("test"), trained.spec, progress=False).images
+    reference = load_bundle(full).predict_arrays(x)
+    for engine in ("onnx", "torch"):
+        probs = load_bundle(half, engine=engine).predict_arrays(x)
+        np.testing.assert_allclose(probs, reference, atol=5e-3)
+    np.testing.assert_allclose(
+        load_bundle(half, engine="onnx").predict_arrays(x),
+        load_bundle(half, engine="torch").predict_arrays(x),
+        atol=1e-4,
+    )
+
+
 def test_per_image_normalisation_exports_identically(tmp_path):
     out = train_classifier(
         make_dataset(), quick_config(epochs=1, normalize="image"), progress=False

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -104,8 +105,8 @@ def _with_features_output(path: str) -> bytes:
     return bytes(proto.SerializeToString())
 
 
-def _export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
-    export_onnx(model, torch.zeros(2, spec.channels, *spec.size), path)
+def _export_onnx(model: nn.Module, spec: InputSpec, path: Path, half: bool = False) -> None:
+    export_onnx(model, torch.zeros(2, spec.channels, *spec.size), path, half=half)
 
 
 def save_bundle(
@@ -119,6 +120,7 @@ def save_bundle(
     intended_use: str | None = None,
     command: str | None = None,
     extra: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write a bundle folder (atomically: temp folder, then rename).
 
@@ -132,6 +134,8 @@ def save_bundle(
         intended_use: text for the model card.
         command: the command that trained it, for the model card.
         extra: more metadata (e.g. benchmark metrics).
+        half: store the weights in half precision, in both engines' files (half the size,
+            for bundles that ship inside the package); they are computed in float32.
     """
     items = [members] if isinstance(members, TrainedClassifier) else list(members)
     first = items[0]
@@ -141,9 +145,16 @@ def save_bundle(
     with staging(target) as tmp:
         member_meta = []
         for i, m in enumerate(items):
-            torch.save(m.net.state_dict(), tmp / f"member-{i}.pt")
-            wrapped = _Normalised(m.net, m.mean, m.std, m.config.normalize).eval()
-            _export_onnx(wrapped, m.spec, tmp / f"member-{i}.onnx")
+            state = m.net.state_dict()
+            if half:
+                state = {n: v.half() if v.is_floating_point() else v for n, v in state.items()}
+            torch.save(state, tmp / f"member-{i}.pt")
+            net = m.net
+            if half:  # export the rounded weights, so both engines compute with the same values
+                net = copy.deepcopy(m.net)
+                net.load_state_dict(state)
+            wrapped = _Normalised(net, m.mean, m.std, m.config.normalize).eval()
+            _export_onnx(wrapped, m.spec, tmp / f"member-{i}.onnx", half=half)
             member_meta.append(
                 {
                     "onnx": f"member-{i}.onnx",
