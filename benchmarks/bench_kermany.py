@@ -157,8 +157,8 @@ def main() -> None:
         "config": cfg.to_dict(),
         "train_seconds": seconds,
         "members": len(members),
-        "epochs": [len(m.history) for m in members],
-        "history": [m.history for m in members],
+        "epochs": [len(member.history) for member in members],
+        "history": [member.history for member in members],
         "validation": {
             k: m[k] for k in ("accuracy", "balanced_accuracy", "auc", "f1_macro", "ece", "ci", "n")
         },
@@ -192,7 +192,7 @@ def main() -> None:
         *(
             [
                 "Members alone (validation AUC): "
-                + ", ".join(f"{mm.val_metrics['auc']:.4f}" for mm in members)
+                + ", ".join(f"{member.val_metrics['auc']:.4f}" for member in members)
                 + f"; epochs {row['epochs']}.",
                 "",
             ]
