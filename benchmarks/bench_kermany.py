@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from medlabel.classify.train import TrainConfig, train_classifier
 from medlabel.data.arrays import load_arrays
 from medlabel.data.sources import open_dataset
 from medlabel.evaluate import classification_metrics
+from medlabel.preprocess.network import InputSpec
 
 GROUPS = r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)"
 LICENCE = (
@@ -118,12 +120,23 @@ def main() -> None:
         print("needs ../shared/data/cxr-pneumonia-224")
         return
     ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
+    cfg = recipe(args.budget_minutes, args.seed, args.bf16)
+    split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
+    spec = InputSpec(cfg.size, cfg.channels)
     start = time.perf_counter()
+    # every member trains on the same split: the images are read once
+    train = load_arrays(split, split.indices("train"), spec)
+    val = load_arrays(split, split.indices("val"), spec, desc="val")
     members = [
-        train_classifier(ds, recipe(args.budget_minutes, seed, args.bf16), progress=True)
+        train_classifier(
+            ds,
+            recipe(args.budget_minutes, seed, args.bf16),
+            progress=True,
+            train_arrays=train,
+            val_arrays=val,
+        )
         for seed in range(args.seed, args.seed + args.seeds)
     ]
-    cfg = members[0].config
     seconds = time.perf_counter() - start
     command = (
         f"python benchmarks/bench_kermany.py --budget-minutes {args.budget_minutes:g} "
@@ -147,8 +160,6 @@ def main() -> None:
         extra={"modalities": ["CR", "DX"]},
     )
     bundle = load_bundle(path)
-    split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
-    val = load_arrays(split, split.indices("val"), bundle.spec, progress=False)
     probs = bundle.predict_arrays(val.images)
     m = classification_metrics(val.labels, probs, bundle.class_names, threshold=bundle.threshold)
     record_validation(path, m)
@@ -272,11 +283,18 @@ def extras(bundle_path: Path) -> None:
 def record_validation(bundle: Path, metrics: dict[str, Any]) -> None:
     """Write the bundle's validation figures (an ensemble's, as one model) into its description
     and card: ``save_bundle`` knows a single member's only."""
+    keys = ("auc", "accuracy", "balanced_accuracy", "n")
+    _rewrite_description(
+        bundle, lambda meta: meta["metrics"].update(validation={k: metrics[k] for k in keys})
+    )
+
+
+def _rewrite_description(bundle: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Apply ``edit`` to a bundle's description, then write it and its model card again."""
     from medlabel.classify.card import model_card
 
     meta = json.loads((bundle / "bundle.json").read_text())
-    keys = ("auc", "accuracy", "balanced_accuracy", "n")
-    meta["metrics"]["validation"] = {k: metrics[k] for k in keys}
+    edit(meta)
     (bundle / "bundle.json").write_text(json.dumps(meta, indent=2))
     (bundle / "MODEL_CARD.md").write_text(model_card(meta))
 
@@ -284,15 +302,15 @@ def record_validation(bundle: Path, metrics: dict[str, Any]) -> None:
 def install(bundle: Path, target: Path) -> None:
     """Copy a bundle into the package, naming its data by its place in the shared data set
     rather than by this machine's absolute path."""
-    from medlabel.classify.card import model_card
-
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(bundle, target)
-    meta = json.loads((target / "bundle.json").read_text())
-    meta["data"]["source"]["path"] = "shared/data/cxr-pneumonia-224/train (Kermany et al. 2018)"
-    (target / "bundle.json").write_text(json.dumps(meta, indent=2))
-    (target / "MODEL_CARD.md").write_text(model_card(meta))
+    _rewrite_description(
+        target,
+        lambda meta: meta["data"]["source"].update(
+            path="shared/data/cxr-pneumonia-224/train (Kermany et al. 2018)"
+        ),
+    )
     print(f"installed {target}")
 
 

@@ -49,6 +49,7 @@ from medlabel.models.files import (
     BUNDLE_FORMAT,
     BundleError,
     export_onnx,
+    half_state,
     json_default,
     read_description,
     staging,
@@ -145,9 +146,7 @@ def save_bundle(
     with staging(target) as tmp:
         member_meta = []
         for i, m in enumerate(items):
-            state = m.net.state_dict()
-            if half:
-                state = {n: v.half() if v.is_floating_point() else v for n, v in state.items()}
+            state = half_state(m.net) if half else m.net.state_dict()
             torch.save(state, tmp / f"member-{i}.pt")
             net = m.net
             if half:  # export the rounded weights, so both engines compute with the same values

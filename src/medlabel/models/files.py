@@ -156,6 +156,18 @@ def export_onnx(
     onnx.save(half_weights(proto) if half else proto, str(path))
 
 
+def half_state(module: Any) -> dict[str, Any]:
+    """A torch module's state dict with its floating-point tensors in half precision (what
+    bundles store to stay small; loading copies them back into float32 parameters).
+
+    Example:
+        >>> import torch
+        >>> half_state(torch.nn.Linear(2, 1))["weight"].dtype
+        torch.float16
+    """
+    return {n: v.half() if v.is_floating_point() else v for n, v in module.state_dict().items()}
+
+
 def half_weights(proto: Any, min_elements: int = 256) -> Any:
     """Store an ONNX model's float32 weights as float16, cast back to float32 in the graph.
 

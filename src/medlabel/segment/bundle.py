@@ -43,6 +43,7 @@ from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BundleError,
     export_onnx,
+    half_state,
     read_description,
     staging,
     write_description,
@@ -109,10 +110,7 @@ def save_segmentation_bundle(
             stem = "model" if single else f"model-{k}"
             net = member.net.eval()
             # half-precision weights keep bundles small; they load back as float32
-            half = {
-                n: v.half() if v.is_floating_point() else v for n, v in net.state_dict().items()
-            }
-            torch.save(half, tmp / f"{stem}.pt")
+            torch.save(half_state(net), tmp / f"{stem}.pt")
             if onnx:
                 export_onnx(
                     net, torch.zeros(2, 1, *plan.network_patch), tmp / f"{stem}.onnx", half=True

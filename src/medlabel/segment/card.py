@@ -65,7 +65,7 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         + (
             f"{len(data['val_ids'])} cases in {n} folds, each member trained on "
             f"{data.get('n_train', '?')} and validated on the other "
-            f"{len(data['val_ids']) - int(data.get('n_train', 0))}, so the validation metrics "
+            f"{data.get('n_val', '?')}, so the validation metrics "
             "below are out of fold"
             if n > 1 and data.get("val_ids")
             else f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation "
