@@ -43,12 +43,12 @@ bench: $(STAMP)
 
 bench-classify: $(STAMP)
 	$(BIN)/python benchmarks/bench_pneumoniamnist.py --budget-minutes 10 --seeds 3
-	$(BIN)/python benchmarks/bench_kermany.py --budget-minutes 35
+	$(BIN)/python benchmarks/bench_kermany.py --budget-minutes 20 --seeds 3 --bf16
 
 bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_recipes.py
-	$(BIN)/python benchmarks/bench_jsrt.py --budget-minutes 30
-	$(BIN)/python benchmarks/bench_hippocampus.py --budget-minutes 90
+	$(BIN)/python benchmarks/bench_jsrt.py --budget-minutes 10 --folds 5
+	$(BIN)/python benchmarks/bench_hippocampus.py --budget-minutes 95
 	$(BIN)/python benchmarks/bench_seg_inference.py
 
 bench-annotate: $(STAMP)

@@ -6,9 +6,9 @@ Three archives from ``../shared/data``, each given to the job as a CSV list (not
   and ``cxr-lungs`` (segment; NIfTI masks). The loop does the same work per image with MONAI
   transforms and the same networks in PyTorch: ``LoadImage`` -> grey -> ``ScaleIntensity`` ->
   ``Resize`` -> classifier (every member); ``Resize`` -> ``NormalizeIntensity`` -> U-Net ->
-  softmax -> ``Resize`` back -> argmax -> ``SaveImage``. ``cxr-lungs`` is an ensemble shipped
-  with its ONNX exports only: the loop runs every member on ONNX Runtime and averages them, as
-  the job does.
+  softmax -> ``Resize`` back -> argmax -> ``SaveImage``, averaging every member of an
+  ensemble, as the job does (``cxr-lungs`` ships its ONNX exports only: PyTorch gets their
+  weights through ``SegmentationBundle.network``).
 * **hippocampus** volumes with ``mri-hippocampus`` (when that bundle is installed): the loop
   is ``LoadImage`` -> ``EnsureChannelFirst`` -> ``NormalizeIntensity`` ->
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian) -> argmax -> ``SaveImage``.
@@ -99,28 +99,13 @@ def monai_xray_loop(paths: list[Path], out: Path) -> dict[str, Any]:
 
 
 def _unet_members(bundle: Any) -> Any:
-    """The bundle's networks as one function: a normalised batch -> mean class probabilities
-    of every member. PyTorch when the bundle holds torch weights; an ensemble shipped with its
-    ONNX exports only runs them on ONNX Runtime (the loop's other steps stay MONAI's)."""
-    import onnxruntime as ort
+    """The bundle's networks in PyTorch as one function: a normalised batch -> mean class
+    probabilities of every member (``cxr-lungs`` ships ONNX exports only; its torch weights
+    are rebuilt from them)."""
     import torch
 
-    if all(m.get("weights") for m in bundle.members):
-        nets = [bundle.network(k) for k in range(len(bundle.members))]
-        return lambda x: torch.stack([torch.softmax(n(x), 1)[0] for n in nets]).mean(0)
-    sessions = [
-        ort.InferenceSession(str(bundle.path / m["onnx"]), providers=["CPUExecutionProvider"])
-        for m in bundle.members
-    ]
-
-    def run(x: Any) -> Any:
-        feed = x.numpy().astype(np.float32)
-        outs = [
-            torch.softmax(torch.from_numpy(s.run(None, {"image": feed})[0]), 1) for s in sessions
-        ]
-        return torch.stack(outs).mean(0)[0]
-
-    return run
+    nets = [bundle.network(k) for k in range(len(bundle.members))]
+    return lambda x: torch.stack([torch.softmax(n(x), 1)[0] for n in nets]).mean(0)
 
 
 def monai_volume_loop(paths: list[Path], bundle_name: str, out: Path) -> dict[str, Any]:
@@ -238,8 +223,8 @@ def write(rows: dict[str, Any]) -> None:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores. Each archive given as a CSV list; NIfTI "
         "masks written. The MONAI loop does the same work per item with MONAI transforms and "
-        "the same networks (every ensemble member; PyTorch, or ONNX Runtime for a bundle shipped "
-        "without torch weights; see `benchmarks/bench_annotate.py`).",
+        "the same networks in PyTorch (every ensemble member; weights rebuilt from the ONNX "
+        "exports for a bundle shipped without torch files; see `benchmarks/bench_annotate.py`).",
         "",
         "| archive | items | medlabel items/s (end to end) | Ray, 2 actors | MONAI loop items/s "
         "(end to end) | medlabel / MONAI (end to end) |",

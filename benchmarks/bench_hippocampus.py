@@ -8,6 +8,7 @@ Reference points: nnU-Net's published test Dice 0.90 anterior / 0.89 posterior; 
 3D UNet (25 min of CPU) reached 0.883 / 0.866 on kept-back cases (from the issue).
 
 Run: ``python benchmarks/bench_hippocampus.py [--budget-minutes 90] [--save BUNDLE] [--no-tta]``.
+The bundled ``mri-hippocampus`` came from ``--budget-minutes 95`` (``make bench-segment``).
 """
 
 from __future__ import annotations

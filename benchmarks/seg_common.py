@@ -26,6 +26,12 @@ _TRAIN, _AUG = SegTrainConfig(), SegAugment()  # the library's defaults
 def add_training_args(parser: argparse.ArgumentParser, budget: float) -> None:
     """The options every segmentation benchmark takes (defaults: the library's)."""
     parser.add_argument("--budget-minutes", type=float, default=budget)
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=_TRAIN.max_epochs,
+        help="cap on epochs (the schedule's end)",
+    )
     parser.add_argument("--network", default=_TRAIN.network)
     parser.add_argument("--folds", type=int, default=1, help="N > 1: N-fold ensemble")
     parser.add_argument("--width", type=int, default=_TRAIN.width, help="first-level channels")
@@ -56,6 +62,7 @@ def training_config(args: argparse.Namespace, **extra: Any) -> SegTrainConfig:
     """The training settings those options describe."""
     return SegTrainConfig(
         budget_minutes=args.budget_minutes,
+        max_epochs=args.max_epochs,
         network=args.network,
         width=args.width,
         bf16=False if args.fp32 else None,
@@ -80,6 +87,7 @@ def command_line(script: str, args: argparse.Namespace) -> str:
     return (
         thread_prefix(os.environ.get("OMP_NUM_THREADS"))
         + f"python benchmarks/{script} --budget-minutes {args.budget_minutes:g}"
+        + (f" --max-epochs {args.max_epochs}" if args.max_epochs != _TRAIN.max_epochs else "")
         + (f" --network {args.network}" if args.network != _TRAIN.network else "")
         + (f" --folds {args.folds}" if args.folds > 1 else "")
         + (f" --width {args.width}" if args.width != _TRAIN.width else "")

@@ -49,6 +49,9 @@ def test_bundled_lung_model_segments_a_real_radiograph():
     # anatomy: the right lung on the image's left (PA view), the heart low and central-left
     cols = {k: np.nonzero(seg.array == k)[1].mean() / seg.array.shape[1] for k in (1, 2, 3)}
     assert cols[1] < 0.45 < 0.55 < cols[2] and 0.4 < cols[3] < 0.7
+    # it ships ONNX exports only; torch rebuilds the weights and draws the same labels
+    on_torch = load_segmentation_bundle("cxr-lungs", engine="torch").predict(image)
+    assert float((on_torch.array == seg.array).mean()) > 0.9999
 
 
 def test_bundled_hippocampus_model_on_cases_it_did_not_train_on(shared_data):

@@ -427,13 +427,49 @@ def test_slim_bundle_keeps_one_engine_with_the_same_results(
     ]
     bundle = load_segmentation_bundle(onnx_only)
     np.testing.assert_allclose(bundle.probabilities(image)[0], before, atol=1e-6)
-    assert "Engine: onnx only" in (onnx_only / "MODEL_CARD.md").read_text()
-    with pytest.raises(BundleError, match="no torch files; use engine auto or onnx"):
-        load_segmentation_bundle(onnx_only, engine="torch")
-    with pytest.raises(BundleError, match="no torch weights"):
-        bundle.network()
+    assert "Files: ONNX exports only" in (onnx_only / "MODEL_CARD.md").read_text()
+    # torch rebuilds the weights from the exports: the same values as the full bundle's
+    shipped = load_segmentation_bundle(full).network().state_dict()
+    rebuilt = load_segmentation_bundle(onnx_only, engine="torch")
+    for key, value in rebuilt.network().state_dict().items():
+        np.testing.assert_allclose(value.numpy(), shipped[key].numpy(), rtol=1e-3, atol=1e-6)
+    # the exports keep small tensors (PReLU slopes) in float32, so the rebuilt network
+    # computes what ONNX Runtime does, to float32 rounding
+    np.testing.assert_allclose(rebuilt.probabilities(image)[0], before, atol=1e-5)
     with pytest.raises(BundleError, match="no torch files to keep"):
         slim_bundle(onnx_only, keep="torch")
     torch_only = slim_bundle(save_segmentation_bundle(trained, tmp_path / "t"), keep="torch")
     assert not list(torch_only.glob("*.onnx"))
+    assert "Files: torch weights only" in (torch_only / "MODEL_CARD.md").read_text()
     _assert_engines_agree(before, load_segmentation_bundle(torch_only).probabilities(image)[0])
+    with pytest.raises(BundleError, match="no onnx files; use engine auto or torch"):
+        load_segmentation_bundle(torch_only, engine="onnx")
+
+
+def test_onnx_export_of_another_network_is_refused_by_the_torch_engine(
+    png_pairs: Callable[..., Path], tmp_path: Path
+) -> None:
+    import json
+
+    from medlabel.segment.bundle import slim_bundle
+
+    def wider(folder: Path) -> Path:  # the plan now describes another network
+        meta = json.loads((folder / "bundle.json").read_text())
+        kwargs = meta["plan"]["network"]["kwargs"]
+        kwargs["channels"] = [2 * c for c in kwargs["channels"]]
+        (folder / "bundle.json").write_text(json.dumps(meta))
+        return folder
+
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    cfg = SegTrainConfig(budget_minutes=30, max_epochs=1, iterations_per_epoch=2)
+    trained = train_segmenter(ds, cfg, progress=False)
+    full = wider(save_segmentation_bundle(trained, tmp_path / "full"))
+    with pytest.raises(BundleError, match=r"holds no value for .*keep both engines' files"):
+        slim_bundle(full)
+    assert (full / "model.pt").is_file()  # nothing was changed
+    onnx_only = wider(slim_bundle(save_segmentation_bundle(trained, tmp_path / "b")))
+    bundle = load_segmentation_bundle(onnx_only, engine="torch")
+    with pytest.raises(BundleError, match=r"cannot rebuild torch weights: model\.onnx holds no"):
+        bundle.network()
+    image, _ = ds.load(0)
+    assert load_segmentation_bundle(onnx_only).probabilities(image)[0].shape[0] == 3

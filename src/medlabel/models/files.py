@@ -145,7 +145,9 @@ def export_onnx(
                 str(path),
                 input_names=["image"],
                 output_names=[output_name],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+                dynamic_shapes=(
+                    {0: torch.export.Dim("batch", min=1, max=4096)},
+                ),  # whatever the argument's name
                 dynamo=True,
                 external_data=False,
                 verbose=False,

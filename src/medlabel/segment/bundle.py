@@ -9,7 +9,8 @@ Layout::
                       stored in half precision and computed in float32
       model.pt        PyTorch weights in half precision (loaded as float32)
                       (an ensemble has model-0.onnx, model-0.pt, model-1.onnx, ...; either
-                      engine's files may be left out: :func:`slim_bundle`)
+                      engine's files may be left out: :func:`slim_bundle`; without the
+                      .pt files torch rebuilds its weights from the ONNX exports)
       MODEL_CARD.md
 
 :meth:`SegmentationBundle.predict` applies exactly the stored preprocessing, runs sliding
@@ -48,6 +49,7 @@ from medlabel.models.files import (
     staging,
     write_description,
 )
+from medlabel.models.onnx_weights import check_same_outputs, state_from_onnx
 from medlabel.segment.card import segmentation_card
 from medlabel.segment.infer import (
     onnx_predictor,
@@ -149,12 +151,19 @@ def save_segmentation_bundle(
     return target
 
 
+#: Largest relative difference between rebuilt torch weights and ONNX Runtime (float32
+#: engines differ by about 1e-6; a wrongly matched weight by far more).
+_REBUILD_TOLERANCE = 1e-3
+
+
 def slim_bundle(path: str | os.PathLike[str], keep: str = "onnx") -> Path:
     """Keep only one engine's files of a bundle (``"onnx"`` or ``"torch"``), atomically.
 
     Each engine holds the same half-precision weights, so this halves the bundle; an
     ensemble shipped inside the package keeps only its ONNX exports (ONNX Runtime is the
-    faster engine for 2D models). The model card says which engine is left.
+    faster engine for 2D models), from which the torch engine rebuilds its weights when it
+    is asked for (:meth:`SegmentationBundle.network`). The model card says which files are
+    left.
 
     Example:
         >>> import tempfile, pathlib
@@ -176,6 +185,15 @@ def slim_bundle(path: str | os.PathLike[str], keep: str = "onnx") -> Path:
     for member in members:
         if not member.get(key) or not (src / member[key]).is_file():
             raise BundleError(src, f"the bundle has no {keep} files to keep")
+    if keep == "onnx":  # torch must be able to rebuild its weights from the exports
+        bundle = load_segmentation_bundle(src, engine="onnx")
+        for k in range(len(members)):
+            try:
+                bundle._network_from_onnx(k)
+            except BundleError as err:
+                raise BundleError(
+                    src, f"{err.reason}; keep both engines' files (nothing was changed)"
+                ) from err
     with staging(src) as tmp:
         dropped = {m.get(drop) for m in members}
         for item in src.iterdir():
@@ -255,21 +273,57 @@ class SegmentationBundle:
         return implausible(image, labels, self.expectations, self.classes, entropy=entropy)
 
     def network(self, member: int = 0) -> torch.nn.Module:
-        """Network ``member`` as a torch module (eval mode)."""
-        net = build_segmentation_network(
+        """Network ``member`` as a torch module (eval mode).
+
+        A bundle that ships its ONNX exports only (:func:`slim_bundle`) gets the weights
+        rebuilt from them (:func:`~medlabel.models.onnx_weights.state_from_onnx`), checked
+        against ONNX Runtime on one input.
+
+        Raises:
+            BundleError: the member has neither torch weights nor an ONNX export that
+                rebuilds them exactly.
+        """
+        net = self._untrained_network()
+        record = self.members[member]
+        if record.get("weights"):
+            path = self.path / record["weights"]
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(
+                {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            )
+            return net.eval()
+        if not record.get("onnx"):
+            raise BundleError(self.path, "this bundle has neither torch weights nor ONNX exports")
+        return self._network_from_onnx(member)
+
+    def _untrained_network(self) -> torch.nn.Module:
+        return build_segmentation_network(
             self.plan.network["name"],
             self.plan.network_dims,
             1,
             self.plan.num_classes,
             **self.plan.network["kwargs"],
         )
-        if not self.members[member].get("weights"):
-            raise BundleError(self.path, "this bundle has no torch weights (ONNX only)")
-        path = self.path / self.members[member]["weights"]
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+    def _network_from_onnx(self, member: int) -> torch.nn.Module:
+        """Network ``member`` with its weights rebuilt from its ONNX export, checked."""
+        net = self._untrained_network()
+        record = self.members[member]
+        onnx_path = self.path / record["onnx"]
+        example = torch.randn(
+            1, 1, *self.plan.network_patch, generator=torch.Generator().manual_seed(0)
         )
+        try:
+            net.load_state_dict(state_from_onnx(onnx_path, net, example))
+        except ValueError as err:
+            raise BundleError(self.path, f"cannot rebuild torch weights: {err}") from err
+        difference = check_same_outputs(net, onnx_path, example)
+        if not difference <= _REBUILD_TOLERANCE:
+            raise BundleError(
+                self.path,
+                f"torch weights rebuilt from {record['onnx']} differ from ONNX Runtime's "
+                f"output by {difference:.2g} (relative)",
+            )
         return net.eval()
 
     def _predictors(self, engine: str | None = None) -> list[Any]:
@@ -326,8 +380,10 @@ class SegmentationBundle:
     def _engines(self) -> tuple[str, ...]:
         """The engines this bundle's files allow, the preferred first (checked once)."""
         engines: tuple[str, ...] = ("onnx",) if all(m.get("onnx") for m in self.members) else ()
-        if all(m.get("weights") and (self.path / m["weights"]).is_file() for m in self.members):
-            engines += ("torch",)
+        if engines or all(
+            m.get("weights") and (self.path / m["weights"]).is_file() for m in self.members
+        ):
+            engines += ("torch",)  # from its weights, or rebuilt from the exports
         return engines
 
     def memory_needed(self, image: MedicalImage) -> int:
@@ -506,15 +562,14 @@ def load_segmentation_bundle(
     if engine not in ("auto", "onnx", "torch"):
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
     members = _members(meta)
-    if engine == "auto" and not all(m.get("onnx") for m in members):
-        engine_files = ["weights"]  # saved without ONNX exports: torch only
-    else:
-        engine_files = ["weights"] if engine == "torch" else ["onnx"]
     for member in members:
-        for key in engine_files:
-            if not member.get(key):
-                what, other = ("torch", "onnx") if key == "weights" else ("onnx", "torch")
-                raise BundleError(p, f"this bundle has no {what} files; use engine auto or {other}")
-            if not (p / member[key]).is_file():
-                raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
+        if engine == "onnx" and not member.get("onnx"):
+            raise BundleError(p, "this bundle has no onnx files; use engine auto or torch")
+        # torch runs on the weights, or on weights rebuilt from the ONNX exports
+        wanted = ("weights", "onnx") if engine == "torch" else ("onnx", "weights")
+        key = next((k for k in wanted if member.get(k)), None)
+        if key is None:
+            raise BundleError(p, "bundle is incomplete: a member names no weights files")
+        if not (p / member[key]).is_file():
+            raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
     return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine)

@@ -51,8 +51,10 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         + (f", ensemble of {n} members (probabilities averaged)" if n > 1 else ""),
         *(
             [
-                f"- Engine: {engines[0]} only (the other engine's copy of the same weights "
-                "was left out to keep the bundle small)"
+                "- Files: ONNX exports only (the torch copy of the same weights was left out "
+                "to keep the bundle small; the torch engine rebuilds it from the exports)"
+                if engines == ["onnx"]
+                else "- Files: torch weights only (no ONNX exports: runs on torch)"
             ]
             if len(engines := meta.get("engines") or []) == 1
             else []
