@@ -259,3 +259,35 @@ def test_train_segment_refuses_an_unknown_optimizer_before_reading_data(tmp_path
     )
     assert result.exit_code != 0 and "adamw, sgd" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_segment_on_a_device_this_machine_lacks_says_so(tmp_path: Path) -> None:
+    import torch
+
+    ct, _ = chest_phantom()
+    src = tmp_path / "chest.nii.gz"
+    write_image(ct, src)
+    result = run(
+        "segment",
+        src,
+        "--model",
+        "mri-hippocampus",
+        "--out",
+        tmp_path / "m.nii.gz",
+        "--device",
+        "tpu",
+    )
+    assert result.exit_code != 0 and "unknown device 'tpu'" in result.output
+    assert not (tmp_path / "m.nii.gz").exists()
+    if not torch.cuda.is_available():
+        result = run(
+            "segment",
+            src,
+            "--model",
+            "mri-hippocampus",
+            "--out",
+            tmp_path / "m.nii.gz",
+            "--device",
+            "cuda",
+        )
+        assert result.exit_code != 0 and "sees no CUDA GPU" in result.output

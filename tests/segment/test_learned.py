@@ -391,6 +391,36 @@ def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> No
         load_segmentation_bundle("mri-hippocampus", engine="tensorrt")
 
 
+def test_bundles_run_on_the_device_asked_for() -> None:
+    cpu = load_segmentation_bundle("mri-hippocampus", device="cpu")
+    assert cpu.device == "cpu" and cpu.engine_for((36, 50, 36)) == ("onnx", 9)
+    auto = load_segmentation_bundle("mri-hippocampus", device="auto")
+    assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MedlabelError, match="unknown device 'gpu'"):
+        load_segmentation_bundle("mri-hippocampus", device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MedlabelError, match="sees no CUDA GPU"):
+            load_segmentation_bundle("mri-hippocampus", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["mri-hippocampus", "cxr-lungs"])
+def test_a_gpu_draws_the_labels_the_cpu_draws(name: str) -> None:
+    cpu = load_segmentation_bundle(name)
+    gpu = load_segmentation_bundle(name, device="cuda")
+    assert gpu.engine_for(gpu.plan.patch_size)[0] == "torch"
+    rng = np.random.default_rng(0)
+    shape = (60, 80, 56) if cpu.plan.dims == 3 else (256, 240)
+    grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    blob = np.exp(-sum(g**2 for g in grids) * 3)
+    image = MedicalImage((blob * 400 + rng.normal(0, 20, shape)).astype(np.float32))
+    a, b = cpu.predict(image), gpu.predict(image)
+    assert set(gpu._runners) == {"torch"} and same_grid(b, image)
+    assert (a.array == b.array).mean() > 0.999
+    with pytest.raises(BundleError, match="ONNX Runtime runs on the CPU here"):
+        load_segmentation_bundle(name, engine="onnx", device="cuda")
+
+
 @pytest.mark.slow
 def test_bundle_without_onnx_runs_on_torch(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
     ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")

@@ -51,6 +51,12 @@ def segment(
         Path | None, typer.Option("--overlay", help="Also write a PNG overlay preview.")
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time mirroring (bundles).")] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device", help="Where a model bundle runs: cpu, cuda[:N] or auto (a GPU if any)."
+        ),
+    ] = "cpu",
     series: SeriesOpt = None,
     irregular: IrregularOpt = "error",
     tilt: TiltOpt = "error",
@@ -66,7 +72,7 @@ def segment(
     from medlabel.segment.labelmap import label_names
 
     _refuse_overwrite_input(src, out)
-    segmenter = open_segmenter(model)
+    segmenter = open_segmenter(model, device=device)
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     seg, findings = segmenter.segment_checked(image, tta=tta)
     if out.suffix.lower() == ".dcm":

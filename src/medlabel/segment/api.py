@@ -62,8 +62,12 @@ class Segmenter:
         return labels, list(stats["implausible"])
 
 
-def open_segmenter(model: str | os.PathLike[str], *, engine: str = "auto") -> Segmenter:
-    """A recipe (``ct-lungs``), a bundled or user model name (``cxr-lungs``), or a bundle folder.
+def open_segmenter(
+    model: str | os.PathLike[str], *, engine: str = "auto", device: str = "cpu"
+) -> Segmenter:
+    """A recipe (``ct-lungs``), a bundled or user model name (``cxr-lungs``), or a bundle folder;
+    ``engine`` and ``device`` as for :func:`~medlabel.segment.bundle.load_segmentation_bundle`
+    (recipes run on the CPU).
 
     Raises:
         BundleError: the name is neither a recipe nor a segmentation bundle.
@@ -73,5 +77,5 @@ def open_segmenter(model: str | os.PathLike[str], *, engine: str = "auto") -> Se
         return Segmenter(name=name, recipe=name)
     from medlabel.segment.bundle import load_segmentation_bundle
 
-    bundle = load_segmentation_bundle(model, engine=engine)
+    bundle = load_segmentation_bundle(model, engine=engine, device=device)
     return Segmenter(name=bundle.name, bundle=bundle)

@@ -56,6 +56,7 @@ from medlabel.segment.infer import (
     postprocess,
     predict_probabilities,
     slice_predictor,
+    torch_predictor,
 )
 from medlabel.segment.labelmap import label_map
 from medlabel.segment.networks import build_segmentation_network
@@ -226,6 +227,7 @@ class SegmentationBundle:
     meta: dict[str, Any]
     plan: Plan
     engine: str = "auto"
+    device: str = "cpu"
     _runners: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -329,7 +331,7 @@ class SegmentationBundle:
     def _predictors(self, engine: str | None = None) -> list[Any]:
         """One predictor per member on ``engine`` (default: the bundle's; loaded once)."""
         if engine is None:
-            engine = self.engine if self.engine != "auto" else self._engines[0]
+            engine = self.engine_for(self.plan.patch_size)[0]
         if engine not in self._runners:
             if engine == "onnx":
                 import onnxruntime as ort
@@ -346,7 +348,10 @@ class SegmentationBundle:
                     for m in self.members
                 ]
             else:
-                self._runners[engine] = [self.network(k) for k in range(len(self.members))]
+                self._runners[engine] = [
+                    torch_predictor(self.network(k).to(self.device))
+                    for k in range(len(self.members))
+                ]
         return list(self._runners[engine])
 
     def engine_for(self, shape: Sequence[int]) -> tuple[str, int]:
@@ -355,16 +360,18 @@ class SegmentationBundle:
         With ``engine="auto"``: a 3D network that needs several sliding windows runs on torch,
         4 windows per batch (ONNX Runtime's 3D convolutions are slower than torch's on large
         inputs here: ``benchmarks/bench_seg_inference.py``); everything else on ONNX Runtime
-        with the plan's batch. A bundle without torch weights always uses ONNX Runtime, one
-        saved without ONNX exports (``save_segmentation_bundle(..., onnx=False)``) torch.
+        with the plan's batch. A bundle saved without ONNX exports
+        (``save_segmentation_bundle(..., onnx=False)``) always runs on torch; one that ships
+        its exports only gets torch weights rebuilt from them when torch is picked. On a GPU
+        (``device``), every input runs on torch with the plan's batch.
 
         Example:
             >>> b = load_segmentation_bundle("mri-hippocampus", engine="auto")
             >>> b.engine_for((36, 50, 36)), b.engine_for((120, 200, 200))
             (('onnx', 9), ('torch', 4))
         """
-        if self.engine != "auto":
-            return self.engine, self.plan.batch_size
+        if self.engine != "auto" or self.device != "cpu":  # a GPU runs torch
+            return ("torch" if self.device != "cpu" else self.engine), self.plan.batch_size
         patch = self.plan.patch_size
         several = any(int(s) > int(p) for s, p in zip(shape, patch, strict=True))
         engines = self._engines
@@ -545,22 +552,29 @@ def available_memory() -> int | None:
 
 
 def load_segmentation_bundle(
-    path: str | os.PathLike[str], *, engine: str = "auto"
+    path: str | os.PathLike[str], *, engine: str = "auto", device: str = "cpu"
 ) -> SegmentationBundle:
     """Open a segmentation bundle (by folder or bundled/user model name).
 
     ``engine``: ``onnx`` (ONNX Runtime), ``torch``, or ``auto`` (per input, the faster of the
-    two: see :meth:`SegmentationBundle.engine_for`).
+    two: see :meth:`SegmentationBundle.engine_for`). ``device``: ``cpu``, ``cuda[:N]`` or
+    ``auto`` (a CUDA GPU when torch sees one); on a GPU every input runs on torch.
 
     Raises:
-        BundleError: not a segmentation bundle, incomplete, or an incompatible version.
+        BundleError: not a segmentation bundle, incomplete, an incompatible version, or
+            ONNX Runtime asked for on a GPU.
+        MedlabelError: an unknown device, or a GPU that torch does not see.
     """
+    from medlabel.devices import resolve_device
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
     meta = read_description(p, kinds=("segmentation",))
     if engine not in ("auto", "onnx", "torch"):
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
+    on = resolve_device(device)
+    if on.type != "cpu" and engine == "onnx":
+        raise BundleError(p, "ONNX Runtime runs on the CPU here; on a GPU use engine torch or auto")
     members = _members(meta)
     for member in members:
         if engine == "onnx" and not member.get("onnx"):
@@ -572,4 +586,4 @@ def load_segmentation_bundle(
             raise BundleError(p, "bundle is incomplete: a member names no weights files")
         if not (p / member[key]).is_file():
             raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
-    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine)
+    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine, str(on))

@@ -22,7 +22,13 @@ import torch
 
 from medlabel.segment.blocks import fill_holes, keep_largest
 
-__all__ = ["onnx_predictor", "postprocess", "predict_probabilities", "slice_predictor"]
+__all__ = [
+    "onnx_predictor",
+    "postprocess",
+    "predict_probabilities",
+    "slice_predictor",
+    "torch_predictor",
+]
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -33,6 +39,17 @@ def onnx_predictor(session: Any) -> Predictor:
     def run(x: torch.Tensor) -> torch.Tensor:
         out = session.run(None, {"image": x.detach().cpu().numpy().astype(np.float32)})[0]
         return torch.from_numpy(out)
+
+    return run
+
+
+def torch_predictor(net: torch.nn.Module) -> Predictor:
+    """``net`` as a predictor that takes and returns float32 CPU tensors wherever ``net``
+    lives (the CPU or a GPU)."""
+    device = next(net.parameters()).device
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return net(x.to(device)).float().cpu()
 
     return run
 

@@ -34,10 +34,10 @@ from medlabel.segment.augment import SegAugment
 from medlabel.segment.dataset import SegmentationDataset
 from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
 from medlabel.segment.infer import (
-    Predictor,
     postprocess,
     predict_probabilities,
     slice_predictor,
+    torch_predictor,
 )
 from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan, make_plan
@@ -185,23 +185,13 @@ def _patch(
     return case.x[sl], case.y[sl]
 
 
-def _on_device(net: torch.nn.Module) -> Predictor:
-    """``net`` as a predictor that takes and returns CPU tensors wherever ``net`` lives."""
-    device = next(net.parameters()).device
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return net(x.to(device)).float().cpu()
-
-    return run
-
-
 def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
     """Mean foreground Dice over validation cases on the network grid (fast, for selection)."""
     net.eval()
     scores = []
     for case in cases:
         probs = predict_probabilities(
-            slice_predictor(_on_device(net), plan.slice_axis),
+            slice_predictor(torch_predictor(net), plan.slice_axis),
             case.x,
             plan.patch_size,
             batch_size=plan.batch_size,
@@ -400,7 +390,7 @@ def native_predictions(
         assert mask is not None
         x, grid = to_network(image, plan)
         probs = predict_probabilities(
-            slice_predictor(_on_device(net), plan.slice_axis),
+            slice_predictor(torch_predictor(net), plan.slice_axis),
             x,
             plan.patch_size,
             batch_size=plan.batch_size,
