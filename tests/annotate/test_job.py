@@ -169,6 +169,12 @@ def test_dicom_seg_from_the_job_and_bad_requests(mixed_archive: Path, tmp_path: 
         annotate(mixed_archive, out, models=["ct-bone"], formats=["jpeg2000"], progress=False)
     with pytest.raises(MedlabelError, match="must not be the input"):
         annotate(mixed_archive, mixed_archive, models=["ct-bone"], progress=False)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(MedlabelError, match="unknown device 'tpu'"):
+        annotate(mixed_archive, fresh, models=["ct-bone"], device="tpu", progress=False)
+    with pytest.raises(MedlabelError, match="the Ray engine runs on the CPU"):
+        annotate(mixed_archive, fresh, device="cuda:0", engine="ray", progress=False)
+    assert not fresh.exists()  # refused before anything was written
 
 
 def test_batched_2d_segmentation_equals_one_at_a_time() -> None:

@@ -131,6 +131,7 @@ def annotate(
     engine: str = "local",
     ray_address: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> JobSummary:
     """Annotate every item below ``source`` with ``models`` (default: the bundled models and
     the CT recipes that fit each item), writing everything under ``out``.
@@ -148,10 +149,14 @@ def annotate(
             ``workers`` actors each holding the models; see :mod:`.ray_engine`).
         ray_address: an existing Ray cluster (default: start a local one).
         progress: show a progress bar (on a terminal).
+        device: where segmentation bundles run (``cpu``, ``cuda[:N]``, ``auto``; see
+            :func:`~medlabel.segment.bundle.load_segmentation_bundle`); classifiers and
+            recipes stay on the CPU. The Ray engine runs on the CPU (``auto`` means the CPU
+            there).
 
     Raises:
-        MedlabelError: the input does not exist, an unknown output format, model or engine,
-            or an output folder that is the input itself.
+        MedlabelError: the input does not exist, an unknown output format, model, engine or
+            device, a GPU with the Ray engine, or an output folder that is the input itself.
     """
     start = time.perf_counter()
     src, target = Path(source), Path(out)
@@ -160,10 +165,15 @@ def annotate(
         raise MedlabelError(None, f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     if engine not in ("local", "ray"):
         raise MedlabelError(None, f"unknown engine {engine!r}; choose local or ray")
+    from medlabel.devices import resolve_device  # imports torch
+
+    if engine == "ray" and device.startswith("cuda"):
+        raise MedlabelError(None, "the Ray engine runs on the CPU; use --engine local on a GPU")
+    on = resolve_device(device if engine == "local" else "cpu" if device == "auto" else device)
     if target.resolve() == src.resolve():
         raise MedlabelError(target, "the output folder must not be the input folder")
     specs = _specs(models)
-    chosen = [open_model(name, explicit=explicit) for name, explicit in specs]
+    chosen = [open_model(name, explicit=explicit, device=str(on)) for name, explicit in specs]
     found = discover(src, exclude=target)
     target.mkdir(parents=True, exist_ok=True)
     journal = Journal(target)

@@ -276,8 +276,11 @@ class AnnotationModel:
         return Segmentation(mask, classes, sizes, unit, uncertainty, extra)
 
 
-def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -> AnnotationModel:
-    """A recipe name, a bundled or user model name, or a bundle folder.
+def open_model(
+    name_or_path: str | os.PathLike[str], *, explicit: bool = True, device: str = "cpu"
+) -> AnnotationModel:
+    """A recipe name, a bundled or user model name, or a bundle folder; a segmentation bundle
+    runs on ``device`` (classifiers and recipes on the CPU).
 
     Raises:
         BundleError: not a recipe and not a readable bundle.
@@ -309,7 +312,7 @@ def open_model(name_or_path: str | os.PathLike[str], *, explicit: bool = True) -
         from medlabel.segment.api import Segmenter
         from medlabel.segment.bundle import load_segmentation_bundle
 
-        bundle = load_segmentation_bundle(path)
+        bundle = load_segmentation_bundle(path, device=device)
         fp = meta.get("fingerprint") or {}
         extent = None
         if fp.get("median_size") and fp.get("median_spacing"):

@@ -156,6 +156,13 @@ def annotate(
         str | None,
         typer.Option("--ray-address", help="Existing Ray cluster (default: start a local one)."),
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Where segmentation bundles run: cpu, cuda[:N] or auto (local engine).",
+        ),
+    ] = "cpu",
 ) -> None:
     """Annotate every image of an archive: labels, masks, manifest, review report.
 
@@ -176,6 +183,7 @@ def annotate(
         workers=workers,
         engine=_choice(engine, ("local", "ray"), "--engine"),
         ray_address=ray_address,
+        device=device,
     )
     typer.echo(
         f"{summary.items} items: {summary.done} done, {summary.failed} failed, "
