@@ -265,29 +265,12 @@ def test_segment_on_a_device_this_machine_lacks_says_so(tmp_path: Path) -> None:
     import torch
 
     ct, _ = chest_phantom()
-    src = tmp_path / "chest.nii.gz"
+    src, out = tmp_path / "chest.nii.gz", tmp_path / "m.nii.gz"
     write_image(ct, src)
-    result = run(
-        "segment",
-        src,
-        "--model",
-        "mri-hippocampus",
-        "--out",
-        tmp_path / "m.nii.gz",
-        "--device",
-        "tpu",
-    )
-    assert result.exit_code != 0 and "unknown device 'tpu'" in result.output
-    assert not (tmp_path / "m.nii.gz").exists()
+    wrong = {"tpu": "unknown device 'tpu'"}
     if not torch.cuda.is_available():
-        result = run(
-            "segment",
-            src,
-            "--model",
-            "mri-hippocampus",
-            "--out",
-            tmp_path / "m.nii.gz",
-            "--device",
-            "cuda",
-        )
-        assert result.exit_code != 0 and "sees no CUDA GPU" in result.output
+        wrong["cuda"] = "sees no CUDA GPU"
+    for device, why in wrong.items():
+        result = run("segment", src, "--model", "mri-hippocampus", "--out", out, "--device", device)
+        assert result.exit_code != 0 and why in result.output
+        assert not out.exists()
