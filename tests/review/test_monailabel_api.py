@@ -58,3 +58,17 @@ def test_monailabel_client_workflow(live_job: tuple[str, object, Path], tmp_path
     assert client.train_status(check_if_running=True)
     assert client.train_stop()["status"] == "STOPPED"
     assert not client.train_status(check_if_running=True)
+
+
+def test_train_requests_fine_tune_segmentation_bundles_unless_told_not_to() -> None:
+    from medlabel.review.monailabel_api import train_command
+
+    job, out = Path("job"), Path("job/models/m-v1")
+    lungs = train_command(job, "cxr-lungs", "segment", out, {"budget_minutes": 2})
+    assert lungs[lungs.index("--init-from") + 1] == "cxr-lungs"
+    assert lungs[lungs.index("--budget-minutes") + 1] == "2.0"
+    anew = train_command(job, "cxr-lungs", "segment", out, {"pretrained": False})
+    assert "--init-from" not in anew
+    assert "--init-from" not in train_command(job, "ct-lungs", "segment", out, {})  # a recipe
+    pneumonia = train_command(job, "cxr-pneumonia", "classify", out, {"max_epochs": 3})
+    assert "--init-from" not in pneumonia and pneumonia[-2:] == ["--epochs", "3"]

@@ -73,3 +73,34 @@ def test_train_classify_from_review(tmp_path: Path) -> None:
         app, ["train", "classify", "--from-review", str(job), "--out", str(tmp_path / "y")]
     )
     assert no_model.exit_code == 1 and "--review-model" in no_model.output
+
+
+def test_train_segment_from_review_fine_tunes_the_reviewed_model(tmp_path: Path) -> None:
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    rng = np.random.default_rng(1)
+    archive = tmp_path / "archive"
+    yy, xx = np.mgrid[:96, :96]
+    for k in range(6):  # two dark fields in a bright frame, as a chest radiograph has
+        img = np.full((96, 96), 200.0)
+        img[(((yy - 50) / 30) ** 2 + ((xx - 28 - k) / 14) ** 2) < 1] = 60
+        img[(((yy - 50) / 30) ** 2 + ((xx - 68 + k) / 14) ** 2) < 1] = 60
+        noisy = (img + rng.normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
+        write_image(MedicalImage(noisy), archive / f"cxr{k}.png")
+    job = tmp_path / "job"
+    annotate(archive, job, models=["cxr-lungs"], formats=["nifti"], progress=False)
+    store = open_store(job)
+    store.import_job(job)
+    store.add_user("ana", "reviewer", "long enough pw")
+    for r in store.predictions("pending"):
+        store.decide(r["item"], r["model"], "accepted", "ana")
+    out = tmp_path / "lungs-v2"
+    args = ["train", "segment", "--from-review", str(job), "--review-model", "cxr-lungs"]
+    args += ["--out", str(out), "--budget-minutes", "0.1", "--init-from", "cxr-lungs"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "bundle.json").read_text())
+    shipped = load_segmentation_bundle("cxr-lungs")
+    assert meta["plan"]["network"] == shipped.plan.network
+    assert meta["training"]["init_from"] == "cxr-lungs" and meta["data"]["n_train"] >= 4
+    assert "Fine-tuned from: cxr-lungs" in (out / "MODEL_CARD.md").read_text()

@@ -128,6 +128,15 @@ def test_train_segment_then_segment_and_evaluate(
     metrics = json.loads((report / "metrics.json").read_text())
     assert "validation cases" in metrics["cases_evaluated"]  # never the training cases
     assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
+    tuned = tmp_path / "tuned"  # fine-tuning keeps the bundle's plan (width 8, full-res)
+    result = run(
+        "train", "segment", "--data", data, "--out", tuned, "--labels", "100=disc,200=square",
+        "--budget-minutes", "0.1", "--optimizer", "sgd", "--init-from", bundle,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    again = json.loads((tuned / "bundle.json").read_text())
+    assert again["plan"]["network"] == record["plan"]["network"]
+    assert again["training"]["init_from"] == str(bundle) and again["training"]["lr"] == 1e-3
     html = (report / "report.html").read_text()
     assert "Worst cases" in html and "data:image/png;base64" in html
     # two versions side by side on the same data (here: the same bundle twice)

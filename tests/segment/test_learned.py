@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -503,3 +504,31 @@ def test_onnx_export_of_another_network_is_refused_by_the_torch_engine(
         bundle.network()
     image, _ = ds.load(0)
     assert load_segmentation_bundle(onnx_only).probabilities(image)[0].shape[0] == 3
+
+
+def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_path: Path) -> None:
+    from medlabel.segment.bundle import slim_bundle
+
+    ds = open_segmentation_dataset(png_pairs(8), "100=disc,200=square")
+    base = SegTrainConfig(budget_minutes=30, max_epochs=2, iterations_per_epoch=2)
+    first = slim_bundle(
+        save_segmentation_bundle(train_segmenter(ds, base, progress=False), tmp_path / "v1")
+    )  # ONNX only: the weights to start from are rebuilt from the export
+    start = load_segmentation_bundle(first).network().state_dict()
+    # the run's own plan would differ (width 8); a vanishing rate leaves the weights in place
+    still = SegTrainConfig(
+        budget_minutes=30, max_epochs=1, iterations_per_epoch=1, width=8, lr=1e-12, seed=5
+    )
+    tuned = train_segmenter(ds, replace(still, init_from=str(first)), progress=False)
+    assert tuned.plan.network == load_segmentation_bundle(first).plan.network
+    for key, value in tuned.net.state_dict().items():
+        torch.testing.assert_close(value, start[key], rtol=1e-6, atol=1e-6)
+    scratch = train_segmenter(ds, still, progress=False)  # the same run without a start
+    assert scratch.plan.network != tuned.plan.network
+    assert tuned.config.init_from == str(first)
+    assert SegTrainConfig(init_from="x").learning_rate() == pytest.approx(2e-4)
+    card = (save_segmentation_bundle(tuned, tmp_path / "v2") / "MODEL_CARD.md").read_text()
+    assert f"Fine-tuned from: {first}" in card
+    other = open_segmentation_dataset(png_pairs(8), "100=disc,200=box")
+    with pytest.raises(MedlabelError, match="fine-tuning needs the bundle's classes"):
+        train_segmenter(other, replace(still, init_from=str(first)), progress=False)

@@ -243,6 +243,14 @@ def train_segment(
     ] = None,
     from_review: FromReviewOpt = None,
     review_model: ReviewModelOpt = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Fine-tune: start from this segmentation bundle's plan and weights (same "
+            "classes; a tenth of the usual learning rate).",
+        ),
+    ] = None,
 ) -> None:
     """Train a self-configuring U-Net and write a segmentation bundle (weights, ONNX, plan).
 
@@ -290,6 +298,7 @@ def train_segment(
         mirror=mirror,
         full_res=full_res,
         optimizer=optimizer,
+        init_from=init_from,
     )
     trained = (
         train_ensemble(dataset, cfg, folds=ensemble)

@@ -13,7 +13,9 @@ user's name and password.
   replies with the mask (NIfTI) and/or a JSON ``params`` part.
 * **Active learning** returns the next pending item by the chosen strategy, ``{}`` when none.
 * **Train** runs ``medlabel train ... --from-review`` in a subprocess on the reviewed labels,
-  writing ``JOB/models/<model>-v<N>``; it can be polled and stopped.
+  writing ``JOB/models/<model>-v<N>``; it can be polled and stopped. A segmentation bundle is
+  fine-tuned from its current weights unless the request says ``"pretrained": false``
+  (:func:`train_command`).
 
 Example (the multipart reply of ``/infer``):
     >>> reply = _multipart({"label_names": {"lung": 1}}, "mask.nii.gz", b"...")
@@ -41,7 +43,43 @@ from medlabel.review.export import model_classes
 from medlabel.review.queue import rank_pending
 from medlabel.review.store import source_item
 
-__all__ = ["add_monailabel_routes"]
+__all__ = ["add_monailabel_routes", "train_command"]
+
+
+def train_command(
+    folder: Path, model: str, task: str, out: Path, params: dict[str, Any]
+) -> list[str]:
+    """The ``medlabel train`` command that the ``/train/{model}`` route runs.
+
+    ``params`` as MONAI Label sends them: ``budget_minutes`` (default 5), ``max_epochs``
+    (classifiers) and ``pretrained`` (default true): a segmentation bundle is then fine-tuned
+    from its current weights (``--init-from``), as MONAI Label's trainers start from the
+    model being corrected; recipes and classifiers train anew.
+
+    Example:
+        >>> cmd = train_command(Path("job"), "cxr-lungs", "segment", Path("v2"), {})
+        >>> cmd[cmd.index("--init-from") + 1], "--init-from" in train_command(
+        ...     Path("job"), "ct-lungs", "segment", Path("v2"), {})
+        ('cxr-lungs', False)
+    """
+    cmd = [sys.executable, "-m", "medlabel.cli", "train", task, "--from-review", str(folder)]
+    cmd += ["--review-model", model, "--out", str(out)]
+    cmd += ["--budget-minutes", str(float(params.get("budget_minutes", 5.0)))]
+    if params.get("max_epochs") and task == "classify":
+        cmd += ["--epochs", str(int(params["max_epochs"]))]
+    if task == "segment" and params.get("pretrained", True) and _segmentation_bundle(model):
+        cmd += ["--init-from", model]
+    return cmd
+
+
+def _segmentation_bundle(model: str) -> bool:
+    from medlabel.models import resolve_model
+
+    description = resolve_model(model) / "bundle.json"
+    try:
+        return bool(json.loads(description.read_text()).get("kind") == "segmentation")
+    except (OSError, ValueError):
+        return False
 
 
 def _multipart(params: dict[str, Any], name: str, data: bytes) -> Response:
@@ -343,24 +381,7 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
         version = len(list((folder / "models").glob(f"{model}-v*"))) + 1
         out = folder / "models" / f"{model}-v{version}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        budget = float(params.get("budget_minutes", 5.0))
-        cmd = [
-            sys.executable,
-            "-m",
-            "medlabel.cli",
-            "train",
-            task,
-            "--from-review",
-            str(folder),
-            "--review-model",
-            model,
-            "--out",
-            str(out),
-            "--budget-minutes",
-            str(budget),
-        ]
-        if params.get("max_epochs") and task == "classify":
-            cmd += ["--epochs", str(int(params["max_epochs"]))]
+        cmd = train_command(folder, model, task, out, params)
         log = (folder / ".medlabel" / f"train-{model}-v{version}.log").open("w")
         training.update(
             process=subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),

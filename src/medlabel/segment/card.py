@@ -59,6 +59,11 @@ def segmentation_card(meta: dict[str, Any]) -> str:
             if len(engines := meta.get("engines") or []) == 1
             else []
         ),
+        *(
+            [f"- Fine-tuned from: {start} (its plan and weights)"]
+            if (start := (meta.get("training") or {}).get("init_from"))
+            else []
+        ),
         f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
         f"- Training command: `{meta.get('command') or 'Python API'}`",
         "",

@@ -85,6 +85,11 @@ class SegTrainConfig:
             plan's left-right rule), ``"all"`` or ``"none"`` (see :func:`make_plan`).
         full_res: give the network a first level at the input's resolution (see
             :func:`make_plan`).
+        init_from: fine-tune: a segmentation bundle (folder or model name) whose plan and
+            weights training starts from (member ``k`` of an ensemble for ensemble member
+            ``k``, cycling); the data must have the bundle's classes, and the default peak
+            learning rate is a tenth of the optimiser's.
+        init_member: which of ``init_from``'s members to start from (set per ensemble member).
     """
 
     budget_minutes: float = 15.0
@@ -108,6 +113,8 @@ class SegTrainConfig:
     device: str = "auto"
     mirror: str = "auto"
     full_res: bool = False
+    init_from: str | None = None
+    init_member: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -119,7 +126,9 @@ class SegTrainConfig:
 
     def learning_rate(self) -> float:
         """The peak learning rate: the one given, else the optimiser's default."""
-        return self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
+        if self.lr is not None:
+            return self.lr
+        return _DEFAULT_LR[self.optimizer] * (0.1 if self.init_from else 1.0)
 
     def use_bf16(self) -> bool:
         """Whether training will autocast to bfloat16 on its device."""
@@ -216,6 +225,8 @@ def _optimizer(net: torch.nn.Module, cfg: SegTrainConfig) -> torch.optim.Optimiz
 
 
 def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> Plan:
+    if cfg.init_from:  # fine-tuning keeps the bundle's plan: its weights fit no other
+        return copy.deepcopy(_starting_bundle(cfg.init_from, classes).plan)
     return make_plan(
         fp,
         classes,
@@ -226,6 +237,20 @@ def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> 
         mirror=cfg.mirror,
         full_res=cfg.full_res,
     )
+
+
+def _starting_bundle(name: str, classes: dict[int, str]) -> Any:
+    """The bundle a fine-tuning run starts from, checked against the data's classes."""
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    bundle = load_segmentation_bundle(name, engine="torch")
+    if dict(bundle.plan.classes) != dict(classes):
+        raise MedlabelError(
+            bundle.path,
+            f"fine-tuning needs the bundle's classes {dict(bundle.plan.classes)}, and the data "
+            f"has {dict(classes)}",
+        )
+    return bundle
 
 
 def train_segmenter(
@@ -270,6 +295,11 @@ def train_segmenter(
     net = build_segmentation_network(
         plan.network["name"], plan.network_dims, 1, plan.num_classes, **plan.network["kwargs"]
     )
+    if cfg.init_from:
+        start = _starting_bundle(cfg.init_from, ds.classes)
+        member = cfg.init_member % len(start.members)
+        net.load_state_dict(start.network(member).state_dict())
+        log.info("starting from %s, member %d", start.path, member)
     device = torch.device(cfg.device)
     net.to(device)  # before the optimiser is built on its parameters
     from monai.losses import DeepSupervisionLoss, DiceCELoss
@@ -463,6 +493,7 @@ def train_ensemble(
     for k, fold in enumerate(splits):
         member_cfg = copy.deepcopy(cfg)
         member_cfg.seed = cfg.seed + k
+        member_cfg.init_member = k
         trained = train_segmenter(fold, member_cfg, progress=progress, plan=plan)
         pairs = [(fold.cases[i].id, fold.load(i)) for i in fold.indices("val")]
         raw.update(native_predictions(trained.net, trained.plan, pairs, entropy=entropy))
