@@ -125,7 +125,8 @@ class SegTrainConfig:
         return resolve_device(self.device)
 
     def learning_rate(self) -> float:
-        """The peak learning rate: the one given, else the optimiser's default."""
+        """The peak learning rate: the one given, else the optimiser's default (a tenth of
+        it when fine-tuning from ``init_from``)."""
         if self.lr is not None:
             return self.lr
         return _DEFAULT_LR[self.optimizer] * (0.1 if self.init_from else 1.0)
