@@ -294,11 +294,11 @@ def record_validation(bundle: Path, metrics: dict[str, Any]) -> None:
 def _rewrite_description(bundle: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
     """Apply ``edit`` to a bundle's description, then write it and its model card again."""
     from medlabel.classify.card import model_card
+    from medlabel.models.files import write_description
 
     meta = json.loads((bundle / "bundle.json").read_text())
     edit(meta)
-    (bundle / "bundle.json").write_text(json.dumps(meta, indent=2))
-    (bundle / "MODEL_CARD.md").write_text(model_card(meta))
+    write_description(bundle, meta, model_card)
 
 
 def install(bundle: Path, target: Path) -> None:

@@ -167,9 +167,11 @@ def annotate(
         raise MedlabelError(None, f"unknown engine {engine!r}; choose local or ray")
     from medlabel.devices import resolve_device  # imports torch
 
-    if engine == "ray" and device.startswith("cuda"):
-        raise MedlabelError(None, "the Ray engine runs on the CPU; use --engine local on a GPU")
-    on = resolve_device(device if engine == "local" else "cpu" if device == "auto" else device)
+    if engine == "ray":
+        if device.startswith("cuda"):
+            raise MedlabelError(None, "the Ray engine runs on the CPU; use --engine local on a GPU")
+        device = "cpu" if device == "auto" else device
+    on = resolve_device(device)
     if target.resolve() == src.resolve():
         raise MedlabelError(target, "the output folder must not be the input folder")
     specs = _specs(models)

@@ -74,7 +74,7 @@ def state_from_onnx(
         aliases.setdefault(id(tensor), []).append(name)
     template = net.state_dict()
     state: dict[str, torch.Tensor] = {}
-    unnamed = []
+    unnamed: list[tuple[str, torch.nn.Module]] = []  # (key, the module that holds it)
     for key, like in template.items():
         names = aliases.get(id(tensors[key]), [key]) if key in tensors else [key]
         found = [values[n] for n in names if n in values and values[n].size == like.numel()]
@@ -84,15 +84,12 @@ def state_from_onnx(
         elif key.endswith("num_batches_tracked") or id(owner) not in called:
             state[key] = like  # not used by inference
         else:
-            unnamed.append(key)
+            unnamed.append((key, owner))
     order = {id(module): k for k, module in reversed(list(enumerate(calls)))}
-    owners = {
-        k: id(net.get_submodule(k.rpartition(".")[0])) if "." in k else id(net) for k in unnamed
-    }
-    unnamed.sort(key=lambda k: order[owners[k]])  # stable: a module's weight before its bias
+    unnamed.sort(key=lambda pair: order[id(pair[1])])  # stable: a weight before its bias
     constants = _anonymous_uses(proto, values, set(tensors))
     missing = []
-    for key in unnamed:
+    for key, _owner in unnamed:
         size = template[key].numel()
         while constants and constants[0].size != size:
             constants.pop(0)

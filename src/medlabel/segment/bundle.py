@@ -285,9 +285,9 @@ class SegmentationBundle:
             BundleError: the member has neither torch weights nor an ONNX export that
                 rebuilds them exactly.
         """
-        net = self._untrained_network()
         record = self.members[member]
         if record.get("weights"):
+            net = self._untrained_network()
             path = self.path / record["weights"]
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(
@@ -370,8 +370,10 @@ class SegmentationBundle:
             >>> b.engine_for((36, 50, 36)), b.engine_for((120, 200, 200))
             (('onnx', 9), ('torch', 4))
         """
-        if self.engine != "auto" or self.device != "cpu":  # a GPU runs torch
-            return ("torch" if self.device != "cpu" else self.engine), self.plan.batch_size
+        if self.device != "cpu":  # a GPU runs everything on torch
+            return "torch", self.plan.batch_size
+        if self.engine != "auto":
+            return self.engine, self.plan.batch_size
         patch = self.plan.patch_size
         several = any(int(s) > int(p) for s, p in zip(shape, patch, strict=True))
         engines = self._engines
