@@ -119,3 +119,31 @@ def test_train_errors_are_one_line(tmp_path):
     )
     assert result.exit_code == 1 and "auto, bf16 or fp32" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_train_fine_tunes_from_a_bundle(blob_folder, tmp_path):
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    common = ["--data", blob_folder, "--epochs", "1", "--budget-minutes", "1"]
+    result = run("train", "classify", "--out", first, "--size", "16", *common)
+    assert result.exit_code == 0, result.output
+    result = run("train", "classify", "--out", second, "--init-from", first, *common)
+    assert result.exit_code == 0, result.output
+    v1, v2 = (json.loads((p / "bundle.json").read_text()) for p in (first, second))
+    assert v2["architecture"] == v1["architecture"] and v2["input"] == v1["input"]
+    tuned, base = v2["train_config"], v1["train_config"]
+    assert tuned["init_from"] == str(first) and tuned["lr"] == base["lr"]  # a tenth runs
+    assert max(h["lr"] for h in v2["members"][0]["history"]) <= base["lr"] / 10 + 1e-12
+    assert f"Fine-tuned from: {first}" in (second / "MODEL_CARD.md").read_text()
+    refused = run(
+        "train",
+        "classify",
+        "--out",
+        tmp_path / "v3",
+        "--init-from",
+        first,
+        "--model",
+        "resnet18",
+        *common,
+    )
+    assert refused.exit_code != 0 and "keeps the bundle's network" in refused.output
+    assert not (tmp_path / "v3").exists()

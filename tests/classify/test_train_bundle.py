@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from medlabel.classify.ensemble import calibrate_ensemble
 from medlabel.classify.evaluation import evaluate_bundle
 from medlabel.classify.train import TrainConfig, train_classifier
 from medlabel.data.arrays import load_arrays
+from medlabel.data.dataset import DatasetError
 from medlabel.image import MedicalImage
 
 from .conftest import make_dataset
@@ -249,3 +251,46 @@ def test_mixup_blends_batches_and_still_learns():
     assert mixed.val_metrics["auc"] > 0.9
     with pytest.raises(ValueError, match="mixup must be >= 0"):
         train_classifier(ds, quick_config(epochs=1, mixup=-0.1), progress=False)
+
+
+def test_fine_tuning_starts_from_the_bundle(trained, tmp_path):
+    first = save_bundle(trained, tmp_path / "v1", licence="CC0", command="test")
+    start = load_bundle(first, engine="torch").torch_member(0)
+    # the run's own network, size and normalisation differ; the bundle's win, and a
+    # vanishing rate leaves its weights in place
+    still = quick_config(
+        model_kwargs={"width": 4}, size=(20, 20), normalize="image", epochs=1, lr=1e-12, seed=5
+    )
+    swapped = make_dataset()
+    swapped = swapped.with_classes(["c1", "c0"])  # the same images, classes in another order
+    tuned = train_classifier(swapped, replace(still, init_from=str(first)), progress=False)
+    cfg = tuned.config
+    assert (cfg.model_kwargs, cfg.size, cfg.normalize) == ({"width": 8}, (16, 16), "dataset")
+    assert (tuned.mean, tuned.std) == (start.mean, start.std)
+    assert tuned.class_names == ["c0", "c1"]  # the bundle's order, labels mapped onto it
+    assert cfg.peak_lr() == pytest.approx(1e-13) and cfg.init_from == str(first)
+    weights = dict(start.net.named_parameters())
+    for name, value in tuned.net.named_parameters():
+        torch.testing.assert_close(value, weights[name], rtol=1e-6, atol=1e-6)
+    assert tuned.val_metrics["auc"] > 0.95  # still the trained model, on remapped labels
+    card = (save_bundle(tuned, tmp_path / "v2") / "MODEL_CARD.md").read_text()
+    assert f"Fine-tuned from: {first}" in card
+
+    other = make_dataset(k=3)  # a class the bundle does not know
+    with pytest.raises(DatasetError, match=r"classes \['c2'\] are not shared"):
+        train_classifier(other, replace(still, init_from=str(first)), progress=False)
+    model = train_classic(make_dataset(), estimator="logistic", size=(16, 16), progress=False)
+    classic = save_classic_bundle(model, tmp_path / "classic")
+    with pytest.raises(BundleError, match="starts from a CNN bundle"):
+        train_classifier(make_dataset(), replace(still, init_from=str(classic)), progress=False)
+
+
+def test_fine_tuning_an_ensemble_starts_each_member_from_its_own(trained, tmp_path):
+    other = train_classifier(make_dataset(), quick_config(seed=1, epochs=2), progress=False)
+    pair = load_bundle(save_bundle([trained, other], tmp_path / "pair"), engine="torch")
+    still = quick_config(epochs=1, lr=1e-12, init_from=str(pair.path))
+    for k in (1, 2):  # member 2 of a pair is member 0 again
+        tuned = train_classifier(make_dataset(), replace(still, init_member=k), progress=False)
+        expected = dict(pair.torch_member(k % 2).net.named_parameters())
+        for name, value in tuned.net.named_parameters():
+            torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)

@@ -207,3 +207,25 @@ def test_real_kermany_folder(shared_data):
     ds = open_dataset(shared_data / "cxr-pneumonia-224" / "train")
     assert ds.counts()["train"] == {"NORMAL": 1341, "PNEUMONIA": 3875}
     assert ds.image(0).size == (224, 224)
+
+
+def test_with_classes_maps_labels_onto_a_model_s_class_list():
+    def toy(names, labels):
+        return ClassificationDataset(
+            name="toy",
+            class_names=names,
+            ids=[f"s{i}" for i in range(len(labels))],
+            labels=np.array(labels),
+            splits=["train"] * len(labels),
+            loader=lambda i: None,
+        )
+
+    single = toy(["normal", "pneumonia"], [1, 0, 1]).with_classes(["pneumonia", "x", "normal"])
+    assert single.labels.tolist() == [0, 2, 0] and single.task == "multiclass"
+    assert single.counts()["train"] == {"pneumonia": 2, "x": 0, "normal": 1}
+    multi = toy(["a", "b"], [[1, 0], [1, 1]]).with_classes(["b", "a"])
+    assert multi.labels.tolist() == [[0, 1], [1, 1]] and multi.task == "multilabel"
+    with pytest.raises(DatasetError, match=r"classes \['c'\] are not shared"):
+        toy(["a", "b"], [[1, 0], [1, 1]]).with_classes(["a", "b", "c"])  # unknown, not absent
+    with pytest.raises(DatasetError, match=r"classes \['b'\] are not shared"):
+        toy(["a", "b"], [0, 1]).with_classes(["a", "c"])

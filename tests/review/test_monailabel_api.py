@@ -60,7 +60,7 @@ def test_monailabel_client_workflow(live_job: tuple[str, object, Path], tmp_path
     assert not client.train_status(check_if_running=True)
 
 
-def test_train_requests_fine_tune_segmentation_bundles_unless_told_not_to() -> None:
+def test_train_requests_fine_tune_trained_bundles_unless_told_not_to() -> None:
     from medlabel.review.monailabel_api import train_command
 
     job, out = Path("job"), Path("job/models/m-v1")
@@ -71,4 +71,10 @@ def test_train_requests_fine_tune_segmentation_bundles_unless_told_not_to() -> N
     assert "--init-from" not in anew
     assert "--init-from" not in train_command(job, "ct-lungs", "segment", out, {})  # a recipe
     pneumonia = train_command(job, "cxr-pneumonia", "classify", out, {"max_epochs": 3})
-    assert "--init-from" not in pneumonia and pneumonia[-2:] == ["--epochs", "3"]
+    assert pneumonia[pneumonia.index("--init-from") + 1] == "cxr-pneumonia"
+    assert pneumonia[pneumonia.index("--epochs") + 1] == "3"
+    anew = train_command(job, "cxr-pneumonia", "classify", out, {"pretrained": False})
+    assert "--init-from" not in anew
+    # a segmentation bundle does not start a classifier, nor the reverse
+    assert "--init-from" not in train_command(job, "cxr-lungs", "classify", out, {})
+    assert "--init-from" not in train_command(job, "cxr-pneumonia", "segment", out, {})

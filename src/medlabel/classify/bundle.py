@@ -332,7 +332,7 @@ class Bundle:
         if self.engine == "torch" and not self._nets:
             self._nets = [self.torch_member(i) for i in range(len(self.meta["members"]))]
 
-    def torch_member(self, i: int) -> nn.Module:
+    def torch_member(self, i: int) -> _Normalised:
         """Member ``i`` as a torch module with normalisation built in (eval mode)."""
         arch = self.meta["architecture"]
         net = build_network(

@@ -32,6 +32,11 @@ def model_card(meta: dict[str, Any]) -> str:
         f"- Input: {meta['input']['channels']} channel(s), {meta['input']['size']} pixels, "
         "any readable image (grey conversion and percentile scaling applied automatically)",
         f"- Model: {meta['architecture']['name']} x {len(meta['members'])} member(s)",
+        *(
+            [f"- Fine-tuned from: {start} (its network, input size, normalisation and weights)"]
+            if (start := (meta.get("train_config") or {}).get("init_from"))
+            else []
+        ),
         f"- Made by medlabel {meta['medlabel_version']} on {meta['created']}",
         f"- Training command: `{meta.get('command') or 'Python API'}`",
         "",

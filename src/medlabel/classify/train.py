@@ -32,7 +32,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from medlabel.classify.ood import OODCheck
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
 from medlabel.devices import bf16_autocast, resolve_device
+from medlabel.errors import MedlabelError
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
 
@@ -66,7 +67,7 @@ class TrainConfig:
         channels: input channels (1 grey, 3 colour).
         epochs: maximum epochs.
         batch_size: samples per step.
-        lr: peak learning rate (AdamW).
+        lr: peak learning rate (AdamW); a tenth of it runs when fine-tuning (``init_from``).
         weight_decay: AdamW weight decay.
         warmup: share of the schedule spent warming up.
         budget_minutes: wall-clock budget for the training loop; ``None`` for no limit.
@@ -97,6 +98,12 @@ class TrainConfig:
             optimiser stay float32; validation runs in float32). 1.5-1.8x faster steps on a
             CPU with AVX-512 BF16, but off by default: over 5 seeds on PneumoniaMNIST it was
             no more accurate than float32 (accuracy perhaps slightly lower).
+        init_from: fine-tune: a classifier bundle (folder or model name) whose network, input
+            size, normalisation and weights the run starts from; they override ``model``,
+            ``size``, ``channels``, ``model_kwargs`` and ``normalize``. The data's classes
+            must be among the bundle's.
+        init_member: which of ``init_from``'s members to start from (cycled; the CLI's
+            ensemble member ``k`` starts from member ``k``).
     """
 
     model: str = "compact"
@@ -124,6 +131,12 @@ class TrainConfig:
     ema: float = 0.0
     device: str = "auto"
     bf16: bool = False
+    init_from: str | None = None
+    init_member: int = 0
+
+    def peak_lr(self) -> float:
+        """The peak learning rate that runs: ``lr``, or a tenth of it when fine-tuning."""
+        return self.lr * (0.1 if self.init_from else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -287,6 +300,61 @@ def _averaged(net: nn.Module, decay: float) -> Any:
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+@dataclass
+class _Start:
+    """Where a fine-tuning run starts: the bundle's settings, weights and normalisation."""
+
+    config: TrainConfig
+    dataset: ClassificationDataset
+    state: dict[str, torch.Tensor]
+    mean: float
+    std: float
+    member: int
+
+
+def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Start:
+    """Read ``config.init_from``'s member and reconcile the run and the data with it.
+
+    Raises:
+        BundleError: not a CNN classifier bundle (or missing files).
+        DatasetError: the data has classes the bundle does not know.
+        MedlabelError: the bundle's task differs from the data's.
+    """
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.models.files import BundleError
+
+    assert config.init_from is not None
+    bundle = load_bundle(config.init_from, engine="torch")
+    if bundle.kind != "cnn":
+        raise BundleError(bundle.path, "fine-tuning starts from a CNN bundle, not a classic one")
+    data = dataset.with_classes(bundle.class_names)
+    if bundle.task != data.task:
+        if {bundle.task, data.task} != {"ordinal", "multiclass"}:
+            raise MedlabelError(
+                bundle.path, f"the bundle is a {bundle.task} model and the data is {data.task}"
+            )
+        # class indices either way: the bundle's reading of them wins
+        data = replace(data, task="ordinal" if bundle.task == "ordinal" else "multiclass")
+    member = config.init_member % len(bundle.meta["members"])
+    normalised = bundle.torch_member(member)
+    arch = bundle.meta["architecture"]
+    settings = {
+        "model": arch["name"],
+        "size": tuple(bundle.spec.size),
+        "channels": bundle.spec.channels,
+        "model_kwargs": dict(arch.get("kwargs", {})),
+        "normalize": normalised.mode,
+    }
+    return _Start(
+        config=TrainConfig.from_dict({**config.to_dict(), **settings}),
+        dataset=data,
+        state=normalised.net.state_dict(),
+        mean=normalised.mean,
+        std=normalised.std,
+        member=member,
+    )
+
+
 def train_classifier(
     dataset: ClassificationDataset,
     config: TrainConfig,
@@ -307,15 +375,21 @@ def train_classifier(
     np.random.seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    start = _starting_point(config, dataset) if config.init_from else None
+    if start is not None:
+        config, dataset = start.config, start.dataset
     ds = dataset.with_validation_split(config.val_fraction, seed=config.split_seed)
     spec = InputSpec(config.size, config.channels)
     train = train_arrays or load_arrays(ds, ds.indices("train"), spec, progress=progress)
     val = val_arrays or load_arrays(ds, ds.indices("val"), spec, progress=progress, desc="val")
     task = str(ds.task)
     k = ds.num_classes
-    scaled = train.images.astype(np.float32) / 255.0
-    mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
-    del scaled
+    if start is not None:  # the weights expect the normalisation they were trained with
+        mean, std = start.mean, start.std
+    else:
+        scaled = train.images.astype(np.float32) / 255.0
+        mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
+        del scaled
     net = build_network(
         config.model,
         spatial_dims=spec.dims,
@@ -323,11 +397,14 @@ def train_classifier(
         num_classes=k,
         **config.model_kwargs,
     )
+    if start is not None:
+        net.load_state_dict(start.state)
+        log.info("starting from %s, member %d", config.init_from, start.member)
     log.info("%s: %d parameters, input %s", config.model, count_parameters(net), spec.describe())
     device = config.torch_device()
     net.to(device)  # before the optimiser and the weight average are built on it
     loss_fn = _loss_fn(task, train.labels, config, k).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr(), weight_decay=config.weight_decay)
     averaged = _averaged(net, config.ema)
     judged = averaged.module if averaged is not None else net  # what is validated and kept
     gen = torch.Generator().manual_seed(config.seed)
@@ -359,7 +436,7 @@ def train_classifier(
             if clock >= 1.0:
                 break
             for group in opt.param_groups:
-                group["lr"] = config.lr * _lr_factor(clock, config.warmup)
+                group["lr"] = config.peak_lr() * _lr_factor(clock, config.warmup)
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
             x = normalise(x, config.normalize, mean, std).to(device)

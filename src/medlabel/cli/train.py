@@ -114,9 +114,22 @@ def train_classify(
     device: DeviceOpt = "auto",
     from_review: FromReviewOpt = None,
     review_model: ReviewModelOpt = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Fine-tune: start from this CNN bundle's network, recipe and weights (its "
+            "classes must include the data's; a tenth of its learning rate).",
+        ),
+    ] = None,
 ) -> None:
     """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
-    from medlabel.classify.bundle import save_bundle, save_classic_bundle
+    from medlabel.classify.bundle import (
+        load_bundle,
+        save_bundle,
+        save_classic_bundle,
+        train_config_of,
+    )
     from medlabel.classify.classic import train_classic
     from medlabel.classify.recipe import auto_config
     from medlabel.classify.train import train_classifier
@@ -125,6 +138,14 @@ def train_classify(
 
     resolve_device(device)  # a wrong --device fails before any data is read
     bf16 = _precision(precision)
+    if init_from is not None and (model != "auto" or size is not None):
+        raise typer.BadParameter(
+            "fine-tuning keeps the bundle's network and input size; drop --model and --size",
+            param_hint="--init-from",
+        )
+    start = load_bundle(init_from, engine="torch") if init_from is not None else None
+    if start is not None and start.kind != "cnn":
+        raise MedlabelError(start.path, "fine-tuning starts from a CNN bundle, not a classic one")
     if from_review is not None:
         data, _ = _reviewed_data(from_review, review_model, "classification")
     if data is None:
@@ -138,7 +159,12 @@ def train_classify(
         path = save_classic_bundle(trained, out, licence=licence, command=command)
         typer.echo(f"wrote {path} (validation AUC {trained.val_metrics['auc']:.4f})")
         return
-    cfg = auto_config(dataset, budget_minutes=budget_minutes, size=size, seed=seed)
+    if start is not None:  # the bundle's own recipe, on this run's clock and seed
+        cfg = train_config_of(start)
+        cfg.budget_minutes, cfg.seed, cfg.num_threads = budget_minutes, seed, None
+        cfg.init_from = init_from
+    else:
+        cfg = auto_config(dataset, budget_minutes=budget_minutes, size=size, seed=seed)
     if model != "auto":
         cfg.model = model
         if model != "compact":
@@ -152,7 +178,7 @@ def train_classify(
         cfg.bf16 = bf16
     members = []
     for k in range(ensemble):
-        cfg_k = type(cfg).from_dict({**cfg.to_dict(), "seed": seed + k})
+        cfg_k = type(cfg).from_dict({**cfg.to_dict(), "seed": seed + k, "init_member": k})
         members.append(train_classifier(dataset, cfg_k))
     if len(members) > 1:
         from medlabel.classify.ensemble import calibrate_ensemble

@@ -187,6 +187,42 @@ class ClassificationDataset:
             strata[lab[:, k] > 0] = rank
         return strata
 
+    def with_classes(self, names: Sequence[str]) -> ClassificationDataset:
+        """The same samples labelled on another class list that holds all of this one's.
+
+        A model's classes and the classes found in new data (a reviewed batch may lack one)
+        then share label values. Multi-label data must name the same classes, in any order:
+        a column missing from it would read as "absent" rather than "unknown".
+
+        Example:
+            >>> import numpy as np
+            >>> ds = ClassificationDataset(name="toy", class_names=["b", "c"], ids=["x", "y"],
+            ...     labels=np.array([0, 1]), splits=["train", "train"], loader=lambda i: None)
+            >>> ds.with_classes(["a", "b", "c"]).labels.tolist()
+            [1, 2]
+
+        Raises:
+            DatasetError: a class of this data set is not in ``names``.
+        """
+        names = list(names)
+        unknown = [c for c in self.class_names if c not in names]
+        if self.labels.ndim == 2 and not unknown and len(names) != len(self.class_names):
+            unknown = [c for c in names if c not in self.class_names]
+        if unknown:
+            raise DatasetError(
+                self.source.get("path"),
+                f"classes {unknown} are not shared with {names} (the data has "
+                f"{list(self.class_names)})",
+            )
+        lut = np.array([names.index(c) for c in self.class_names], dtype=int)
+        if self.labels.ndim == 2:
+            labels = np.zeros_like(self.labels)
+            labels[:, lut] = self.labels
+        else:
+            labels = lut[self.labels]
+        task = self.task if self.task == "ordinal" else None  # otherwise inferred again
+        return replace(self, class_names=names, labels=labels, task=task)
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> ClassificationDataset:
         """A dataset of the given samples (same classes and loader)."""
         idx = np.asarray(indices, dtype=int)

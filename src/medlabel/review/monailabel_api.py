@@ -52,9 +52,10 @@ def train_command(
     """The ``medlabel train`` command that the ``/train/{model}`` route runs.
 
     ``params`` as MONAI Label sends them: ``budget_minutes`` (default 5), ``max_epochs``
-    (classifiers) and ``pretrained`` (default true): a segmentation bundle is then fine-tuned
-    from its current weights (``--init-from``), as MONAI Label's trainers start from the
-    model being corrected; recipes and classifiers train anew.
+    (classifiers) and ``pretrained`` (default true): a segmentation bundle or a CNN
+    classifier is then fine-tuned from its current weights (``--init-from``), as MONAI
+    Label's trainers start from the model being corrected; recipes and classic classifiers
+    train anew.
 
     Example:
         >>> cmd = train_command(Path("job"), "cxr-lungs", "segment", Path("v2"), {})
@@ -67,19 +68,22 @@ def train_command(
     cmd += ["--budget-minutes", str(float(params.get("budget_minutes", 5.0)))]
     if params.get("max_epochs") and task == "classify":
         cmd += ["--epochs", str(int(params["max_epochs"]))]
-    if task == "segment" and params.get("pretrained", True) and _segmentation_bundle(model):
+    if params.get("pretrained", True) and _bundle_kind(model) == _TUNABLE[task]:
         cmd += ["--init-from", model]
     return cmd
 
 
-def _segmentation_bundle(model: str) -> bool:
+_TUNABLE = {"segment": "segmentation", "classify": "cnn"}  # bundle kinds that fine-tune
+
+
+def _bundle_kind(model: str) -> str | None:
     from medlabel.models import resolve_model
 
     description = resolve_model(model) / "bundle.json"
     try:
-        return bool(json.loads(description.read_text()).get("kind") == "segmentation")
+        return str(json.loads(description.read_text()).get("kind", "cnn"))
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def _multipart(params: dict[str, Any], name: str, data: bytes) -> Response:
