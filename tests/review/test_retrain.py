@@ -13,6 +13,7 @@ from medlabel.annotate.job import annotate
 from medlabel.cli import app
 from medlabel.image import MedicalImage
 from medlabel.io import write_image
+from medlabel.models import resolve_model
 from medlabel.review.export import export_reviewed
 from medlabel.review.store import open_store
 
@@ -67,6 +68,31 @@ def test_train_classify_from_review(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["class_names"] == ["NORMAL", "PNEUMONIA"]
+    tuned = tmp_path / "tuned"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "classify",
+            "--from-review",
+            str(job),
+            "--review-model",
+            "cxr-pneumonia",
+            "--init-from",
+            "cxr-pneumonia",
+            "--out",
+            str(tuned),
+            "--epochs",
+            "1",
+            "--budget-minutes",
+            "0.3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    shipped = json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text())
+    meta = json.loads((tuned / "bundle.json").read_text())
+    assert meta["architecture"] == shipped["architecture"] and meta["input"] == shipped["input"]
+    assert "Fine-tuned from: cxr-pneumonia" in (tuned / "MODEL_CARD.md").read_text()
     missing = CliRunner().invoke(app, ["train", "classify", "--out", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "--from-review" in missing.output
     no_model = CliRunner().invoke(
