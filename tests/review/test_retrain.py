@@ -43,27 +43,12 @@ def test_train_classify_from_review(tmp_path: Path) -> None:
     with export.path.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 16 and {Path(r["path"]).name: r["label"] for r in rows} == truth
+    reviewed = ["train", "classify", "--from-review", str(job), "--review-model", "cxr-pneumonia"]
+    reviewed += ["--budget-minutes", "0.3"]
     out = tmp_path / "retrained"
     result = CliRunner().invoke(
         app,
-        [
-            "train",
-            "classify",
-            "--from-review",
-            str(job),
-            "--review-model",
-            "cxr-pneumonia",
-            "--out",
-            str(out),
-            "--model",
-            "compact",
-            "--size",
-            "28",
-            "--epochs",
-            "2",
-            "--budget-minutes",
-            "0.3",
-        ],
+        [*reviewed, "--out", str(out), "--model", "compact", "--size", "28", "--epochs", "2"],
     )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "bundle.json").read_text())
@@ -71,22 +56,7 @@ def test_train_classify_from_review(tmp_path: Path) -> None:
     tuned = tmp_path / "tuned"
     result = CliRunner().invoke(
         app,
-        [
-            "train",
-            "classify",
-            "--from-review",
-            str(job),
-            "--review-model",
-            "cxr-pneumonia",
-            "--init-from",
-            "cxr-pneumonia",
-            "--out",
-            str(tuned),
-            "--epochs",
-            "1",
-            "--budget-minutes",
-            "0.3",
-        ],
+        [*reviewed, "--init-from", "cxr-pneumonia", "--out", str(tuned), "--epochs", "1"],
     )
     assert result.exit_code == 0, result.output
     shipped = json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text())
