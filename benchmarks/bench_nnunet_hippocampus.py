@@ -69,9 +69,9 @@ def _stage_train(work: Path, budget_s: float, iterations: int | None) -> None:
                     ]
                     self.on_validation_epoch_end(val)
                 self.on_epoch_end()
-                done = self.current_epoch
-                per_epoch = (time.perf_counter() - start) / done
-                if (time.perf_counter() - start) + per_epoch > budget_s:
+                done, elapsed = self.current_epoch, time.perf_counter() - start
+                per_epoch = elapsed / done
+                if elapsed + per_epoch > budget_s:
                     self.num_epochs = done
                 else:
                     self.num_epochs = max(done + 1, int(budget_s // per_epoch))
