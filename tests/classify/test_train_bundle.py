@@ -268,7 +268,7 @@ def test_fine_tuning_starts_from_the_bundle(trained, tmp_path):
     assert (cfg.model_kwargs, cfg.size, cfg.normalize) == ({"width": 8}, (16, 16), "dataset")
     assert (tuned.mean, tuned.std) == (start.mean, start.std)
     assert tuned.class_names == ["c0", "c1"]  # the bundle's order, labels mapped onto it
-    assert cfg.peak_lr() == pytest.approx(1e-13) and cfg.init_from == str(first)
+    assert cfg.learning_rate() == pytest.approx(1e-13) and cfg.init_from == str(first)
     weights = dict(start.net.named_parameters())
     for name, value in tuned.net.named_parameters():
         torch.testing.assert_close(value, weights[name], rtol=1e-6, atol=1e-6)

@@ -134,8 +134,9 @@ class TrainConfig:
     init_from: str | None = None
     init_member: int = 0
 
-    def peak_lr(self) -> float:
-        """The peak learning rate that runs: ``lr``, or a tenth of it when fine-tuning."""
+    def learning_rate(self) -> float:
+        """The peak learning rate that runs: ``lr``, or a tenth of it when fine-tuning (as
+        :meth:`medlabel.segment.train.SegTrainConfig.learning_rate`)."""
         return self.lr * (0.1 if self.init_from else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -404,7 +405,8 @@ def train_classifier(
     device = config.torch_device()
     net.to(device)  # before the optimiser and the weight average are built on it
     loss_fn = _loss_fn(task, train.labels, config, k).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr(), weight_decay=config.weight_decay)
+    peak_lr = config.learning_rate()
+    opt = torch.optim.AdamW(net.parameters(), lr=peak_lr, weight_decay=config.weight_decay)
     averaged = _averaged(net, config.ema)
     judged = averaged.module if averaged is not None else net  # what is validated and kept
     gen = torch.Generator().manual_seed(config.seed)
@@ -436,7 +438,7 @@ def train_classifier(
             if clock >= 1.0:
                 break
             for group in opt.param_groups:
-                group["lr"] = config.peak_lr() * _lr_factor(clock, config.warmup)
+                group["lr"] = peak_lr * _lr_factor(clock, config.warmup)
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x = config.augment(x_all[idx].float() / 255.0, gen)
             x = normalise(x, config.normalize, mean, std).to(device)

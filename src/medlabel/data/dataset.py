@@ -205,9 +205,9 @@ class ClassificationDataset:
             DatasetError: a class of this data set is not in ``names``.
         """
         names = list(names)
-        unknown = [c for c in self.class_names if c not in names]
-        if self.labels.ndim == 2 and not unknown and len(names) != len(self.class_names):
-            unknown = [c for c in names if c not in self.class_names]
+        ours = set(self.class_names)
+        # single-label data may lack some of ``names``; multi-label data must hold them all
+        unknown = sorted(ours ^ set(names) if self.labels.ndim == 2 else ours - set(names))
         if unknown:
             raise DatasetError(
                 self.source.get("path"),
