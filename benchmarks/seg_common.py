@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from common import machine, save_results, thread_prefix, threads_clause
+from medlabel.evaluate.segmentation import distance_key
 from medlabel.segment.api import Segmenter
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
@@ -207,6 +208,7 @@ def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -
     """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
     t, v = rows["test"], rows["validation"]["classes"]
     plan, info = rows["plan"], rows["machine"]
+    hd_key, unit = distance_key(next(iter(t.values())))
     lines = [
         f"# {title}, {info['date']}",
         "",
@@ -219,14 +221,15 @@ def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -
         "training or selection; metrics on each case's original grid"
         + (" with mirroring test-time augmentation." if rows.get("tta") else "."),
         "",
-        "| class | test Dice mean [95% CI] | test Dice worst | test HD95 (mm) | validation Dice |",
+        f"| class | test Dice mean [95% CI] | test Dice worst | test HD95 ({unit}) | "
+        "validation Dice |",
         "|---|---|---|---|---|",
     ]
     for c in t:
         ci = t[c].get("dice_ci", [float("nan")] * 2)
         lines.append(
             f"| {c} | {t[c]['dice']['mean']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
-            f"{t[c]['dice']['min']:.4f} | {t[c]['hd95_mm']['mean']:.2f} | "
+            f"{t[c]['dice']['min']:.4f} | {t[c][hd_key]['mean']:.2f} | "
             f"{v[c]['dice']['mean']:.4f} |"
         )
     lines += [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medlabel.image import MedicalImage, same_grid
+from medlabel.image import SPACING_UNKNOWN, MedicalImage, same_grid
 
 
 def _rotation(z_deg: float = 30.0, x_deg: float = 20.0) -> np.ndarray:
@@ -151,6 +151,14 @@ def test_with_array_keeps_grid_and_applies_changes() -> None:
     assert same_grid(img, out)
     assert (out.dtype, out.is_label, out.modality) == (np.float32, True, "CT")
     assert img.is_label is False  # original untouched (frozen dataclass)
+
+
+def test_an_unknown_pixel_size_stays_with_the_grid() -> None:
+    png = MedicalImage(np.zeros((4, 5), np.uint8), metadata={SPACING_UNKNOWN: True, "path": "x"})
+    assert not png.spacing_known and _oblique_image().spacing_known
+    relabelled = png.with_array(png.array, metadata={"labels": {1: "x"}})
+    assert not relabelled.spacing_known and relabelled.metadata["labels"] == {1: "x"}
+    assert png.with_array(png.array, spacing=(0.2, 0.2), metadata={}).spacing_known
 
 
 # ------------------------------------------------------------------------------ SimpleITK

@@ -11,7 +11,10 @@ Conventions (the same as SimpleITK, so conversions are exact and free of surpris
   ``origin + direction @ (spacing * (i, j, k))``.
 
 Source metadata (patient, study and series identifiers) travels in ``metadata`` but is kept
-out of ``repr`` so that it never reaches a log line.
+out of ``repr`` so that it never reaches a log line. A reader whose file gives no physical
+pixel size (a PNG or JPEG export, a DICOM file without PixelSpacing) assumes 1 and sets
+``metadata[SPACING_UNKNOWN]``: :attr:`MedicalImage.spacing_known` is then ``False``, and sizes
+and distances are reported in pixels, never as millimetres.
 
 Example:
     >>> import numpy as np
@@ -32,7 +35,19 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["MedicalImage", "same_grid"]
+__all__ = ["SIZE_UNITS", "SPACING_UNKNOWN", "MedicalImage", "same_grid"]
+
+#: ``metadata`` key a reader sets (to ``True``) when the file gave no pixel size and 1 was assumed.
+SPACING_UNKNOWN = "spacing_unknown"
+
+#: The unit structure sizes are given in, and its share of a mm³ (mm² in 2D), by (dimensions,
+#: whether the pixel size is known): without one, sizes are counts of voxels or pixels.
+SIZE_UNITS: dict[tuple[int, bool], tuple[str, float]] = {
+    (3, True): ("mL", 1e-3),
+    (2, True): ("cm2", 1e-2),
+    (3, False): ("voxels", 1.0),
+    (2, False): ("px", 1.0),
+}
 
 _ORTHO_TOL = 1e-3
 
@@ -107,6 +122,17 @@ class MedicalImage:
         return len(self.spacing)
 
     @property
+    def spacing_known(self) -> bool:
+        """``False`` when the reader had to assume the spacing (see :data:`SPACING_UNKNOWN`).
+
+        Example:
+            >>> import numpy as np
+            >>> MedicalImage(np.zeros((2, 2)), metadata={SPACING_UNKNOWN: True}).spacing_known
+            False
+        """
+        return not self.metadata.get(SPACING_UNKNOWN, False)
+
+    @property
     def channels(self) -> int:
         """Number of channels: 0 for a scalar image, else the length of the last axis."""
         return 0 if self.array.ndim == self.ndim else int(self.array.shape[-1])
@@ -148,12 +174,17 @@ class MedicalImage:
     def with_array(self, array: np.ndarray, **changes: Any) -> MedicalImage:
         """Copy of this image with new voxels (same grid unless ``changes`` say otherwise).
 
+        An unknown pixel size is part of the grid: it stays marked when ``changes`` give new
+        ``metadata`` but no new ``spacing``.
+
         Example:
             >>> import numpy as np
             >>> img = MedicalImage(np.ones((2, 3, 4)), spacing=(1, 1, 3))
             >>> img.with_array(img.array * 2).spacing
             (1.0, 1.0, 3.0)
         """
+        if "metadata" in changes and "spacing" not in changes and not self.spacing_known:
+            changes["metadata"] = {**changes["metadata"], SPACING_UNKNOWN: True}
         return replace(self, array=array, **changes)
 
     # ------------------------------------------------------------- SimpleITK

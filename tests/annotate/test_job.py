@@ -192,3 +192,21 @@ def test_batched_2d_segmentation_equals_one_at_a_time() -> None:
         alone = model.segment(image)
         assert np.array_equal(seg.mask.array, alone.mask.array)
         assert seg.uncertainty == pytest.approx(alone.uncertainty, abs=1e-5)
+        assert seg.unit == "cm2"  # spacing given (1 mm by default)
+        counts = np.bincount(seg.mask.array.ravel(), minlength=4)
+        assert seg.sizes["heart"] == pytest.approx(counts[3] / 100)
+
+
+def test_sizes_are_in_pixels_when_the_image_gives_no_pixel_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray((rng.random((224, 224)) * 255).astype(np.uint8)).save(folder / "cxr.png")
+    job = tmp_path / "job"
+    annotate(folder, job, models=["cxr-lungs"], progress=False)
+    row = json.loads((job / "manifest.jsonl").read_text().splitlines()[-1])
+    assert row["status"] == "done" and "areas_cm2" not in row
+    assert set(row["areas_px"]) == {"lung_right", "lung_left", "heart"}
+    assert all(float(v).is_integer() for v in row["areas_px"].values())

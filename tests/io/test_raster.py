@@ -168,7 +168,22 @@ def test_dpi_of_a_plain_pillow_tiff_gives_spacing(tmp_path: Path) -> None:
 
 def test_dpi_of_one_or_less_is_ignored(tmp_path: Path) -> None:
     Image.fromarray(_grey8()).save(tmp_path / "d.tiff", dpi=(1, 1))
-    assert read_raster(tmp_path / "d.tiff").spacing == (1.0, 1.0)
+    img = read_raster(tmp_path / "d.tiff")
+    assert img.spacing == (1.0, 1.0) and not img.spacing_known
+
+
+def test_a_file_without_a_pixel_size_is_marked_and_stays_so(tmp_path: Path) -> None:
+    Image.fromarray(_grey8()).save(tmp_path / "plain.png")
+    img = read_raster(tmp_path / "plain.png")
+    assert img.spacing == (1.0, 1.0) and not img.spacing_known
+    Image.fromarray(_grey8()).save(tmp_path / "dpi.png", dpi=(254, 254))
+    assert read_raster(tmp_path / "dpi.png").spacing_known
+    # medlabel's own copy keeps "unknown" and claims no resolution a plain tool would trust
+    write_image(img, tmp_path / "copy.png")
+    assert not read_image(tmp_path / "copy.png").spacing_known
+    assert "dpi" not in Image.open(tmp_path / "copy.png").info
+    write_image(img.with_array(img.array.astype(np.float32)), tmp_path / "copy.tiff")
+    assert not read_image(tmp_path / "copy.tiff").spacing_known
 
 
 # ------------------------------------------------------------------- medlabel round trips
@@ -184,6 +199,7 @@ def test_png_geometry_round_trip_through_embedded_chunk(tmp_path: Path) -> None:
     write_image(img, tmp_path / "x.png")
     back = read_image(tmp_path / "x.png")
     assert back.spacing == img.spacing  # exact: JSON, not the rounded pHYs chunk
+    assert back.spacing_known
     assert back.origin == img.origin
     assert back.direction == img.direction
     assert back.modality == "DX"

@@ -112,6 +112,9 @@ def test_train_segment_then_segment_and_evaluate(
     result = run("segment", data / "images" / "case00.png", "--model", bundle, "--out", mask)
     assert result.exit_code == 0, result.output
     assert mask.is_file()
+    # a PNG gives no pixel size: sizes in pixels, and the user is told, never "cm2"
+    assert " px)" in result.output and "cm2" not in result.output
+    assert "no pixel size" in result.output
     report = tmp_path / "report"
     result = run(
         "evaluate",
@@ -127,6 +130,7 @@ def test_train_segment_then_segment_and_evaluate(
     assert result.exit_code == 0, result.output
     metrics = json.loads((report / "metrics.json").read_text())
     assert "validation cases" in metrics["cases_evaluated"]  # never the training cases
+    assert "hd95_px" in metrics["summary"]["disc"] and "hd95_mm" not in metrics["summary"]["disc"]
     assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
     tuned = tmp_path / "tuned"  # fine-tuning keeps the bundle's plan (width 8, full-res)
     result = run(
@@ -139,6 +143,8 @@ def test_train_segment_then_segment_and_evaluate(
     assert again["training"]["init_from"] == str(bundle) and again["training"]["lr"] == 1e-3
     html = (report / "report.html").read_text()
     assert "Worst cases" in html and "data:image/png;base64" in html
+    assert "HD95 (px)" in html and "HD95 (mm)" not in html
+    assert "HD95 mean (px)" in (bundle / "MODEL_CARD.md").read_text()
     # two versions side by side on the same data (here: the same bundle twice)
     compare = tmp_path / "compare"
     result = run(

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medlabel.cli import app
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 from medlabel.io import read_image, write_image
 from medlabel.segment.api import open_segmenter
 from medlabel.segment.fingerprint import fingerprint_cases
@@ -54,6 +54,11 @@ def test_physical_expectations_from_the_fingerprint_and_what_they_flag() -> None
     assert exp.extent_mm == ((20.0, 25.0), (30.0, 30.0), (40.0, 40.0))
     image, labels = _case((20, 30, 40), (1, 1, 1), 1500, 0)
     assert implausible(image, labels, exp, CLASSES, entropy=0.05) == []
+    unsized = image.with_array(image.array, metadata={SPACING_UNKNOWN: True})
+    assert implausible(unsized, labels, exp, CLASSES) == [
+        "the image gives no pixel size, and this model works in millimetres: "
+        "1 mm per pixel was assumed"
+    ]
     # four times the largest organ seen in training; a lesion twice as large is still fine
     image, labels = _case((20, 30, 40), (1, 1, 1), 8001, 20)
     assert implausible(image, labels, exp, CLASSES) == ["organ is 8 mL; in training it was 1-2 mL"]

@@ -38,9 +38,11 @@ import numpy as np
 from medlabel.annotate.uncertainty import classification_uncertainty
 from medlabel.image import MedicalImage
 from medlabel.models import resolve_model
+from medlabel.segment.labelmap import size_unit
 from medlabel.segment.plausibility import extent_fits, physical_extent
 
 __all__ = [
+    "SIZE_KEYS",
     "AnnotationModel",
     "Classification",
     "Segmentation",
@@ -64,12 +66,16 @@ class Classification:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Manifest key of a segmentation's class sizes, by unit.
+SIZE_KEYS = {"mL": "volumes_ml", "cm2": "areas_cm2", "voxels": "volumes_voxels", "px": "areas_px"}
+
+
 @dataclass
 class Segmentation:
     """One segmentation result: the label map on the input grid and its figures.
 
     ``sizes`` holds each class's volume in mL (volumes) or area in cm2 (2D images), as
-    ``unit`` says.
+    ``unit`` says; in ``voxels`` or ``px`` when the image gave no pixel size.
     """
 
     mask: MedicalImage
@@ -263,13 +269,7 @@ class AnnotationModel:
                 # as it gets (and first in the review queue), as for classification
                 extra.update(ood=True, notes=list(stats["implausible"]))
                 uncertainty = 1.0
-        flat = mask.ndim == 2 or mask.array.shape[0] == 1
-        unit = "cm2" if flat else "mL"
-        each = (
-            float(np.prod(mask.spacing[:2])) / 100.0
-            if flat
-            else float(np.prod(mask.spacing)) / 1000.0
-        )
+        unit, each = size_unit(mask, known=image.spacing_known and mask.spacing_known)
         counts = np.bincount(mask.array.ravel().astype(np.int64), minlength=1)
         classes = dict(self.impl.classes)
         sizes = {n: float(counts[v] * each) if v < len(counts) else 0.0 for v, n in classes.items()}

@@ -34,7 +34,7 @@ from typing import Any
 
 from medlabel.annotate.items import Item, content_hash, read_item
 from medlabel.annotate.manifest import Journal
-from medlabel.annotate.models import AnnotationModel, Segmentation, effective_modality
+from medlabel.annotate.models import SIZE_KEYS, AnnotationModel, Segmentation, effective_modality
 from medlabel.annotate.outputs import (
     coco_annotations,
     output_path,
@@ -221,7 +221,7 @@ class Runner:
             if seg is None:
                 seg = model.segment(b.image, tta=self.tta)
             row.update(label=seg.label, uncertainty=seg.uncertainty, **seg.extra)
-            row["volumes_ml" if seg.unit == "mL" else "areas_cm2"] = seg.sizes
+            row[SIZE_KEYS[seg.unit]] = seg.sizes
             row["outputs"], notes = self._write_mask(b, model, seg.mask, seg.classes)
             row["mask"] = row["outputs"].get("nifti", next(iter(row["outputs"].values()), ""))
             if notes:

@@ -65,11 +65,9 @@ def segment(
     keep_monochrome1: RawMono1Opt = False,
 ) -> None:
     """Segment an image with a recipe or a model; the mask keeps the image's exact geometry."""
-    import numpy as np
-
     from medlabel.io import write_image
     from medlabel.segment.api import open_segmenter
-    from medlabel.segment.labelmap import label_names
+    from medlabel.segment.labelmap import label_names, label_sizes
 
     _refuse_overwrite_input(src, out)
     segmenter = open_segmenter(model, device=device)
@@ -83,11 +81,15 @@ def segment(
         from medlabel.visualize.preview import render_preview
 
         render_preview(image, overlay, mask=seg)
-    voxel = float(np.prod(seg.spacing)) / (1000.0 if seg.ndim == 3 else 100.0)
-    unit = "mL" if seg.ndim == 3 else "cm2"
-    counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=256)
-    parts = [f"{v}={name} ({counts[v] * voxel:.1f} {unit})" for v, name in label_names(seg).items()]
+    known = image.spacing_known and seg.spacing_known
+    sizes, unit = label_sizes(seg, known)
+    digits = 1 if known else 0
+    parts = [f"{v}={name} ({sizes[v]:.{digits}f} {unit})" for v, name in label_names(seg).items()]
     typer.echo(f"wrote {out}: " + ", ".join(parts))
+    if not known:
+        typer.echo(
+            f"note: {src.name} gives no pixel size, so sizes are in {unit}, not mm", err=True
+        )
     if findings:
         typer.echo(
             f"warning: this result does not look like those {segmenter.name} was trained on, "

@@ -71,7 +71,10 @@ def info(
     out["slices"] = image.size[2] if image.ndim == 3 else 1
     if listing is not None:
         out["series_count"] = len(listing)
-    warnings = image.metadata.get("warnings")
+    warnings = list(image.metadata.get("warnings") or [])
+    if not image.spacing_known:
+        out["spacing_known"] = False
+        warnings.append("the file gives no pixel size: 1 assumed, so lengths are in pixels, not mm")
     if warnings:
         out["warnings"] = warnings
     _show(out, as_json)

@@ -1,10 +1,14 @@
 """Segmentation metrics in physical units: Dice, IoU, HD95, ASD and volumes, per class and case.
 
 Surface distances come from MONAI's metric functions with the voxel spacing, so they are in
-millimetres on anisotropic grids. Conventions for empty structures: when both the prediction
-and the truth are empty a class scores Dice 1 and distances 0; when only one is empty Dice is
-0 and the distances are undefined (``None`` in JSON, skipped by the summaries and counted in
-``n_undefined``).
+millimetres on anisotropic grids (``hd95_mm``, ``asd_mm``), and sizes are in mL for volumes
+(``volume_pred_ml``, ``volume_true_ml``) and cm2 for 2D images (``area_pred_cm2``, ...). When
+either image gave no pixel size (a PNG export, see
+:attr:`~medlabel.image.MedicalImage.spacing_known`) the same metrics are in grid units and
+named so: ``hd95_px``, ``asd_px``, ``area_pred_px`` (``volume_pred_voxels`` in 3D). Conventions
+for empty structures: when both the prediction and the truth are empty a class scores Dice 1
+and distances 0; when only one is empty Dice is 0 and the distances are undefined (``None`` in
+JSON, skipped by the summaries and counted in ``n_undefined``).
 
 Example:
     >>> import numpy as np
@@ -27,9 +31,16 @@ from typing import Any
 import numpy as np
 
 from medlabel.evaluate.errors import EvaluationError
-from medlabel.image import MedicalImage, same_grid
+from medlabel.image import SIZE_UNITS, MedicalImage, same_grid
 
-__all__ = ["SEGMENTATION_METRICS", "case_metrics", "mask_metrics", "summarize_cases"]
+__all__ = [
+    "SEGMENTATION_METRICS",
+    "case_metrics",
+    "distance_key",
+    "mask_metrics",
+    "summarize_cases",
+    "true_size",
+]
 
 #: Per-class metrics of :func:`case_metrics`.
 SEGMENTATION_METRICS = (
@@ -41,6 +52,7 @@ SEGMENTATION_METRICS = (
     "volume_true_ml",
     "volume_diff_pct",
 )
+"""Metric keys of a 3D structure with a known spacing (2D: ``area_*_cm2``; grid units: ``*_px``)."""
 
 
 def _surface(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> tuple[float, float]:
@@ -62,9 +74,14 @@ def _surface(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> t
 def mask_metrics(
     pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None = None
 ) -> dict[str, float | None]:
-    """Metrics of one binary structure; ``spacing`` in ITK order ``(x, y[, z])`` (mm).
+    """Metrics of one binary structure; ``spacing`` in ITK order ``(x, y[, z])`` (mm), or
+    ``None`` when the pixel size is not known: then sizes and distances are in grid units (see the
+    module docstring for the keys).
 
-    Volumes are in mL for 3D masks and cm^2 for 2D ones.
+    Example:
+        >>> a = np.zeros((4, 4), bool); a[1:3, 1:3] = True
+        >>> sorted(mask_metrics(a, a, None))
+        ['area_pred_px', 'area_true_px', 'asd_px', 'dice', 'hd95_px', 'iou', 'volume_diff_pct']
     """
     p = np.asarray(pred, bool)
     t = np.asarray(truth, bool)
@@ -73,31 +90,66 @@ def mask_metrics(
             None, f"prediction shape {p.shape} differs from truth shape {t.shape}"
         )
     sp = tuple(float(s) for s in (spacing or (1.0,) * p.ndim))[::-1]
-    unit = float(np.prod(sp)) / (1000.0 if p.ndim == 3 else 100.0)
+    dims = 3 if p.ndim == 3 else 2
+    unit, scale = SIZE_UNITS[(dims, spacing is not None)]
+    stem, unit = ("volume" if dims == 3 else "area"), unit.lower()
+    each = float(np.prod(sp)) * scale
+    hd_key, asd_key = ("hd95_mm", "asd_mm") if spacing is not None else ("hd95_px", "asd_px")
     n_p, n_t, inter = int(p.sum()), int(t.sum()), int((p & t).sum())
     union = n_p + n_t - inter
     out: dict[str, float | None] = {
         "dice": 1.0 if n_p + n_t == 0 else 2.0 * inter / (n_p + n_t),
         "iou": 1.0 if union == 0 else inter / union,
-        "volume_pred_ml": n_p * unit,
-        "volume_true_ml": n_t * unit,
+        f"{stem}_pred_{unit}": n_p * each,
+        f"{stem}_true_{unit}": n_t * each,
         "volume_diff_pct": None if n_t == 0 else 100.0 * (n_p - n_t) / n_t,
     }
     if n_p == 0 and n_t == 0:
-        out["hd95_mm"], out["asd_mm"] = 0.0, 0.0
+        out[hd_key], out[asd_key] = 0.0, 0.0
     elif n_p == 0 or n_t == 0:
-        out["hd95_mm"], out["asd_mm"] = None, None
+        out[hd_key], out[asd_key] = None, None
     else:
         hd, asd = _surface(p, t, sp)
-        out["hd95_mm"] = hd if math.isfinite(hd) else None
-        out["asd_mm"] = asd if math.isfinite(asd) else None
+        out[hd_key] = hd if math.isfinite(hd) else None
+        out[asd_key] = asd if math.isfinite(asd) else None
     return out
+
+
+def true_size(figures: Mapping[str, Any], dims: int) -> float | None:
+    """The truth's size in one class's per-case metrics, in mm³ (3D) or mm² (2D), or in voxels
+    or pixels when the grid had no pixel size; ``None`` when not recorded.
+
+    Also reads the figures of older bundles, which stored 2D sizes as ``volume_true_ml``
+    holding cm².
+
+    Example:
+        >>> true_size({"area_true_cm2": 1.5}, 2), true_size({"volume_true_ml": 2.0}, 3)
+        (150.0, 2000.0)
+    """
+    for key, value in figures.items():
+        stem, _, unit = key.rpartition("_")
+        if stem in ("volume_true", "area_true") and value is not None:
+            scale = {"ml": 1000.0 if dims == 3 else 100.0, "cm2": 100.0}.get(unit, 1.0)
+            return float(value) * scale
+    return None
+
+
+def distance_key(metrics: Mapping[str, Any], name: str = "hd95") -> tuple[str, str]:
+    """The key and unit of a distance metric (``hd95`` or ``asd``) in a class's metrics or
+    summary: ``("hd95_mm", "mm")``, or ``("hd95_px", "px")`` when the grid had no pixel size.
+
+    Example:
+        >>> distance_key({"dice": 0.9, "hd95_px": 3.0})
+        ('hd95_px', 'px')
+    """
+    return (f"{name}_px", "px") if f"{name}_px" in metrics else (f"{name}_mm", "mm")
 
 
 def case_metrics(
     pred: MedicalImage, truth: MedicalImage, labels: Mapping[int, str]
 ) -> dict[str, dict[str, float | None]]:
-    """Per-class metrics of one case: ``{class_name: {metric: value}}``.
+    """Per-class metrics of one case: ``{class_name: {metric: value}}``; in grid units when
+    either image's pixel size is unknown.
 
     Raises:
         EvaluationError: the two label maps lie on different grids, or either holds a value
@@ -118,8 +170,9 @@ def case_metrics(
                 f"the {name} holds label values {extra} outside the declared classes "
                 f"{sorted(labels)}",
             )
+    spacing = pred.spacing if pred.spacing_known and truth.spacing_known else None
     return {
-        name: mask_metrics(pred.array == value, truth.array == value, pred.spacing)
+        name: mask_metrics(pred.array == value, truth.array == value, spacing)
         for value, name in sorted(labels.items())
     }
 

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from medlabel.evaluate.report import _e, _fmt, _img, _jsonable, _table, page_head
-from medlabel.evaluate.segmentation import summarize_cases
+from medlabel.evaluate.segmentation import distance_key, summarize_cases
 from medlabel.io.atomic import atomic_output
 
 __all__ = ["write_segmentation_report"]
@@ -92,6 +92,10 @@ def write_segmentation_report(
     with atomic_output(out / "metrics.json") as tmp:
         Path(tmp).write_text(json.dumps(_jsonable(payload), indent=2))
     classes = sorted(summary)
+    # grid units (px) when the images gave no pixel size, as the metrics say
+    some = next((summary[c] for c in classes), {})
+    hd_key, unit = distance_key(some)
+    asd_key, _ = distance_key(some, "asd")
     rows = []
     for c in classes:
         s = summary[c]
@@ -104,8 +108,8 @@ def write_segmentation_report(
                 _fmt(s.get("dice", {}).get("sd")),
                 _fmt(s.get("dice", {}).get("min")),
                 _fmt(s.get("iou", {}).get("mean")),
-                _fmt(s.get("hd95_mm", {}).get("mean"), 2),
-                _fmt(s.get("asd_mm", {}).get("mean"), 2),
+                _fmt(s.get(hd_key, {}).get("mean"), 2),
+                _fmt(s.get(asd_key, {}).get("mean"), 2),
                 _fmt(s.get("volume_diff_pct", {}).get("mean"), 1),
                 str(s.get("dice", {}).get("n", 0)),
             ]
@@ -126,20 +130,22 @@ def write_segmentation_report(
                 "Dice sd",
                 "Dice worst",
                 "IoU",
-                "HD95 (mm)",
-                "ASD (mm)",
+                f"HD95 ({unit})",
+                f"ASD ({unit})",
                 "Volume diff (%)",
                 "n",
             ],
             rows,
             True,
         ),
-        '<p class="small">Distances are in millimetres on each case\'s own grid; a class that is '
+        '<p class="small">Distances are in '
+        + ("millimetres" if unit == "mm" else "pixels (the images give no pixel size)")
+        + " on each case's own grid; a class that is "
         "empty in only one of prediction and truth has no distance and is left out of the "
         "distance means.</p>",
         '<div class="figures">',
     ]
-    for metric, label in (("dice", "Dice"), ("hd95_mm", "HD95 (mm)")):
+    for metric, label in (("dice", "Dice"), (hd_key, f"HD95 ({unit})")):
         png = _boxplot(cases, metric, label)
         if png:
             parts.append(_img(png, f"box plot of {label}"))
@@ -169,13 +175,13 @@ def write_segmentation_report(
     case_rows = [
         [_e(cid)]
         + [
-            f"{_fmt(m.get('dice'))} / {_fmt(m.get('hd95_mm'), 1)}"
+            f"{_fmt(m.get('dice'))} / {_fmt(m.get(hd_key), 1)}"
             for m in (cases[cid].get(c, {}) for c in classes)
         ]
         for cid in order
     ]
     parts += [
-        "<h2>Per case (Dice / HD95 mm), worst first</h2>",
+        f"<h2>Per case (Dice / HD95 {unit}), worst first</h2>",
         _table(["Case", *classes], case_rows, True),
         "</body>",
         "</html>",

@@ -3,7 +3,8 @@
 Reading: 8- and 16-bit greyscale, RGB(A) and palette images; RGB images whose three channels
 are identical (most greyscale JPEG exports) come back as one channel, which loses nothing.
 EXIF orientation is applied. Pixel spacing is taken from the file's resolution (DPI) when it
-is set, else 1 mm.
+is set; else 1 is assumed and the image is marked as having no known pixel size
+(:attr:`~medlabel.image.MedicalImage.spacing_known` is ``False``).
 
 Writing: PNG for 8/16-bit unsigned greyscale and 8-bit RGB; TIFF also for float32. Floats in
 [0, 1] (e.g. windowed images) are quantised to 8 bits for PNG. medlabel stores the exact
@@ -31,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from medlabel.errors import ReadError, WriteError
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 from medlabel.io.atomic import atomic_output
 from medlabel.io.formats import full_suffix
 
@@ -122,6 +123,8 @@ def read_raster(path: str | os.PathLike[str], *, keep_rgb: bool = False) -> Medi
     dim = 3 if len(frames) > 1 else 2
     meta: dict[str, Any] = {"format": full_suffix(p).lstrip(".")}
     if geo and len(geo.get("spacing", ())) == dim:
+        if geo.get("spacing_known") is False:
+            meta[SPACING_UNKNOWN] = True
         return MedicalImage(
             arr,
             spacing=tuple(geo["spacing"]),
@@ -135,6 +138,8 @@ def read_raster(path: str | os.PathLike[str], *, keep_rgb: bool = False) -> Medi
     dpi = info.get("dpi")
     if dpi and len(dpi) == 2 and all(float(d) > 1 for d in dpi):
         spacing = (25.4 / float(dpi[0]), 25.4 / float(dpi[1]), *(1.0,) * (dim - 2))
+    else:
+        meta[SPACING_UNKNOWN] = True
     return MedicalImage(arr, spacing=spacing, metadata=meta)
 
 
@@ -187,8 +192,12 @@ def write_raster(image: MedicalImage, path: str | os.PathLike[str]) -> None:
         "direction": list(image.direction),
         "modality": image.modality,
         "is_label": image.is_label,
+        "spacing_known": image.spacing_known,
     }
-    dpi = tuple(25.4 / s for s in image.spacing)
+    # no resolution at all rather than a made-up one when the pixel size is not known
+    res: dict[str, Any] = {}
+    if image.spacing_known:
+        res["dpi"] = tuple(25.4 / s for s in image.spacing)
     if arr.dtype == np.uint16:
         pil = Image.fromarray(arr, mode=None)
         if pil.mode not in ("I;16", "I"):
@@ -198,10 +207,8 @@ def write_raster(image: MedicalImage, path: str | os.PathLike[str]) -> None:
     with atomic_output(p) as tmp:
         if tiff:
             description = json.dumps({_GEOMETRY_KEY: geometry})
-            pil.save(
-                tmp, format="TIFF", dpi=dpi, description=description, compression="tiff_deflate"
-            )
+            pil.save(tmp, format="TIFF", description=description, compression="tiff_deflate", **res)
         else:
             chunk = PngImagePlugin.PngInfo()
             chunk.add_text(_GEOMETRY_KEY, json.dumps(geometry))
-            pil.save(tmp, format="PNG", pnginfo=chunk, dpi=dpi)
+            pil.save(tmp, format="PNG", pnginfo=chunk, **res)

@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medlabel.annotate.models import SIZE_KEYS
 from medlabel.io.atomic import atomic_output
 from medlabel.review.store import StoreError, open_store, source_item
 
@@ -60,7 +61,7 @@ def model_classes(job: str | os.PathLike[str]) -> dict[str, dict[int, str]]:
         if not line.strip():
             continue
         row = json.loads(line)
-        sizes = row.get("volumes_ml") or row.get("areas_cm2")
+        sizes = next((row[k] for k in SIZE_KEYS.values() if row.get(k)), None)
         if sizes and row["model"] not in out:
             out[row["model"]] = {k + 1: str(name) for k, name in enumerate(sizes)}
     return out

@@ -19,9 +19,12 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     classes = metrics.get("classes", {})
     if not classes:
         return ["(none recorded)"]
-    lines = ["| class | Dice mean | Dice min | HD95 mean (mm) | n |", "|---|---|---|---|---|"]
+    from medlabel.evaluate.segmentation import distance_key
+
+    hd_key, unit = distance_key(next(iter(classes.values())))
+    lines = [f"| class | Dice mean | Dice min | HD95 mean ({unit}) | n |", "|---|---|---|---|---|"]
     for name, m in classes.items():
-        dice, hd = m.get("dice", {}), m.get("hd95_mm", {})
+        dice, hd = m.get("dice", {}), m.get(hd_key, {})
         lines.append(
             f"| {name} | {dice.get('mean', float('nan')):.4f} | {dice.get('min', float('nan')):.4f}"
             f" | {hd.get('mean', float('nan')):.2f} | {dice.get('n', 0)} |"

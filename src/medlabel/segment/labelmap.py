@@ -5,11 +5,14 @@ integer array and ``metadata["labels"]`` mapping each value to a class name (0 i
 
 Example:
     >>> import numpy as np
-    >>> from medlabel.image import MedicalImage
+    >>> from medlabel.image import SIZE_UNITS, SPACING_UNKNOWN, MedicalImage
     >>> ct = MedicalImage(np.zeros((2, 3, 4), np.int16), spacing=(1, 1, 3))
     >>> seg = label_map(ct, np.ones((2, 3, 4), bool), {1: "body"})
     >>> seg.is_label, seg.spacing, label_names(seg)
     (True, (1.0, 1.0, 3.0), {1: 'body'})
+    >>> sizes, unit = label_sizes(seg)
+    >>> round(sizes[1], 6), unit
+    (0.072, 'mL')
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from medlabel.image import MedicalImage
+from medlabel.image import SIZE_UNITS, SPACING_UNKNOWN, MedicalImage
 
-__all__ = ["label_map", "label_names"]
+__all__ = ["label_map", "label_names", "label_sizes", "size_unit"]
 
 
 def label_map(
@@ -52,7 +55,10 @@ def label_map(
         origin=reference.origin,
         direction=reference.direction,
         modality=reference.modality,
-        metadata={"labels": {int(k): str(v) for k, v in names.items()}},
+        metadata={
+            "labels": {int(k): str(v) for k, v in names.items()},
+            **({} if reference.spacing_known else {SPACING_UNKNOWN: True}),
+        },
         is_label=True,
     )
 
@@ -64,3 +70,33 @@ def label_names(seg: MedicalImage) -> dict[int, str]:
         if value != 0 and int(value) not in names:
             names[int(value)] = f"label_{int(value)}"
     return dict(sorted(names.items()))
+
+
+def size_unit(image: MedicalImage, known: bool | None = None) -> tuple[str, float]:
+    """The unit sizes of ``image``'s structures are given in, and the size of one voxel in it.
+
+    ``known`` overrides ``image.spacing_known`` (e.g. with that of the image a mask was made from).
+
+    ``mL`` for volumes and ``cm2`` for 2D images (and single slices) with a known pixel size;
+    ``voxels`` or ``px`` when the file gave none (see
+    :attr:`~medlabel.image.MedicalImage.spacing_known`), rather than a made-up millimetre.
+
+    Example:
+        >>> size_unit(MedicalImage(np.zeros((4, 4)), spacing=(0.5, 0.5)))
+        ('cm2', 0.0025)
+        >>> size_unit(MedicalImage(np.zeros((4, 4)), metadata={SPACING_UNKNOWN: True}))
+        ('px', 1.0)
+    """
+    dims = 2 if image.ndim == 2 or image.array.shape[0] == 1 else 3
+    known = image.spacing_known if known is None else known
+    unit, scale = SIZE_UNITS[(dims, known)]
+    return unit, float(np.prod(image.spacing[:dims])) * scale if known else 1.0
+
+
+def label_sizes(seg: MedicalImage, known: bool | None = None) -> tuple[dict[int, float], str]:
+    """Size of every named class of a label map (0 when absent) and the unit (:func:`size_unit`,
+    ``known`` as there)."""
+    unit, each = size_unit(seg, known)
+    counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=1)
+    sizes = {v: float(counts[v]) * each if v < len(counts) else 0.0 for v in label_names(seg)}
+    return sizes, unit

@@ -192,14 +192,14 @@ def _from_validation(
     cases = (meta.get("metrics") or {}).get("validation_cases") or {}
     classes = {str(v): int(k) for k, v in ((meta.get("plan") or {}).get("classes") or {}).items()}
     image = float(np.prod(fp.get("median_size") or [1]) * np.prod(fp.get("median_spacing") or [1]))
-    # the metrics give mL for volumes and cm² for 2D images
-    to_mm = 1000.0 if fp.get("dims", 3) == 3 else 100.0
+    from medlabel.evaluate.segmentation import true_size
+
+    dims = int(fp.get("dims", 3))
     out: dict[int, list[float]] = {}
     for case in cases.values():
         for name, figures in case.items():
-            true_ml = figures.get("volume_true_ml") if isinstance(figures, dict) else None
-            if name in classes and true_ml is not None:
-                mm = float(true_ml) * to_mm
+            mm = true_size(figures, dims) if isinstance(figures, dict) else None
+            if name in classes and mm is not None:
                 out.setdefault(classes[name], []).append(mm / image if measure == "share" else mm)
     return out
 
@@ -231,6 +231,11 @@ def implausible(
     ndim = 2 if image.ndim == 2 or (image.ndim == 3 and image.array.shape[0] == 1) else 3
     voxel = float(np.prod(spacing[:ndim]))
     notes = []
+    if exp.measure == "physical" and not image.spacing_known:
+        notes.append(
+            "the image gives no pixel size, and this model works in millimetres: "
+            "1 mm per pixel was assumed"
+        )
     if exp.extent_mm is not None and ndim == len(exp.extent_mm):
         extent = physical_extent(image.size, spacing)
         if not extent_fits(extent, exp.extent_mm):

@@ -209,6 +209,25 @@ def test_monochrome1_is_inverted_by_default(make_series, tmp_path):
     assert inv.metadata["inverted_monochrome1"] is True
 
 
+def test_a_missing_or_zero_pixel_spacing_is_marked_unknown(make_series, tmp_path):
+    paths = make_series(n=3, shuffle_names=False)
+    assert read_image(paths[0]).spacing_known and read_image(tmp_path / "series").spacing_known
+    for path in paths:  # as in real radiographs: "0\\0", or no spacing tag at all
+        ds = pydicom.dcmread(path)
+        ds.PixelSpacing = ["0", "0"]
+        ds.save_as(path)
+    one = read_image(paths[0])
+    assert one.spacing[:2] == (1.0, 1.0) and not one.spacing_known
+    series = read_image(tmp_path / "series")
+    assert not series.spacing_known and series.spacing[2] == pytest.approx(2.5)
+    ds = pydicom.dcmread(paths[0])
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = ["0.15", "0.15"]  # the detector's pixel size is a pixel size
+    ds.save_as(paths[0])
+    img = read_image(paths[0])
+    assert img.spacing[:2] == pytest.approx((0.15, 0.15)) and img.spacing_known
+
+
 def test_single_file_keeps_position_in_space(ct_small):
     img = read_dicom(ct_small)
     ref = sitk.ReadImage(str(ct_small))

@@ -33,7 +33,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from tqdm import tqdm
 
 from medlabel.errors import ReadError, SeriesError
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy, apply_plan, plan_stack
 from medlabel.io.dicom.headers import SEG_SOP_CLASS, to_floats
 from medlabel.io.dicom.pixels import (
@@ -111,8 +111,11 @@ def _positive(values: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return None
 
 
-def _pixel_spacing(ds: Dataset, fallback: tuple[float, ...] | None = None) -> tuple[float, float]:
-    """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing, or 1 mm."""
+def _pixel_spacing(
+    ds: Dataset, extra: dict[str, Any], fallback: tuple[float, ...] | None = None
+) -> tuple[float, float]:
+    """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing, NominalScanned...;
+    else 1, and ``extra`` records that the pixel size is unknown."""
     for candidate in (
         fallback,
         to_floats(ds.get("PixelSpacing")),
@@ -122,6 +125,11 @@ def _pixel_spacing(ds: Dataset, fallback: tuple[float, ...] | None = None) -> tu
         ok = _positive(candidate)
         if ok:
             return float(ok[0]), float(ok[1])
+    return _unknown_spacing(extra)
+
+
+def _unknown_spacing(extra: dict[str, Any]) -> tuple[float, float]:
+    extra[SPACING_UNKNOWN] = True
     return 1.0, 1.0
 
 
@@ -243,7 +251,7 @@ def read_dicom_file(
         to_floats(ds.get("ImageOrientationPatient")),
         to_floats(ds.get("ImagePositionPatient")),
     )
-    dy, dx = _pixel_spacing(ds)
+    dy, dx = _pixel_spacing(ds, extra)
     if iop is not None and len(iop) == 6 and ipp is not None and len(ipp) == 3:
         plan = plan_stack(np.asarray([ipp]), iop, source=str(p), default_spacing=_slice_spacing(ds))
         return _image(
@@ -306,7 +314,8 @@ def _read_enhanced(
         raise SeriesError(path, "frames have different orientations (several stacks in one file)")
     measures = _frame_group(ds, 0, "PixelMeasuresSequence")
     fallback = to_floats(measures.get("PixelSpacing")) if measures is not None else None
-    dy, dx = _pixel_spacing(ds, fallback)
+    extra = dict(extra)
+    dy, dx = _pixel_spacing(ds, extra, fallback)
     plan = plan_stack(
         np.asarray(ipps),
         iops[0],
@@ -434,8 +443,8 @@ def read_dicom_series(
     slices = [modality_transform(d.values, d.slope, d.intercept, dtype) for d in loaded]
     ds0 = pydicom.dcmread(first.path, stop_before_pixels=True, force=True)
     volume = apply_plan(plan, slices, fill=float(min(s.min() for s in slices)))
-    dy, dx = _positive(first.pixel_spacing) or (1.0, 1.0)
     extra: dict[str, Any] = {}
+    dy, dx = _positive(first.pixel_spacing) or _unknown_spacing(extra)
     if any(d.inverted for d in loaded):
         extra["inverted_monochrome1"] = True
     if plan.warnings:
