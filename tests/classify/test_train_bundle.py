@@ -285,6 +285,21 @@ def test_fine_tuning_starts_from_the_bundle(trained, tmp_path):
         train_classifier(make_dataset(), replace(still, init_from=str(classic)), progress=False)
 
 
+def test_fine_tuning_validates_on_samples_new_to_the_bundle(trained, tmp_path):
+    first = save_bundle(trained, tmp_path / "v1")
+    recorded = json.loads((first / "bundle.json").read_text())["data"]
+    seen = set(recorded["train_ids"])
+    assert seen == set(trained.data["train_ids"]) and len(seen) == trained.data["train_used"]
+    assert not seen & set(trained.data["val_ids"])
+    grown = make_dataset(n=96)  # the same ids and more: a review round's cumulative export
+    cfg = quick_config(epochs=1)
+    plain = grown.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
+    assert {grown.ids[i] for i in plain.indices("val")} & seen  # what fine-tuning must avoid
+    tuned = train_classifier(grown, replace(cfg, init_from=str(first)), progress=False)
+    assert tuned.data["val_ids"] and not set(tuned.data["val_ids"]) & seen
+    assert seen <= set(tuned.data["train_ids"])
+
+
 def test_fine_tuning_an_ensemble_starts_each_member_from_its_own(trained, tmp_path):
     other = train_classifier(make_dataset(), quick_config(seed=1, epochs=2), progress=False)
     pair = load_bundle(save_bundle([trained, other], tmp_path / "pair"), engine="torch")

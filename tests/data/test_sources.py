@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,33 @@ def test_validation_split_is_stratified_and_deterministic(tmp_path):
     val_labels = labels[a.indices("val")]
     assert len(val_labels) == 20 and val_labels.sum() == 4  # 20 % positives, like the whole
     assert a.with_validation_split(0.5) is a  # an existing val split is kept
+
+
+def test_fine_tuning_never_validates_on_what_the_model_was_trained_on():
+    labels = np.array([0, 1] * 50)
+    groups = np.repeat(np.arange(50), 2)  # two images per patient
+    ds = ClassificationDataset(
+        "toy",
+        ["a", "b"],
+        [str(i) for i in range(100)],
+        labels,
+        np.array(["train"] * 100),
+        loader=lambda i: MedicalImage(np.zeros((4, 4))),
+    )
+    seen = {str(i) for i in range(60)}  # what the starting model trained on
+    split = ds.with_validation_split(0.25, seed=0, seen=seen)
+    val = {ds.ids[i] for i in split.indices("val")}
+    assert not val & seen and len(val) == 10  # a quarter of the 40 new ones
+    assert labels[split.indices("val")].sum() == 5  # still stratified
+    plain = ds.with_validation_split(0.25, seed=0)
+    assert {ds.ids[i] for i in plain.indices("val")} & seen  # what the check prevents
+    # a patient with one seen image keeps the other in training too
+    grouped = replace(ds, groups=groups)
+    split = grouped.with_validation_split(0.25, seed=0, seen={"59", "61"})
+    val = {int(ds.ids[i]) for i in split.indices("val")}
+    assert not val & {58, 59, 60, 61} and val
+    with pytest.raises(DatasetError, match="new to the model being fine-tuned"):
+        ds.with_validation_split(0.25, seen={str(i) for i in range(99)})
 
 
 def test_unknown_label_value_is_refused():

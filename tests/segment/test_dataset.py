@@ -59,6 +59,26 @@ def test_csv_pairs_with_splits(png_pairs: Callable[..., Path], tmp_path: Path) -
         open_segmentation_dataset(bad, "1=x")
 
 
+def test_fine_tuning_validates_and_folds_only_new_cases(png_pairs: Callable[..., Path]) -> None:
+    ds = open_segmentation_dataset(png_pairs(10), "100=disc,200=square")
+    seen = {f"case{i:02d}" for i in range(6)}  # what the starting model trained on
+    split = ds.with_validation_split(0.5, seed=0, seen=seen)
+    val = {split.cases[i].id for i in split.indices("val")}
+    assert len(val) == 2 and not val & seen  # half of the 4 new cases
+    plain = {c.id for c in ds.with_validation_split(0.5, seed=0).cases if c.split == "val"}
+    assert plain & seen  # what the check prevents
+    folds = ds.folds(2, seed=0, seen=seen)
+    held = [{c.id for c in f.cases if c.split == "val"} for f in folds]
+    assert not (held[0] | held[1]) & seen and held[0] | held[1] == {
+        f"case{i:02d}" for i in range(6, 10)
+    }
+    assert all(len(h) == 2 for h in held)
+    with pytest.raises(DatasetError, match="new to the model being fine-tuned"):
+        ds.folds(5, seen=seen)
+    with pytest.raises(DatasetError, match="every training case was used"):
+        ds.with_validation_split(0.2, seen={c.id for c in ds.cases})
+
+
 def test_mask_on_another_grid_is_refused(png_pairs: Callable[..., Path]) -> None:
     root = png_pairs(2)
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / "case00.png")

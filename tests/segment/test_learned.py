@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -372,6 +373,14 @@ def test_cross_validation_ensemble_bundle(png_pairs: Callable[..., Path], tmp_pa
     card = (tmp_path / "ens" / "MODEL_CARD.md").read_text()
     assert "ensemble of 3 members" in card
     assert "9 cases in 3 folds, each member trained on 6 and validated on the other 3" in card
+    assert set(bundle.meta["data"]["train_ids"]) == {c.id for c in ds.cases}
+    # fine-tuning the ensemble on a grown set: the folds are made of the new cases only
+    grown = open_segmentation_dataset(png_pairs(12), "100=disc,200=square")
+    tuned = train_ensemble(grown, replace(cfg, init_from=str(tmp_path / "ens")), folds=3)
+    held = sorted(i for m in tuned for i in m.data["val_ids"])
+    assert held == ["case09", "case10", "case11"] and all(
+        len(m.data["val_ids"]) == 1 for m in tuned
+    )
 
 
 def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> None:
@@ -526,6 +535,10 @@ def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_
     scratch = train_segmenter(ds, still, progress=False)  # the same run without a start
     assert scratch.plan.network != tuned.plan.network
     assert tuned.config.init_from == str(first)
+    # never validated on the cases the bundle was trained on
+    v1 = json.loads((first / "bundle.json").read_text())["data"]
+    assert len(v1["train_ids"]) == 6 and not set(v1["train_ids"]) & set(v1["val_ids"])
+    assert tuned.data["val_ids"] and not set(tuned.data["val_ids"]) & set(v1["train_ids"])
     assert SegTrainConfig(init_from="x").learning_rate() == pytest.approx(2e-4)
     card = (save_segmentation_bundle(tuned, tmp_path / "v2") / "MODEL_CARD.md").read_text()
     assert f"Fine-tuned from: {first}" in card

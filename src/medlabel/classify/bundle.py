@@ -188,7 +188,11 @@ def save_bundle(
             "members": member_meta,
             "train_config": first.config.to_dict(),
             "metrics": {"validation": first.val_metrics if len(items) == 1 else None},
-            "data": first.data,
+            # every sample some member trained on: fine-tuning never validates on them
+            "data": {
+                **first.data,
+                "train_ids": sorted({i for m in items for i in m.data.get("train_ids", [])}),
+            },
             "licence": licence,
             "intended_use": intended_use,
             "command": command,

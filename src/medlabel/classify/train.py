@@ -311,6 +311,7 @@ class _Start:
     mean: float
     std: float
     member: int
+    seen: set[str]
 
 
 def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Start:
@@ -353,6 +354,7 @@ def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Sta
         mean=normalised.mean,
         std=normalised.std,
         member=member,
+        seen=set((bundle.meta.get("data") or {}).get("train_ids") or []),
     )
 
 
@@ -379,7 +381,17 @@ def train_classifier(
     start = _starting_point(config, dataset) if config.init_from else None
     if start is not None:
         config, dataset = start.config, start.dataset
-    ds = dataset.with_validation_split(config.val_fraction, seed=config.split_seed)
+    # a model being fine-tuned is never validated on what it was trained on
+    seen = start.seen if start is not None else set()
+    ds = dataset.with_validation_split(config.val_fraction, seed=config.split_seed, seen=seen)
+    if seen:
+        again = sum(ds.ids[i] in seen for i in ds.indices("val"))
+        if again:
+            log.warning(
+                "%d validation samples trained %s: its validation figures will flatter it",
+                again,
+                config.init_from,
+            )
     spec = InputSpec(config.size, config.channels)
     train = train_arrays or load_arrays(ds, ds.indices("train"), spec, progress=progress)
     val = val_arrays or load_arrays(ds, ds.indices("val"), spec, progress=progress, desc="val")
@@ -532,7 +544,13 @@ def train_classifier(
         config=config,
         history=history,
         val_metrics=val_metrics,
-        data={**ds.summary(), "train_used": len(train.ids), "val_used": len(val.ids)},
+        data={
+            **ds.summary(),
+            "train_used": len(train.ids),
+            "val_used": len(val.ids),
+            "train_ids": list(train.ids),
+            "val_ids": list(val.ids),
+        },
         seconds=time.perf_counter() - start_all,
         failures=train.failures + val.failures,
         val_logits=val_logits,

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -142,19 +142,40 @@ class ClassificationDataset:
         return out
 
     def with_validation_split(
-        self, fraction: float = 0.1, *, seed: int = 0, force: bool = False
+        self,
+        fraction: float = 0.1,
+        *,
+        seed: int = 0,
+        force: bool = False,
+        seen: Collection[str] = (),
     ) -> ClassificationDataset:
         """Carve a stratified validation split out of ``train`` when there is none.
 
         Deterministic for a given seed. Samples sharing a group (patient) stay on one side
         (``StratifiedGroupKFold``). Returns ``self`` unchanged when ``val`` exists and
         ``force`` is false.
+
+        ``seen`` names the samples a model being fine-tuned was trained on: they (and their
+        groups) stay in ``train``, since validating on them would flatter the model, and
+        ``fraction`` is taken of the other samples.
+
+        Raises:
+            DatasetError: a bad fraction, or too few (unseen) training samples to split.
         """
         if self.has_split("val") and not force:
             return self
         if not 0 < fraction < 1:
             raise DatasetError(None, f"validation fraction must be in (0, 1), got {fraction}")
         train = self.indices("train")
+        if seen:
+            train = train[~self._touches(train, set(seen))]
+            if len(train) < 2:
+                raise DatasetError(
+                    self.source.get("path"),
+                    f"only {len(train)} training sample(s) are new to the model being "
+                    "fine-tuned, too few to validate on: validating on what it was trained on "
+                    "would flatter it; add labelled samples or give a validation split",
+                )
         if len(train) < 2:
             raise DatasetError(self.source.get("path"), "too few training samples to split")
         strata = self._strata(train)
@@ -174,6 +195,13 @@ class ClassificationDataset:
         splits = self.splits.copy()
         splits[train[val_pos]] = "val"
         return replace(self, splits=splits)
+
+    def _touches(self, idx: np.ndarray, ids: set[str]) -> np.ndarray:
+        """Which of the samples ``idx`` are in ``ids``, or share a group with one that is."""
+        hit = np.array([self.ids[i] in ids for i in idx], dtype=bool)
+        if self.groups is not None and hit.any():
+            hit = np.isin(self.groups[idx], self.groups[idx][hit])
+        return hit
 
     def _strata(self, idx: np.ndarray) -> np.ndarray:
         lab = self.labels[idx]

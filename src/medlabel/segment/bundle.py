@@ -137,7 +137,11 @@ def save_segmentation_bundle(
             "training": first.config.to_dict(),
             "fingerprint": first.fingerprint,
             "metrics": {"validation": first.val_metrics, "validation_cases": first.val_cases},
-            "data": {**first.data, "val_ids": sorted({i for f in files for i in f["val_ids"]})}
+            "data": {
+                **first.data,
+                "val_ids": sorted({i for f in files for i in f["val_ids"]}),
+                "train_ids": sorted({i for m in members for i in m.data.get("train_ids", [])}),
+            }
             if not single
             else first.data,
             "seconds": sum(m.seconds for m in members),

@@ -24,7 +24,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -153,18 +153,28 @@ class SegmentationDataset:
             )
         return image, mask.with_array(mapped, metadata={"labels": self.classes})
 
-    def folds(self, k: int, seed: int = 0) -> list[SegmentationDataset]:
+    def _fresh_keys(self, seen: Collection[str]) -> list[str]:
+        """Sorted split keys (group, else id) of the training cases, less those of ``seen``."""
+        train = [self.cases[i] for i in self.indices("train")]
+        used = {c.group or c.id for c in train if c.id in seen}
+        return sorted({c.group or c.id for c in train} - used)
+
+    def folds(
+        self, k: int, seed: int = 0, *, seen: Collection[str] = ()
+    ) -> list[SegmentationDataset]:
         """``k`` copies of the data set, copy ``i`` with fold ``i`` of the training cases (whole
-        groups) as ``val``; other splits (``test``) are untouched.
+        groups) as ``val``; other splits (``test``) are untouched. Cases in ``seen`` (those a
+        model being fine-tuned was trained on) stay in training in every copy.
 
         Raises:
-            DatasetError: fewer training groups than folds.
+            DatasetError: fewer (unseen) training groups than folds.
         """
-        train = self.indices("train")
-        keys = sorted({self.cases[i].group or self.cases[i].id for i in train})
+        keys = self._fresh_keys(seen)
         if k < 2 or len(keys) < k:
             raise DatasetError(
-                self.source.get("path"), f"cannot make {k} folds of {len(keys)} cases"
+                self.source.get("path"),
+                f"cannot make {k} folds of {len(keys)} cases"
+                + (" new to the model being fine-tuned" if seen else ""),
             )
         order = np.random.default_rng(seed).permutation(len(keys))
         fold_of = {keys[j]: n % k for n, j in enumerate(order)}
@@ -172,22 +182,34 @@ class SegmentationDataset:
         for f in range(k):
             cases = [
                 replace(c, split="val")
-                if c.split == "train" and fold_of[c.group or c.id] == f
+                if c.split == "train" and fold_of.get(c.group or c.id) == f
                 else c
                 for c in self.cases
             ]
             out.append(replace(self, cases=cases))
         return out
 
-    def with_validation_split(self, fraction: float = 0.2, seed: int = 0) -> SegmentationDataset:
+    def with_validation_split(
+        self, fraction: float = 0.2, seed: int = 0, *, seen: Collection[str] = ()
+    ) -> SegmentationDataset:
         """Move a deterministic ``fraction`` of the training cases (whole groups) to ``val``.
 
-        A data set that already has validation cases is returned unchanged.
+        A data set that already has validation cases is returned unchanged. Cases in ``seen``
+        (those a model being fine-tuned was trained on) stay in training, since validating on
+        them would flatter it; ``fraction`` is then taken of the other cases.
+
+        Raises:
+            DatasetError: no training case is new to the model being fine-tuned.
         """
         if self.indices("val"):
             return self
-        train = self.indices("train")
-        keys = sorted({self.cases[i].group or self.cases[i].id for i in train})
+        keys = self._fresh_keys(seen)
+        if seen and not keys:
+            raise DatasetError(
+                self.source.get("path"),
+                "every training case was used to train the model being fine-tuned, and "
+                "validating on them would flatter it: add labelled cases or a validation split",
+            )
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(keys))
         n_val = max(1, round(fraction * len(keys)))

@@ -254,6 +254,22 @@ def _starting_bundle(name: str, classes: dict[int, str]) -> Any:
     return bundle
 
 
+def trained_ids(meta: dict[str, Any]) -> set[str]:
+    """Ids of the cases some member of a bundle (its ``bundle.json``) was trained on.
+
+    Bundles from before ``train_ids`` was recorded give them only for cross-validation
+    ensembles, whose pooled validation cases each trained the other members.
+
+    Example:
+        >>> sorted(trained_ids({"members": [{}, {}], "data": {"val_ids": ["a", "b"]}}))
+        ['a', 'b']
+    """
+    data = meta.get("data") or {}
+    if "train_ids" in data:
+        return set(data["train_ids"])
+    return set(data.get("val_ids") or []) if len(meta.get("members") or []) > 1 else set()
+
+
 def train_segmenter(
     dataset: SegmentationDataset,
     config: SegTrainConfig | None = None,
@@ -279,7 +295,10 @@ def train_segmenter(
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    ds = dataset.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
+    start = _starting_bundle(cfg.init_from, dataset.classes) if cfg.init_from else None
+    # a model being fine-tuned is never validated on what it was trained on
+    seen = trained_ids(start.meta) if start is not None else set()
+    ds = dataset.with_validation_split(cfg.val_fraction, seed=cfg.split_seed, seen=seen)
     train_idx, val_idx = ds.indices("train"), ds.indices("val")
     if not train_idx or not val_idx:
         raise MedlabelError(ds.source.get("path"), "need training and validation cases")
@@ -296,8 +315,7 @@ def train_segmenter(
     net = build_segmentation_network(
         plan.network["name"], plan.network_dims, 1, plan.num_classes, **plan.network["kwargs"]
     )
-    if cfg.init_from:
-        start = _starting_bundle(cfg.init_from, ds.classes)
+    if start is not None:
         member = cfg.init_member % len(start.members)
         net.load_state_dict(start.network(member).state_dict())
         log.info("starting from %s, member %d", start.path, member)
@@ -398,6 +416,7 @@ def train_segmenter(
             "name": ds.name,
             "n_train": len(train_idx),
             "n_val": len(val_idx),
+            "train_ids": [ds.cases[i].id for i in train_idx],
             "val_ids": [ds.cases[i].id for i in val_idx],
         },
         seconds=time.perf_counter() - start_all,
@@ -484,7 +503,12 @@ def train_ensemble(
     member, which the averaged ensemble usually beats.
     """
     cfg = config or SegTrainConfig()
-    splits = dataset.folds(folds, seed=cfg.split_seed)
+    seen = (
+        trained_ids(_starting_bundle(cfg.init_from, dataset.classes).meta)
+        if cfg.init_from
+        else set()
+    )
+    splits = dataset.folds(folds, seed=cfg.split_seed, seen=seen)
     train_idx = dataset.indices("train")
     fp = fingerprint_cases((dataset.load(i) for i in train_idx), dataset.modality)
     plan = _plan_for(fp, dataset.classes, cfg)

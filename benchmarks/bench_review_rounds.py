@@ -1,0 +1,294 @@
+"""Retraining after review, round by round: fine-tune the last version or train anew?
+
+The review loop grows a labelled set; after each round a new version is trained on every label
+so far (a cumulative export of the reviews, with no validation split of its own), in the same
+CPU budget, three ways:
+
+* ``anew``: from scratch;
+* ``fine-tune``: from the previous version (``--init-from``: its weights and recipe, a tenth of
+  the peak rate), validating only on samples that version never trained on (what medlabel
+  does);
+* ``fine-tune, leaky``: the same, from a copy of the previous bundle with its ``train_ids``
+  removed, so the validation split is carved as if the data were new: part of it is what the
+  starting model trained on (what medlabel did before it recorded ``train_ids``).
+
+Reviewers are simulated by the true labels; samples arrive in a random order (which samples a
+reviewer sees first is what ``bench_active_learning.py`` studies). Two tasks:
+
+* classification, PneumoniaMNIST: the rounds draw from the official training split; the
+  official test split scores every version (AUC, accuracy at the validation threshold, ECE);
+* segmentation, JSRT: the 40 held-out test cases of ``bench_jsrt.py`` score every version
+  (mean Dice per class); the rounds draw from the other 158.
+
+Run: ``python benchmarks/bench_review_rounds.py [--seeds 3] [--minutes 1 1.5]
+[--rounds 400 1200 2400] [--seg-rounds 30 80 158] [--task classify segment]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, save_results, shared_data
+
+ARMS = ("anew", "fine-tune", "fine-tune, leaky")
+
+
+def _forget_training_cases(bundle: Path, out: Path) -> Path:
+    """A copy of ``bundle`` whose description no longer lists the cases it trained on."""
+    shutil.copytree(bundle, out)
+    meta = json.loads((out / "bundle.json").read_text())
+    meta["data"].pop("train_ids", None)
+    (out / "bundle.json").write_text(json.dumps(meta))
+    return out
+
+
+def _classify_rounds(data: Path, seed: int, sizes: list[int], minutes: float, work: Path) -> Any:
+    from medlabel.classify.bundle import load_bundle, save_bundle
+    from medlabel.classify.recipe import auto_config
+    from medlabel.classify.train import train_classifier
+    from medlabel.data.arrays import load_arrays
+    from medlabel.data.sources import open_dataset
+    from medlabel.evaluate import classification_metrics
+
+    full = open_dataset(data / "medmnist" / "pneumoniamnist.npz")
+    pool = np.random.default_rng(seed).permutation(full.indices("train"))
+    test = full.indices("test")
+
+    def score(path: Path) -> dict[str, float]:
+        bundle = load_bundle(path)
+        arrays = load_arrays(full, test, bundle.spec, progress=False)
+        m = classification_metrics(
+            arrays.labels,
+            bundle.predict_arrays(arrays.images),
+            bundle.class_names,
+            threshold=bundle.threshold,
+            n_bootstrap=0,
+        )
+        return {"test_auc": m["auc"], "test_acc": m["accuracy"], "test_ece": m["ece"]}
+
+    rows = []
+    previous: dict[str, Path] = {}
+    for r, n in enumerate(sizes):
+        ds = full.subset(np.concatenate([pool[:n], test]))  # no validation split: carved
+        scored: dict[str, Path] = {}
+        for arm in ARMS if r else ("anew",):
+            cfg = auto_config(ds, budget_minutes=minutes, seed=seed)
+            if arm != "anew":
+                start = previous[arm]
+                if arm == "fine-tune, leaky":
+                    start = _forget_training_cases(start, work / f"r{r}-s{seed}-forgot")
+                cfg = replace(cfg, init_from=str(start))
+            t0 = time.perf_counter()
+            trained = train_classifier(ds, cfg, progress=False)
+            seconds = time.perf_counter() - t0
+            path = save_bundle(trained, work / f"r{r}-s{seed}-{arm.replace(', ', '-')}")
+            seen = set() if arm == "anew" else _trained(previous[arm])
+            row = {
+                "task": "classify",
+                "seed": seed,
+                "round": r + 1,
+                "labels": n,
+                "arm": arm,
+                "seconds": seconds,
+                "epochs": len(trained.history),
+                "val_auc": trained.val_metrics["auc"],
+                "val_n": len(trained.data["val_ids"]),
+                "val_seen": len(seen & set(trained.data["val_ids"])),
+                **score(path),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            scored[arm] = path
+        previous = {a: scored.get(a, scored["anew"]) for a in ARMS}  # round 1: one start
+    return rows
+
+
+def _trained(bundle: Path) -> set[str]:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    return set(meta["data"].get("train_ids") or [])
+
+
+def _segment_rounds(data: Path, seed: int, sizes: list[int], minutes: float, work: Path) -> Any:
+    from bench_jsrt import LABELS
+    from medlabel.segment.api import Segmenter
+    from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
+    from medlabel.segment.dataset import open_segmentation_dataset
+    from medlabel.segment.evaluation import evaluate_segmenter
+    from medlabel.segment.train import SegTrainConfig, train_segmenter
+    from seg_common import hold_out
+
+    full = hold_out(open_segmentation_dataset(data / "jsrt-lungs-224", LABELS), 40)
+    train = [c for c in full.cases if c.split == "train"]
+    test = [c for c in full.cases if c.split == "test"]
+    order = np.random.default_rng(seed).permutation(len(train))
+    rows = []
+    previous: dict[str, Path] = {}
+    for r, n in enumerate(sizes):
+        ds = replace(full, cases=[train[i] for i in order[:n]] + test)
+        scored: dict[str, Path] = {}
+        for arm in ARMS if r else ("anew",):
+            cfg = SegTrainConfig(budget_minutes=minutes, seed=seed)
+            if arm != "anew":
+                start = previous[arm]
+                if arm == "fine-tune, leaky":
+                    start = _forget_training_cases(start, work / f"seg-r{r}-s{seed}-forgot")
+                cfg = replace(cfg, init_from=str(start))
+            t0 = time.perf_counter()
+            trained = train_segmenter(ds, cfg, progress=False)
+            seconds = time.perf_counter() - t0
+            path = save_segmentation_bundle(
+                trained, work / f"seg-r{r}-s{seed}-{arm.replace(', ', '-')}", name="jsrt"
+            )
+            bundle = load_segmentation_bundle(path)
+            result = evaluate_segmenter(
+                Segmenter("jsrt", bundle=bundle),
+                ds,
+                Path(tempfile.mkdtemp(prefix="rounds-eval-")),
+                split="test",
+                progress=False,
+            )
+            seen = set() if arm == "anew" else _trained(previous[arm])
+            summary = result["summary"]
+            row = {
+                "task": "segment",
+                "seed": seed,
+                "round": r + 1,
+                "labels": n,
+                "arm": arm,
+                "seconds": seconds,
+                "epochs": len(trained.history),
+                "val_dice": trained.val_metrics["mean_dice"],
+                "val_n": len(trained.data["val_ids"]),
+                "val_seen": len(seen & set(trained.data["val_ids"])),
+                **{f"test_{c}": summary[c]["dice"]["mean"] for c in summary},
+                "test_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            scored[arm] = path
+        previous = {a: scored.get(a, scored["anew"]) for a in ARMS}  # round 1: one start
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], task: str, cols: list[tuple[str, str, int]]) -> list[str]:
+    mine = [r for r in rows if r["task"] == task]
+    if not mine:
+        return []
+    head = ["round (labels)", "arm", *[c[1] for c in cols]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rnd in sorted({r["round"] for r in mine}):
+        for arm in ARMS:
+            got = [r for r in mine if r["round"] == rnd and r["arm"] == arm]
+            if not got:
+                continue
+            cells = []
+            for key, _, digits in cols:
+                v = np.array([g[key] for g in got], dtype=float)
+                cells.append(
+                    f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+                    if len(v) > 1
+                    else f"{v.mean():.{digits}f}"
+                )
+            lines.append(f"| {rnd} ({got[0]['labels']}) | {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write(rows: dict[str, Any]) -> None:
+    info = rows["machine"]
+    runs = rows["runs"]
+    seeds = len({r["seed"] for r in runs})
+    lines = [
+        f"# Retraining after review, round by round, {info['date']}",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores. Mean ± sd over {seeds} seed(s); each "
+        "version trained on every label so far within the same budget; 'val seen' counts "
+        "validation samples the starting model had trained on.",
+        "",
+    ]
+    if any(r["task"] == "classify" for r in runs):
+        lines += [
+            f"## PneumoniaMNIST ({rows['minutes'][0]} CPU min per version; official test split, "
+            "n = 624)",
+            "",
+            *_table(
+                runs,
+                "classify",
+                [
+                    ("val_auc", "validation AUC", 4),
+                    ("test_auc", "test AUC", 4),
+                    ("test_acc", "test ACC (val threshold)", 4),
+                    ("test_ece", "test ECE", 4),
+                    ("val_seen", "val seen", 0),
+                    ("epochs", "epochs", 0),
+                ],
+            ),
+            "",
+        ]
+    if any(r["task"] == "segment" for r in runs):
+        lines += [
+            f"## JSRT ({rows['minutes'][1]} CPU min per version; 40 held-out test cases)",
+            "",
+            *_table(
+                runs,
+                "segment",
+                [
+                    ("val_dice", "validation Dice", 4),
+                    ("test_dice", "test Dice (mean)", 4),
+                    ("test_heart", "test heart", 4),
+                    ("val_seen", "val seen", 0),
+                    ("epochs", "epochs", 0),
+                ],
+            ),
+            "",
+        ]
+    lines += [f"Command: `{rows['command']}`."]
+    save_results("review-rounds", rows, lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--minutes", type=float, nargs=2, default=[1.0, 1.5])
+    parser.add_argument("--rounds", type=int, nargs="+", default=[400, 1200, 2400])
+    parser.add_argument("--seg-rounds", type=int, nargs="+", default=[30, 80, 158])
+    parser.add_argument("--task", nargs="+", default=["classify", "segment"])
+    parser.add_argument("--render", type=Path, default=None, help="re-render a results JSON")
+    args = parser.parse_args()
+    if args.render is not None:
+        write(json.loads(args.render.read_text()))
+        return
+    data = shared_data()
+    if data is None:
+        print("needs ../shared/data (medmnist, jsrt-lungs-224)")
+        return
+    work = Path(tempfile.mkdtemp(prefix="review-rounds-"))
+    runs: list[dict[str, Any]] = []
+    for seed in range(args.seeds):
+        if "classify" in args.task:
+            runs += _classify_rounds(data, seed, args.rounds, args.minutes[0], work)
+        if "segment" in args.task:
+            runs += _segment_rounds(data, seed, args.seg_rounds, args.minutes[1], work)
+    write(
+        {
+            "machine": machine(),
+            "minutes": args.minutes,
+            "runs": runs,
+            "command": "python benchmarks/bench_review_rounds.py " + " ".join(sys.argv[1:]),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
