@@ -4,7 +4,8 @@
 #   make bench  run the quick benchmarks (results land in benchmarks/results/)
 #   make bench-classify   the long training benchmarks (about 30 min each on 2 cores)
 #   make bench-segment    segmentation: recipes, JSRT (30 min), hippocampus (90 min), inference
-#   make bench-annotate   annotation job throughput vs a MONAI loop; active-learning curve
+#   make bench-annotate   annotation job throughput vs a MONAI loop; active-learning curve;
+#                         fine-tune vs anew over review rounds (about 50 min)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -54,6 +55,7 @@ bench-segment: $(STAMP)
 bench-annotate: $(STAMP)
 	$(BIN)/python benchmarks/bench_annotate.py
 	$(BIN)/python benchmarks/bench_active_learning.py
+	$(BIN)/python benchmarks/bench_review_rounds.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache

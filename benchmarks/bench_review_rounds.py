@@ -44,6 +44,31 @@ from common import machine, save_results, shared_data
 
 ARMS = ("anew", "fine-tune", "fine-tune, leaky")
 
+#: Per task: the table's title and its columns (key, header, digits).
+SECTIONS: dict[str, tuple[str, list[tuple[str, str, int]]]] = {
+    "classify": (
+        "PneumoniaMNIST ({minutes} CPU min per version; official test split, n = 624)",
+        [
+            ("val_auc", "validation AUC", 4),
+            ("test_auc", "test AUC", 4),
+            ("test_acc", "test ACC (val threshold)", 4),
+            ("test_ece", "test ECE", 4),
+            ("val_seen", "val seen", 0),
+            ("epochs", "epochs", 0),
+        ],
+    ),
+    "segment": (
+        "JSRT ({minutes} CPU min per version; 40 held-out test cases)",
+        [
+            ("val_dice", "validation Dice", 4),
+            ("test_dice", "test Dice (mean)", 4),
+            ("test_heart", "test heart", 4),
+            ("val_seen", "val seen", 0),
+            ("epochs", "epochs", 0),
+        ],
+    ),
+}
+
 
 def _forget_training_cases(bundle: Path, out: Path) -> Path:
     """A copy of ``bundle`` whose description no longer lists the cases it trained on."""
@@ -217,42 +242,10 @@ def write(rows: dict[str, Any]) -> None:
         "validation samples the starting model had trained on.",
         "",
     ]
-    if any(r["task"] == "classify" for r in runs):
-        lines += [
-            f"## PneumoniaMNIST ({rows['minutes'][0]} CPU min per version; official test split, "
-            "n = 624)",
-            "",
-            *_table(
-                runs,
-                "classify",
-                [
-                    ("val_auc", "validation AUC", 4),
-                    ("test_auc", "test AUC", 4),
-                    ("test_acc", "test ACC (val threshold)", 4),
-                    ("test_ece", "test ECE", 4),
-                    ("val_seen", "val seen", 0),
-                    ("epochs", "epochs", 0),
-                ],
-            ),
-            "",
-        ]
-    if any(r["task"] == "segment" for r in runs):
-        lines += [
-            f"## JSRT ({rows['minutes'][1]} CPU min per version; 40 held-out test cases)",
-            "",
-            *_table(
-                runs,
-                "segment",
-                [
-                    ("val_dice", "validation Dice", 4),
-                    ("test_dice", "test Dice (mean)", 4),
-                    ("test_heart", "test heart", 4),
-                    ("val_seen", "val seen", 0),
-                    ("epochs", "epochs", 0),
-                ],
-            ),
-            "",
-        ]
+    for k, (task, (title, cols)) in enumerate(SECTIONS.items()):
+        if any(r["task"] == task for r in runs):
+            lines += [f"## {title.format(minutes=rows['minutes'][k])}", ""]
+            lines += [*_table(runs, task, cols), ""]
     lines += [f"Command: `{rows['command']}`."]
     save_results("review-rounds", rows, lines)
 
@@ -285,7 +278,7 @@ def main() -> None:
             "machine": machine(),
             "minutes": args.minutes,
             "runs": runs,
-            "command": "python benchmarks/bench_review_rounds.py " + " ".join(sys.argv[1:]),
+            "command": " ".join(["python benchmarks/bench_review_rounds.py", *sys.argv[1:]]),
         }
     )
 

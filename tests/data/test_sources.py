@@ -140,16 +140,21 @@ def test_csv_multilabel(tmp_path):
     assert ds.task == "multilabel" and ds.labels.tolist() == [[1, 1], [0, 1]]
 
 
-def test_validation_split_is_stratified_and_deterministic(tmp_path):
-    labels = np.array([0] * 80 + [1] * 20)
-    ds = ClassificationDataset(
+def _toy(labels: np.ndarray) -> ClassificationDataset:
+    """Training samples ``"0"``, ``"1"``, ... with ``labels`` and blank images."""
+    return ClassificationDataset(
         "toy",
         ["a", "b"],
-        [str(i) for i in range(100)],
+        [str(i) for i in range(len(labels))],
         labels,
-        np.array(["train"] * 100),
+        np.array(["train"] * len(labels)),
         loader=lambda i: MedicalImage(np.zeros((4, 4))),
     )
+
+
+def test_validation_split_is_stratified_and_deterministic(tmp_path):
+    labels = np.array([0] * 80 + [1] * 20)
+    ds = _toy(labels)
     a = ds.with_validation_split(0.2, seed=3)
     b = ds.with_validation_split(0.2, seed=3)
     assert np.array_equal(a.splits, b.splits)
@@ -161,14 +166,7 @@ def test_validation_split_is_stratified_and_deterministic(tmp_path):
 def test_fine_tuning_never_validates_on_what_the_model_was_trained_on():
     labels = np.array([0, 1] * 50)
     groups = np.repeat(np.arange(50), 2)  # two images per patient
-    ds = ClassificationDataset(
-        "toy",
-        ["a", "b"],
-        [str(i) for i in range(100)],
-        labels,
-        np.array(["train"] * 100),
-        loader=lambda i: MedicalImage(np.zeros((4, 4))),
-    )
+    ds = _toy(labels)
     seen = {str(i) for i in range(60)}  # what the starting model trained on
     split = ds.with_validation_split(0.25, seed=0, seen=seen)
     val = {ds.ids[i] for i in split.indices("val")}
