@@ -38,7 +38,7 @@ import numpy as np
 from medlabel.annotate.uncertainty import classification_uncertainty
 from medlabel.image import MedicalImage
 from medlabel.models import resolve_model
-from medlabel.segment.labelmap import size_unit
+from medlabel.segment.labelmap import label_sizes
 from medlabel.segment.plausibility import extent_fits, physical_extent
 
 __all__ = [
@@ -269,10 +269,9 @@ class AnnotationModel:
                 # as it gets (and first in the review queue), as for classification
                 extra.update(ood=True, notes=list(stats["implausible"]))
                 uncertainty = 1.0
-        unit, each = size_unit(mask, known=image.spacing_known and mask.spacing_known)
-        counts = np.bincount(mask.array.ravel().astype(np.int64), minlength=1)
+        by_value, unit = label_sizes(mask, known=image.spacing_known and mask.spacing_known)
         classes = dict(self.impl.classes)
-        sizes = {n: float(counts[v] * each) if v < len(counts) else 0.0 for v, n in classes.items()}
+        sizes = {n: by_value.get(v, 0.0) for v, n in classes.items()}
         return Segmentation(mask, classes, sizes, unit, uncertainty, extra)
 
 

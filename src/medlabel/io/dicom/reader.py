@@ -114,8 +114,8 @@ def _positive(values: tuple[float, ...] | None) -> tuple[float, ...] | None:
 def _pixel_spacing(
     ds: Dataset, extra: dict[str, Any], fallback: tuple[float, ...] | None = None
 ) -> tuple[float, float]:
-    """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing, NominalScanned...;
-    else 1, and ``extra`` records that the pixel size is unknown."""
+    """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing or
+    NominalScannedPixelSpacing; else 1, and ``extra`` records that the pixel size is unknown."""
     for candidate in (
         fallback,
         to_floats(ds.get("PixelSpacing")),
