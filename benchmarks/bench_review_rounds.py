@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,46 @@ def _forget_training_cases(bundle: Path, out: Path) -> Path:
     return out
 
 
+def _trained(bundle: Path) -> set[str]:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    return set(meta["data"].get("train_ids") or [])
+
+
+def _rounds(
+    task: str,
+    seed: int,
+    sizes: list[int],
+    work: Path,
+    data_for: Callable[[int], Any],
+    train_and_score: Callable[[Any, Path | None, Path], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One seed's rounds: ``data_for(n)`` is the data with ``n`` labels; ``train_and_score(ds,
+    start, out)`` trains (fine-tuning from ``start`` unless ``None``), saves the bundle to ``out``
+    and returns its figures, ``val_ids`` included."""
+    rows = []
+    previous: dict[str, Path] = {}
+    for r, n in enumerate(sizes):
+        ds = data_for(n)
+        scored: dict[str, Path] = {}
+        for arm in ARMS if r else ("anew",):
+            start = None
+            if arm != "anew":
+                start = previous[arm]
+                if arm == "fine-tune, leaky":
+                    start = _forget_training_cases(start, work / f"{task}-r{r}-s{seed}-forgot")
+            out = work / f"{task}-r{r}-s{seed}-{arm.replace(', ', '-')}"
+            figures = train_and_score(ds, start, out)
+            val_ids = set(figures.pop("val_ids"))
+            seen = set() if arm == "anew" else _trained(previous[arm])
+            row = {"task": task, "seed": seed, "round": r + 1, "labels": n, "arm": arm}
+            row |= {"val_n": len(val_ids), "val_seen": len(seen & val_ids), **figures}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            scored[arm] = out
+        previous = {a: scored.get(a, scored["anew"]) for a in ARMS}  # round 1: one start
+    return rows
+
+
 def _classify_rounds(data: Path, seed: int, sizes: list[int], minutes: float, work: Path) -> Any:
     from medlabel.classify.bundle import load_bundle, save_bundle
     from medlabel.classify.recipe import auto_config
@@ -91,8 +132,13 @@ def _classify_rounds(data: Path, seed: int, sizes: list[int], minutes: float, wo
     pool = np.random.default_rng(seed).permutation(full.indices("train"))
     test = full.indices("test")
 
-    def score(path: Path) -> dict[str, float]:
-        bundle = load_bundle(path)
+    def train_and_score(ds: Any, start: Path | None, out: Path) -> dict[str, Any]:
+        cfg = auto_config(ds, budget_minutes=minutes, seed=seed)
+        cfg = replace(cfg, init_from=str(start)) if start is not None else cfg
+        t0 = time.perf_counter()
+        trained = train_classifier(ds, cfg, progress=False)
+        seconds = time.perf_counter() - t0
+        bundle = load_bundle(save_bundle(trained, out))
         arrays = load_arrays(full, test, bundle.spec, progress=False)
         m = classification_metrics(
             arrays.labels,
@@ -101,48 +147,25 @@ def _classify_rounds(data: Path, seed: int, sizes: list[int], minutes: float, wo
             threshold=bundle.threshold,
             n_bootstrap=0,
         )
-        return {"test_auc": m["auc"], "test_acc": m["accuracy"], "test_ece": m["ece"]}
+        return {
+            "seconds": seconds,
+            "epochs": len(trained.history),
+            "val_auc": trained.val_metrics["auc"],
+            "val_ids": trained.data["val_ids"],
+            "test_auc": m["auc"],
+            "test_acc": m["accuracy"],
+            "test_ece": m["ece"],
+        }
 
-    rows = []
-    previous: dict[str, Path] = {}
-    for r, n in enumerate(sizes):
-        ds = full.subset(np.concatenate([pool[:n], test]))  # no validation split: carved
-        scored: dict[str, Path] = {}
-        for arm in ARMS if r else ("anew",):
-            cfg = auto_config(ds, budget_minutes=minutes, seed=seed)
-            if arm != "anew":
-                start = previous[arm]
-                if arm == "fine-tune, leaky":
-                    start = _forget_training_cases(start, work / f"r{r}-s{seed}-forgot")
-                cfg = replace(cfg, init_from=str(start))
-            t0 = time.perf_counter()
-            trained = train_classifier(ds, cfg, progress=False)
-            seconds = time.perf_counter() - t0
-            path = save_bundle(trained, work / f"r{r}-s{seed}-{arm.replace(', ', '-')}")
-            seen = set() if arm == "anew" else _trained(previous[arm])
-            row = {
-                "task": "classify",
-                "seed": seed,
-                "round": r + 1,
-                "labels": n,
-                "arm": arm,
-                "seconds": seconds,
-                "epochs": len(trained.history),
-                "val_auc": trained.val_metrics["auc"],
-                "val_n": len(trained.data["val_ids"]),
-                "val_seen": len(seen & set(trained.data["val_ids"])),
-                **score(path),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            scored[arm] = path
-        previous = {a: scored.get(a, scored["anew"]) for a in ARMS}  # round 1: one start
-    return rows
-
-
-def _trained(bundle: Path) -> set[str]:
-    meta = json.loads((bundle / "bundle.json").read_text())
-    return set(meta["data"].get("train_ids") or [])
+    # no validation split given: each run carves its own, as from a review export
+    return _rounds(
+        "classify",
+        seed,
+        sizes,
+        work,
+        lambda n: full.subset(np.concatenate([pool[:n], test])),
+        train_and_score,
+    )
 
 
 def _segment_rounds(data: Path, seed: int, sizes: list[int], minutes: float, work: Path) -> Any:
@@ -158,53 +181,38 @@ def _segment_rounds(data: Path, seed: int, sizes: list[int], minutes: float, wor
     train = [c for c in full.cases if c.split == "train"]
     test = [c for c in full.cases if c.split == "test"]
     order = np.random.default_rng(seed).permutation(len(train))
-    rows = []
-    previous: dict[str, Path] = {}
-    for r, n in enumerate(sizes):
-        ds = replace(full, cases=[train[i] for i in order[:n]] + test)
-        scored: dict[str, Path] = {}
-        for arm in ARMS if r else ("anew",):
-            cfg = SegTrainConfig(budget_minutes=minutes, seed=seed)
-            if arm != "anew":
-                start = previous[arm]
-                if arm == "fine-tune, leaky":
-                    start = _forget_training_cases(start, work / f"seg-r{r}-s{seed}-forgot")
-                cfg = replace(cfg, init_from=str(start))
-            t0 = time.perf_counter()
-            trained = train_segmenter(ds, cfg, progress=False)
-            seconds = time.perf_counter() - t0
-            path = save_segmentation_bundle(
-                trained, work / f"seg-r{r}-s{seed}-{arm.replace(', ', '-')}", name="jsrt"
-            )
-            bundle = load_segmentation_bundle(path)
-            result = evaluate_segmenter(
-                Segmenter("jsrt", bundle=bundle),
-                ds,
-                Path(tempfile.mkdtemp(prefix="rounds-eval-")),
-                split="test",
-                progress=False,
-            )
-            seen = set() if arm == "anew" else _trained(previous[arm])
-            summary = result["summary"]
-            row = {
-                "task": "segment",
-                "seed": seed,
-                "round": r + 1,
-                "labels": n,
-                "arm": arm,
-                "seconds": seconds,
-                "epochs": len(trained.history),
-                "val_dice": trained.val_metrics["mean_dice"],
-                "val_n": len(trained.data["val_ids"]),
-                "val_seen": len(seen & set(trained.data["val_ids"])),
-                **{f"test_{c}": summary[c]["dice"]["mean"] for c in summary},
-                "test_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            scored[arm] = path
-        previous = {a: scored.get(a, scored["anew"]) for a in ARMS}  # round 1: one start
-    return rows
+
+    def train_and_score(ds: Any, start: Path | None, out: Path) -> dict[str, Any]:
+        cfg = SegTrainConfig(budget_minutes=minutes, seed=seed)
+        cfg = replace(cfg, init_from=str(start)) if start is not None else cfg
+        t0 = time.perf_counter()
+        trained = train_segmenter(ds, cfg, progress=False)
+        seconds = time.perf_counter() - t0
+        bundle = load_segmentation_bundle(save_segmentation_bundle(trained, out, name="jsrt"))
+        summary = evaluate_segmenter(
+            Segmenter("jsrt", bundle=bundle),
+            ds,
+            Path(tempfile.mkdtemp(prefix="rounds-eval-")),
+            split="test",
+            progress=False,
+        )["summary"]
+        return {
+            "seconds": seconds,
+            "epochs": len(trained.history),
+            "val_dice": trained.val_metrics["mean_dice"],
+            "val_ids": trained.data["val_ids"],
+            **{f"test_{c}": summary[c]["dice"]["mean"] for c in summary},
+            "test_dice": float(np.mean([summary[c]["dice"]["mean"] for c in summary])),
+        }
+
+    return _rounds(
+        "segment",
+        seed,
+        sizes,
+        work,
+        lambda n: replace(full, cases=[train[i] for i in order[:n]] + test),
+        train_and_score,
+    )
 
 
 def _table(rows: list[dict[str, Any]], task: str, cols: list[tuple[str, str, int]]) -> list[str]:
