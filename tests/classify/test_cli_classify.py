@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+from PIL import Image
 from typer.testing import CliRunner
 
 from medlabel.cli import app
@@ -97,6 +98,14 @@ def test_radiomics_features_command(tmp_path):
     rows = json.loads(out.read_text())
     assert rows[0]["original_firstorder_Maximum"] == 105.0
     assert rows[0]["original_shape_VoxelVolume"] == 4 * 6 * 6 * 2
+    assert "no pixel size" not in result.output
+    # a PNG export: the same command says its shape features are in pixels
+    Image.fromarray((values[4] + 5).astype(np.uint8)).save(tmp_path / "img.png")
+    Image.fromarray((values[4] > 0).astype(np.uint8)).save(tmp_path / "mask.png")
+    result = run("features", tmp_path / "img.png", "--mask", tmp_path / "mask.png", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())[0]["original_shape2D_PixelSurface"] == 36
+    assert "1 image(s) give no pixel size (e.g. img.png)" in result.stderr
 
 
 def test_train_errors_are_one_line(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -86,10 +86,18 @@ def features(
         typer.echo(f"wrote {out} ({len(rows)} row(s), {len(rows[0]) - 1} deep features)")
         return
     triples = _pairs_or_single(image, mask, pairs)
+    unsized: list[str] = []  # images whose files give no pixel size
+
+    def read(path: Path) -> Any:
+        img = read_image(path)
+        if not img.spacing_known:
+            unsized.append(path.name)
+        return img
+
     items = [
         (
             item,
-            (lambda p=img_path: read_image(p)),
+            (lambda p=img_path: read(p)),
             (lambda p=mask_path: read_label(p)),
         )
         for item, img_path, mask_path in triples
@@ -98,6 +106,12 @@ def features(
     write_features(rows, out)
     failed = sum(1 for r in rows if r.get("error"))
     typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+    if unsized:
+        typer.echo(
+            f"note: {len(unsized)} image(s) give no pixel size (e.g. {unsized[0]}): 1 mm per "
+            "pixel was assumed, so shape features (and any resampledPixelSpacing) are in pixels",
+            err=True,
+        )
 
 
 def _pairs_or_single(
