@@ -81,8 +81,9 @@ def _forget_training_cases(bundle: Path, out: Path) -> Path:
 
 
 def _trained(bundle: Path) -> set[str]:
-    meta = json.loads((bundle / "bundle.json").read_text())
-    return set(meta["data"].get("train_ids") or [])
+    from medlabel.models.files import trained_ids
+
+    return trained_ids(json.loads((bundle / "bundle.json").read_text()))
 
 
 def _rounds(

@@ -323,7 +323,7 @@ def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Sta
         MedlabelError: the bundle's task differs from the data's.
     """
     from medlabel.classify.bundle import load_bundle
-    from medlabel.models.files import BundleError
+    from medlabel.models.files import BundleError, trained_ids
 
     assert config.init_from is not None
     bundle = load_bundle(config.init_from, engine="torch")
@@ -354,7 +354,7 @@ def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Sta
         mean=normalised.mean,
         std=normalised.std,
         member=member,
-        seen=set((bundle.meta.get("data") or {}).get("train_ids") or []),
+        seen=trained_ids(bundle.meta),
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "json_default",
     "read_description",
     "staging",
+    "trained_ids",
     "write_description",
 ]
 
@@ -209,3 +210,21 @@ def half_weights(proto: Any, min_elements: int = 256) -> Any:
     del proto.graph.node[:]
     proto.graph.node.extend(casts + nodes)
     return proto
+
+
+def trained_ids(meta: dict[str, Any]) -> set[str]:
+    """Ids of the samples (cases) some member of a bundle was trained on, from its description.
+
+    Fine-tuning never validates on them.
+
+    Bundles from before ``train_ids`` was recorded give them only for segmentation
+    cross-validation ensembles, whose pooled validation cases each trained the other members.
+
+    Example:
+        >>> sorted(trained_ids({"members": [{}, {}], "data": {"val_ids": ["a", "b"]}}))
+        ['a', 'b']
+    """
+    data = meta.get("data") or {}
+    if "train_ids" in data:
+        return set(data["train_ids"])
+    return set(data.get("val_ids") or []) if len(meta.get("members") or []) > 1 else set()

@@ -30,6 +30,7 @@ from medlabel.devices import bf16_autocast, native_bf16, resolve_device
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
+from medlabel.models.files import trained_ids
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.dataset import SegmentationDataset
 from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
@@ -225,9 +226,11 @@ def _optimizer(net: torch.nn.Module, cfg: SegTrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=decay)
 
 
-def _plan_for(fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig) -> Plan:
-    if cfg.init_from:  # fine-tuning keeps the bundle's plan: its weights fit no other
-        return copy.deepcopy(_starting_bundle(cfg.init_from, classes).plan)
+def _plan_for(
+    fp: Fingerprint, classes: dict[int, str], cfg: SegTrainConfig, start: Any = None
+) -> Plan:
+    if start is not None:  # fine-tuning keeps the bundle's plan: its weights fit no other
+        return copy.deepcopy(start.plan)
     return make_plan(
         fp,
         classes,
@@ -252,22 +255,6 @@ def _starting_bundle(name: str, classes: dict[int, str]) -> Any:
             f"has {dict(classes)}",
         )
     return bundle
-
-
-def trained_ids(meta: dict[str, Any]) -> set[str]:
-    """Ids of the cases some member of a bundle (its ``bundle.json``) was trained on.
-
-    Bundles from before ``train_ids`` was recorded give them only for cross-validation
-    ensembles, whose pooled validation cases each trained the other members.
-
-    Example:
-        >>> sorted(trained_ids({"members": [{}, {}], "data": {"val_ids": ["a", "b"]}}))
-        ['a', 'b']
-    """
-    data = meta.get("data") or {}
-    if "train_ids" in data:
-        return set(data["train_ids"])
-    return set(data.get("val_ids") or []) if len(meta.get("members") or []) > 1 else set()
 
 
 def train_segmenter(
@@ -308,7 +295,7 @@ def train_segmenter(
         for i in tqdm(train_idx + val_idx, desc="read", disable=None if progress else True)
     }
     fp = fingerprint_cases((loaded[i] for i in train_idx), ds.modality)
-    plan = copy.deepcopy(plan) if plan is not None else _plan_for(fp, ds.classes, cfg)
+    plan = copy.deepcopy(plan) if plan is not None else _plan_for(fp, ds.classes, cfg, start)
     log.info("plan: %s", plan)
     train_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in train_idx]  # type: ignore[arg-type]
     val_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in val_idx]  # type: ignore[arg-type]
@@ -503,15 +490,12 @@ def train_ensemble(
     member, which the averaged ensemble usually beats.
     """
     cfg = config or SegTrainConfig()
-    seen = (
-        trained_ids(_starting_bundle(cfg.init_from, dataset.classes).meta)
-        if cfg.init_from
-        else set()
-    )
+    start = _starting_bundle(cfg.init_from, dataset.classes) if cfg.init_from else None
+    seen = trained_ids(start.meta) if start is not None else set()
     splits = dataset.folds(folds, seed=cfg.split_seed, seen=seen)
     train_idx = dataset.indices("train")
     fp = fingerprint_cases((dataset.load(i) for i in train_idx), dataset.modality)
-    plan = _plan_for(fp, dataset.classes, cfg)
+    plan = _plan_for(fp, dataset.classes, cfg, start)
     members: list[TrainedSegmenter] = []
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
     entropy: dict[str, float | None] = {}
