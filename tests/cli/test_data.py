@@ -116,6 +116,22 @@ def test_info_medmnist_summary(tmp_path):
     assert json.loads(result.stdout)["size"] == [28, 28]
 
 
+def test_info_says_when_a_file_gives_no_pixel_size(tmp_path):
+    from PIL import Image
+
+    arr = np.zeros((8, 10), np.uint8)
+    Image.fromarray(arr).save(tmp_path / "plain.png")
+    Image.fromarray(arr).save(tmp_path / "screen.jpg", dpi=(96, 96))
+    Image.fromarray(arr).save(tmp_path / "scan.tif", dpi=(300, 300))
+    plain = json.loads(run("info", tmp_path / "plain.png", "--json").stdout)
+    assert plain["spacing_known"] is False and "1 assumed" in plain["warnings"][0]
+    screen = json.loads(run("info", tmp_path / "screen.jpg", "--json").stdout)
+    assert screen["spacing"] == pytest.approx([25.4 / 96] * 2)
+    assert screen["spacing_known"] is False and "screen default" in screen["warnings"][0]
+    scan = json.loads(run("info", tmp_path / "scan.tif", "--json").stdout)
+    assert "spacing_known" not in scan and "warnings" not in scan
+
+
 # ------------------------------------------------------------------------------ preprocess
 def ct_phantom(tmp_path: Path) -> Path:
     _z, y, x = np.mgrid[:16, :40, :40]

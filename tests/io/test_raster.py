@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from PIL import Image
 
 from medlabel.errors import ReadError, WriteError
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 from medlabel.io import read_image, read_label, write_image
 from medlabel.io.raster import read_raster, write_raster
 
@@ -153,17 +154,37 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert img.array[0, 2] < 50
 
 
-# ---------------------------------------------------------------------------- DPI spacing
-def test_dpi_of_a_plain_pillow_png_gives_spacing(tmp_path: Path) -> None:
+# ------------------------------------------------------------------------- pixel size
+def test_dpi_of_a_plain_pillow_png_is_a_print_setting_not_a_pixel_size(tmp_path: Path) -> None:
     Image.fromarray(_grey8()).save(tmp_path / "d.png", dpi=(254, 127))
     img = read_raster(tmp_path / "d.png")
-    assert img.spacing == pytest.approx((0.1, 0.2), abs=1e-9)
+    assert img.spacing == (1.0, 1.0) and not img.spacing_known  # as ITK: pHYs is ignored
     assert img.origin == (0.0, 0.0)
+
+
+def test_png_scale_chunk_written_by_simpleitk_gives_spacing(tmp_path: Path) -> None:
+    itk = sitk.GetImageFromArray(_grey8())
+    itk.SetSpacing((0.175, 0.25))
+    sitk.WriteImage(itk, str(tmp_path / "itk.png"))
+    img = read_raster(tmp_path / "itk.png")
+    assert img.spacing == pytest.approx((0.175, 0.25), abs=1e-12) and img.spacing_known
 
 
 def test_dpi_of_a_plain_pillow_tiff_gives_spacing(tmp_path: Path) -> None:
     Image.fromarray(_grey8()).save(tmp_path / "d.tiff", dpi=(300, 300))
-    assert read_raster(tmp_path / "d.tiff").spacing == pytest.approx((25.4 / 300,) * 2, rel=1e-6)
+    img = read_raster(tmp_path / "d.tiff")
+    assert img.spacing == pytest.approx((25.4 / 300,) * 2, rel=1e-6) and img.spacing_known
+
+
+@pytest.mark.parametrize("ext", ["jpg", "tiff"])
+def test_screen_default_resolutions_keep_the_grid_but_no_millimetres(
+    tmp_path: Path, ext: str
+) -> None:
+    for dpi in (72, 96):
+        Image.fromarray(_grey8()).save(tmp_path / f"d{dpi}.{ext}", dpi=(dpi, dpi))
+        img = read_raster(tmp_path / f"d{dpi}.{ext}")
+        assert img.spacing == pytest.approx((25.4 / dpi,) * 2, rel=1e-6)
+        assert not img.spacing_known
 
 
 def test_dpi_of_one_or_less_is_ignored(tmp_path: Path) -> None:
@@ -172,12 +193,69 @@ def test_dpi_of_one_or_less_is_ignored(tmp_path: Path) -> None:
     assert img.spacing == (1.0, 1.0) and not img.spacing_known
 
 
+def _pillow_file(folder: Path, name: str) -> Path:
+    """Files as other tools write them: resolution in each format's own way, or none."""
+    path = folder / name
+    stem, ext = name.split(".")
+    kwargs: dict[str, object] = {}
+    if stem == "dpi":
+        kwargs = {"dpi": (254, 127)}
+    elif stem == "cm":
+        kwargs = (
+            {"dpi": (100, 100)} if ext == "jpg" else {"resolution": 100.0, "resolution_unit": 3}
+        )
+    elif stem == "aspect":
+        kwargs = {"resolution": 100.0, "resolution_unit": 1}
+    elif stem == "exif":  # resolution in EXIF only, JFIF just an aspect ratio
+        exif = Image.Exif()
+        exif.update({282: 300.0, 283: 300.0, 296: 2})
+        kwargs = {"exif": exif.tobytes()}
+    Image.fromarray(_grey8()).save(path, **kwargs)
+    if name == "cm.jpg":  # JFIF in dots per cm (Pillow writes dots per inch)
+        data = bytearray(path.read_bytes())
+        at = data.find(b"JFIF\x00")
+        data[at + 7] = 2
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("dpi.png", "plain.png"),
+        *("dpi.jpg", "plain.jpg", "cm.jpg", "exif.jpg"),
+        *("dpi.tif", "cm.tif", "aspect.tif"),
+        "dpi.bmp",
+    ],
+)
+def test_pixel_size_is_read_as_simpleitk_reads_it(tmp_path: Path, name: str) -> None:
+    """So that masks line up with these images in 3D Slicer and ITK-SNAP (both read via ITK)."""
+    path = _pillow_file(tmp_path, name)
+    ours, theirs = read_raster(path), sitk.ReadImage(str(path))
+    assert ours.spacing == pytest.approx(theirs.GetSpacing(), rel=1e-6)
+    assert ours.origin == pytest.approx(theirs.GetOrigin())
+
+
+@pytest.mark.parametrize("ext", ["png", "tiff"])
+def test_simpleitk_reads_the_spacing_medlabel_writes(tmp_path: Path, ext: str) -> None:
+    arr = _grey8()
+    img = MedicalImage(arr, spacing=(0.143, 0.2))
+    write_raster(img, tmp_path / f"x.{ext}")
+    theirs = sitk.ReadImage(str(tmp_path / f"x.{ext}"))
+    assert theirs.GetSpacing() == pytest.approx((0.143, 0.2), rel=1e-6)
+    assert np.array_equal(sitk.GetArrayFromImage(theirs), arr)
+    # without a pixel size nothing is claimed: ITK sees 1 mm, as it would for the source
+    unknown = img.with_array(img.array, metadata={SPACING_UNKNOWN: True})
+    write_raster(unknown, tmp_path / f"u.{ext}")
+    assert sitk.ReadImage(str(tmp_path / f"u.{ext}")).GetSpacing() == (1.0, 1.0)
+
+
 def test_a_file_without_a_pixel_size_is_marked_and_stays_so(tmp_path: Path) -> None:
     Image.fromarray(_grey8()).save(tmp_path / "plain.png")
     img = read_raster(tmp_path / "plain.png")
     assert img.spacing == (1.0, 1.0) and not img.spacing_known
-    Image.fromarray(_grey8()).save(tmp_path / "dpi.png", dpi=(254, 254))
-    assert read_raster(tmp_path / "dpi.png").spacing_known
+    Image.fromarray(_grey8()).save(tmp_path / "dpi.tif", dpi=(254, 254))
+    assert read_raster(tmp_path / "dpi.tif").spacing_known
     # medlabel's own copy keeps "unknown" and claims no resolution a plain tool would trust
     write_image(img, tmp_path / "copy.png")
     assert not read_image(tmp_path / "copy.png").spacing_known

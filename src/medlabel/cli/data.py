@@ -74,7 +74,15 @@ def info(
     warnings = list(image.metadata.get("warnings") or [])
     if not image.spacing_known:
         out["spacing_known"] = False
-        warnings.append("the file gives no pixel size: 1 assumed, so lengths are in pixels, not mm")
+        if all(s == 1.0 for s in image.spacing):
+            warnings.append(
+                "the file gives no pixel size: 1 assumed, so lengths are in pixels, not mm"
+            )
+        else:
+            warnings.append(
+                "the file's resolution is a screen default (72 or 96 dpi), not a measured pixel "
+                "size: the grid keeps it, as SimpleITK does, but lengths are reported in pixels"
+            )
     if warnings:
         out["warnings"] = warnings
     _show(out, as_json)

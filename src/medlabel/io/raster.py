@@ -2,8 +2,18 @@
 
 Reading: 8- and 16-bit greyscale, RGB(A) and palette images; RGB images whose three channels
 are identical (most greyscale JPEG exports) come back as one channel, which loses nothing.
-EXIF orientation is applied. Pixel spacing is taken from the file's resolution (DPI) when it
-is set; else 1 is assumed and the image is marked as having no known pixel size
+EXIF orientation is applied. The pixel size is read where SimpleITK (and so 3D Slicer and
+ITK-SNAP) reads it, so masks line up with their images there:
+
+* PNG: the ``sCAL`` chunk (the physical scale of the subject, which ITK writes and reads as
+  millimetres); the ``pHYs`` print resolution is ignored, as ITK ignores it;
+* TIFF and JPEG: the resolution (DPI, or dots per cm; for JPEG the JFIF density, not EXIF's);
+  72 and 96 dpi are the defaults of
+  screens and image editors rather than a measured pixel size, so the grid keeps them (as ITK
+  does) but sizes are reported in pixels;
+* BMP: none (ITK ignores its resolution too).
+
+Without a pixel size, 1 is assumed and the image is marked as having no known pixel size
 (:attr:`~medlabel.image.MedicalImage.spacing_known` is ``False``).
 
 Writing: PNG for 8/16-bit unsigned greyscale and 8-bit RGB; TIFF also for float32. Floats in
@@ -23,8 +33,10 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +108,7 @@ def read_raster(path: str | os.PathLike[str], *, keep_rgb: bool = False) -> Medi
     try:
         with Image.open(p) as im:
             im.load()
-            info = dict(im.info)
+            info, fmt = dict(im.info), im.format
             desc = None
             if hasattr(im, "tag_v2"):
                 desc = im.tag_v2.get(_TIFF_DESCRIPTION)
@@ -134,13 +146,68 @@ def read_raster(path: str | os.PathLike[str], *, keep_rgb: bool = False) -> Medi
             metadata=meta,
             is_label=bool(geo.get("is_label", False)),
         )
-    spacing = (1.0,) * dim
-    dpi = info.get("dpi")
-    if dpi and len(dpi) == 2 and all(float(d) > 1 for d in dpi):
-        spacing = (25.4 / float(dpi[0]), 25.4 / float(dpi[1]), *(1.0,) * (dim - 2))
-    else:
+    pixel, known = _pixel_size(p, fmt, info)
+    if not known:
         meta[SPACING_UNKNOWN] = True
-    return MedicalImage(arr, spacing=spacing, metadata=meta)
+    return MedicalImage(arr, spacing=(*pixel, *(1.0,) * (dim - 2)), metadata=meta)
+
+
+#: Resolutions that screens and image editors write by default: not a measured pixel size.
+DISPLAY_DPI = (72.0, 96.0)
+
+
+def _pixel_size(
+    path: Path, fmt: str | None, info: dict[Any, Any]
+) -> tuple[tuple[float, ...], bool]:
+    """The (x, y) pixel size in mm as SimpleITK reads it, and whether it is a real one."""
+    if fmt == "PNG":
+        scale = _png_scale(path)
+        if scale is not None:
+            return scale, True
+        return (1.0, 1.0), False
+    dpi = info.get("dpi") if fmt == "TIFF" else None
+    if fmt in ("JPEG", "MPO"):  # the JFIF density only (Pillow also looks in EXIF; ITK does not)
+        per_inch = {1: 1.0, 2: 2.54}.get(info.get("jfif_unit", 0))
+        density = info.get("jfif_density")
+        dpi = tuple(float(d) * per_inch for d in density) if per_inch and density else None
+    if dpi and len(dpi) == 2 and all(float(d) > 1 for d in dpi):
+        display = all(any(abs(float(d) - v) < 0.01 for v in DISPLAY_DPI) for d in dpi)
+        return (25.4 / float(dpi[0]), 25.4 / float(dpi[1])), not display
+    return (1.0, 1.0), False
+
+
+def _insert_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """``png`` with a chunk added right after its header (Pillow drops public chunks it does
+    not know, such as ``sCAL``)."""
+    end = 8 + 12 + int.from_bytes(png[8:12], "big")  # signature + IHDR
+    chunk = len(data).to_bytes(4, "big") + kind + data
+    return png[:end] + chunk + zlib.crc32(kind + data).to_bytes(4, "big") + png[end:]
+
+
+def _png_scale(path: Path) -> tuple[float, float] | None:
+    """The ``sCAL`` chunk's two scales (ITK writes and reads millimetres), ``None`` without one.
+
+    Only the chunks before the image data are read (``sCAL`` must come before them).
+    """
+    with path.open("rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            data = f.read(length)
+            f.seek(4, os.SEEK_CUR)  # CRC
+            if kind != b"sCAL":
+                continue
+            try:
+                x, y = (float(v) for v in data[1:].split(b"\x00")[:2])
+            except ValueError:
+                return None
+            return (x, y) if x > 0 and y > 0 else None
 
 
 def _to_writable(image: MedicalImage, path: Path, tiff: bool) -> np.ndarray:
@@ -194,7 +261,8 @@ def write_raster(image: MedicalImage, path: str | os.PathLike[str]) -> None:
         "is_label": image.is_label,
         "spacing_known": image.spacing_known,
     }
-    # no resolution at all rather than a made-up one when the pixel size is not known
+    # no resolution at all rather than a made-up one when the pixel size is not known; PNG
+    # carries it in sCAL (what ITK, 3D Slicer and ITK-SNAP read), TIFF as its resolution
     res: dict[str, Any] = {}
     if image.spacing_known:
         res["dpi"] = tuple(25.4 / s for s in image.spacing)
@@ -211,4 +279,10 @@ def write_raster(image: MedicalImage, path: str | os.PathLike[str]) -> None:
         else:
             chunk = PngImagePlugin.PngInfo()
             chunk.add_text(_GEOMETRY_KEY, json.dumps(geometry))
-            pil.save(tmp, format="PNG", pnginfo=chunk, **res)
+            buffer = io.BytesIO()
+            pil.save(buffer, format="PNG", pnginfo=chunk, **res)
+            data = buffer.getvalue()
+            if image.spacing_known:
+                x, y = (repr(float(v)).encode() for v in image.spacing)
+                data = _insert_chunk(data, b"sCAL", b"\x01" + x + b"\x00" + y)
+            tmp.write_bytes(data)

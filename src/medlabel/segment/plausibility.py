@@ -234,7 +234,8 @@ def implausible(
     if exp.measure == "physical" and not image.spacing_known:
         notes.append(
             "the image gives no pixel size, and this model works in millimetres: "
-            "1 mm per pixel was assumed"
+            + " x ".join(f"{s:g}" for s in spacing[:ndim])
+            + " mm per pixel was assumed"
         )
     if exp.extent_mm is not None and ndim == len(exp.extent_mm):
         extent = physical_extent(image.size, spacing)
