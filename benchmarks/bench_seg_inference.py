@@ -7,11 +7,18 @@ resident memory (``ru_maxrss``) is that run's own; the increase over the process
 right after imports is reported too.
 
 * medlabel: ``SegmentationBundle.predict`` (plan preprocessing, sliding windows, post-processing,
-  mapping back to the input grid) with its default engine ``auto``, and forced to ONNX Runtime
-  or torch, so the table shows what the automatic choice buys;
+  mapping back to the input grid) with its defaults (engine and precision ``auto``: torch
+  under bfloat16 autocast on a CPU that computes in bfloat16 natively), and forced to ONNX
+  Runtime, torch in float32 or torch in bfloat16, so the table shows what each choice buys;
 * MONAI: ``LoadImaged -> EnsureChannelFirstd -> Spacingd -> NormalizeIntensityd``, torch
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian), ``Invertd`` back to the
   input grid, argmax.
+
+Faster is only worth having if the masks stay the same, so the run also segments the held-out
+test cases of ``bench_hippocampus.py`` (40 hippocampus crops) and ``bench_jsrt.py`` (40 JSRT
+radiographs) with the bundled ``mri-hippocampus`` and ``cxr-lungs`` in float32 and in bfloat16,
+with mirroring TTA as those benchmarks test, and reports both test Dice figures and the Dice
+between the two precisions' masks.
 
 Run: ``python benchmarks/bench_seg_inference.py [--bundle mri-hippocampus] [--repeat 3]``.
 """
@@ -36,12 +43,22 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_medlabel(bundle_name: str, path: str, repeat: int, engine: str = "auto") -> dict[str, Any]:
+#: pipeline -> (engine, precision) of medlabel's runs
+SETTINGS = {
+    "medlabel": ("auto", "auto"),
+    "medlabel-onnx": ("onnx", "fp32"),
+    "medlabel-torch": ("torch", "fp32"),
+    "medlabel-bf16": ("torch", "bf16"),
+}
+
+
+def run_medlabel(bundle_name: str, path: str, repeat: int, pipeline: str) -> dict[str, Any]:
     from medlabel.io import read_image
     from medlabel.segment.bundle import load_segmentation_bundle
     from medlabel.segment.preprocessing import to_network
 
-    bundle = load_segmentation_bundle(bundle_name, engine=engine)
+    engine, precision = SETTINGS[pipeline]
+    bundle = load_segmentation_bundle(bundle_name, engine=engine, precision=precision)
     base = _rss_mb()
     times = []
     for _ in range(repeat):
@@ -54,7 +71,8 @@ def run_medlabel(bundle_name: str, path: str, repeat: int, engine: str = "auto")
         "peak_mb": _rss_mb(),
         "increase_mb": _rss_mb() - base,
         "shape": list(seg.array.shape),
-        "engine": f"{chosen[0]}, batch {chosen[1]}",
+        "engine": f"{chosen[0]}{' bf16' if chosen[0] == 'torch' and bundle.bf16 else ''}, "
+        f"batch {chosen[1]}",
     }
 
 
@@ -118,7 +136,59 @@ def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
     }
 
 
-PIPELINES = ("medlabel", "medlabel-onnx", "medlabel-torch", "monai")
+PIPELINES = (*SETTINGS, "monai")
+
+
+def _dice(a: Any, b: Any, c: int) -> float:
+    import numpy as np
+
+    x, y = np.asarray(a.array) == c, np.asarray(b.array) == c
+    total = int(x.sum() + y.sum())
+    return 1.0 if total == 0 else 2.0 * float((x & y).sum()) / total
+
+
+def precision_fidelity(data: Path) -> dict[str, Any]:
+    """Test Dice in float32 and in bfloat16, and the Dice between the two, on held-out cases."""
+    import numpy as np
+
+    from medlabel.segment.bundle import load_segmentation_bundle
+    from medlabel.segment.dataset import open_segmentation_dataset
+    from seg_common import hold_out
+
+    sets = {
+        "mri-hippocampus": ("msd-hippocampus", "1=anterior,2=posterior"),
+        "cxr-lungs": ("jsrt-lungs-224", "150=lung_right,200=lung_left,250=heart"),
+    }
+    out: dict[str, Any] = {}
+    for name, (folder, labels) in sets.items():
+        ds = hold_out(open_segmentation_dataset(data / folder, labels), 40)
+        cases = [ds.load(i) for i in ds.indices("test")]
+        masks: dict[str, list[Any]] = {}
+        seconds: dict[str, float] = {}
+        for precision in ("fp32", "bf16"):
+            bundle = load_segmentation_bundle(name, engine="torch", precision=precision)
+            bundle.predict(cases[0][0], tta=True)  # warm-up
+            start = time.perf_counter()
+            masks[precision] = [bundle.predict(image, tta=True) for image, _ in cases]
+            seconds[precision] = time.perf_counter() - start
+        row: dict[str, Any] = {"n": len(cases), "seconds": seconds, "classes": {}}
+        for c, cname in ds.classes.items():
+            dice = {
+                p: [_dice(m, t, c) for m, (_, t) in zip(ms, cases, strict=True)]
+                for p, ms in masks.items()
+            }
+            between = [_dice(a, b, c) for a, b in zip(masks["bf16"], masks["fp32"], strict=True)]
+            row["classes"][cname] = {
+                "dice_fp32": float(np.mean(dice["fp32"])),
+                "dice_bf16": float(np.mean(dice["bf16"])),
+                "worst_fp32": float(np.min(dice["fp32"])),
+                "worst_bf16": float(np.min(dice["bf16"])),
+                "between_mean": float(np.mean(between)),
+                "between_min": float(np.min(between)),
+            }
+        out[name] = row
+        print(name, row, flush=True)
+    return out
 
 
 def main() -> None:
@@ -132,8 +202,7 @@ def main() -> None:
         if kind == "monai":
             result = run_monai(args.bundle, path, args.repeat)
         else:
-            engine = kind.partition("-")[2] or "auto"
-            result = run_medlabel(args.bundle, path, args.repeat, engine)
+            result = run_medlabel(args.bundle, path, args.repeat, kind)
         print(json.dumps(result))
         return
     data = shared_data()
@@ -144,7 +213,16 @@ def main() -> None:
         "hippocampus_001": data / "msd-hippocampus" / "imagesTr" / "hippocampus_001.nii.gz",
         "ct-abdomen example": data / "ct-abdomen" / "example_ct_sm.nii.gz",
     }
-    rows: dict[str, Any] = {"machine": machine(), "bundle": args.bundle, "cases": {}}
+    import torch
+
+    from medlabel.devices import native_bf16
+
+    rows: dict[str, Any] = {
+        "machine": machine(),
+        "native_bf16": native_bf16(torch.device("cpu")),
+        "bundle": args.bundle,
+        "cases": {},
+    }
     for name, path in cases.items():
         rows["cases"][name] = {}
         for pipeline in PIPELINES:
@@ -166,6 +244,7 @@ def main() -> None:
             )
             rows["cases"][name][pipeline] = json.loads(out.stdout.strip().splitlines()[-1])
             print(name, pipeline, rows["cases"][name][pipeline], flush=True)
+    rows["fidelity"] = precision_fidelity(data)
     write(rows)
 
 
@@ -173,23 +252,44 @@ def write(rows: dict[str, Any]) -> None:
     lines = [
         f"# Segmentation inference per volume, {rows['machine']['date']}",
         "",
-        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores. Network: bundle "
+        f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores; native "
+        f"bfloat16: {'yes' if rows.get('native_bf16') else 'no'}. Network: bundle "
         f"`{rows['bundle']}`. Best of repeated runs; peak resident memory of a fresh process.",
         "",
-        "| volume | medlabel (s), default engine | forced ONNX (s) | forced torch (s) | "
-        "MONAI (s) | speed-up vs MONAI | medlabel peak / increase (MB) | "
-        "MONAI peak / increase (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| volume | medlabel (s), defaults | forced ONNX (s) | forced torch fp32 (s) | "
+        "forced torch bf16 (s) | MONAI, fp32 (s) | speed-up vs MONAI | "
+        "medlabel peak / increase (MB) | MONAI peak / increase (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows["cases"].items():
         m, b = r["medlabel"], r["monai"]
-        o, t = r["medlabel-onnx"], r["medlabel-torch"]
+        o, t, h = r["medlabel-onnx"], r["medlabel-torch"], r["medlabel-bf16"]
         lines.append(
-            f"| {name} {tuple(m['shape'])} | {m['seconds']:.2f} ({m['engine']}) | "
-            f"{o['seconds']:.2f} | {t['seconds']:.2f} | {b['seconds']:.2f} | "
-            f"{b['seconds'] / m['seconds']:.2f}x | {m['peak_mb']:.0f} / {m['increase_mb']:.0f} | "
+            f"| {name} {tuple(m['shape'])} | {m['seconds']:.3f} ({m['engine']}) | "
+            f"{o['seconds']:.3f} | {t['seconds']:.3f} | {h['seconds']:.3f} | "
+            f"{b['seconds']:.3f} | {b['seconds'] / m['seconds']:.2f}x | "
+            f"{m['peak_mb']:.0f} / {m['increase_mb']:.0f} | "
             f"{b['peak_mb']:.0f} / {b['increase_mb']:.0f} |"
         )
+    if rows.get("fidelity"):
+        lines += [
+            "",
+            "Same masks? Held-out test cases (40 each, as `bench_hippocampus.py` and "
+            "`bench_jsrt.py` hold them out), mirroring TTA, torch in float32 and in bfloat16:",
+            "",
+            "| bundle | class | test Dice fp32 | test Dice bf16 | worst fp32 / bf16 | "
+            "Dice bf16 vs fp32 mean (min) | seconds fp32 / bf16 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for bundle, f in rows["fidelity"].items():
+            sec = f"{f['seconds']['fp32']:.1f} / {f['seconds']['bf16']:.1f}"
+            for cname, c in f["classes"].items():
+                lines.append(
+                    f"| {bundle} | {cname} | {c['dice_fp32']:.4f} | {c['dice_bf16']:.4f} | "
+                    f"{c['worst_fp32']:.4f} / {c['worst_bf16']:.4f} | "
+                    f"{c['between_mean']:.4f} ({c['between_min']:.4f}) | {sec} |"
+                )
+                sec = ""
     lines += ["", "Command: `python benchmarks/bench_seg_inference.py`."]
     save_results("seg-inference", rows, lines)
 

@@ -174,6 +174,8 @@ def test_dicom_seg_from_the_job_and_bad_requests(mixed_archive: Path, tmp_path: 
         annotate(mixed_archive, fresh, models=["ct-bone"], device="tpu", progress=False)
     with pytest.raises(MedlabelError, match="the Ray engine runs on the CPU"):
         annotate(mixed_archive, fresh, device="cuda:0", engine="ray", progress=False)
+    with pytest.raises(MedlabelError, match="unknown precision 'fp16'"):
+        annotate(mixed_archive, fresh, precision="fp16", progress=False)
     assert not fresh.exists()  # refused before anything was written
 
 

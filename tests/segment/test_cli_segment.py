@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from medlabel.cli import app
+from medlabel.image import MedicalImage
 from medlabel.io import write_image
 from medlabel.segment.recipes.ct import chest_phantom
 
@@ -289,3 +290,27 @@ def test_segment_on_a_device_this_machine_lacks_says_so(tmp_path: Path) -> None:
         result = run("segment", src, "--model", "mri-hippocampus", "--out", out, "--device", device)
         assert result.exit_code != 0 and why in result.output
         assert not out.exists()
+
+
+def test_segment_precision_is_chosen_or_refused(tmp_path: Path) -> None:
+    from medlabel.io import read_label
+
+    hippocampus = np.zeros((36, 50, 36), np.float32)
+    hippocampus[10:26, 15:35, 10:26] = 400.0
+    src = tmp_path / "crop.nii.gz"
+    write_image(MedicalImage(hippocampus), src)
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.nii.gz"
+        result = run(
+            "segment", src, "--model", "mri-hippocampus", "--out", out, "--precision", precision
+        )
+        assert result.exit_code == 0, result.output
+        masks[precision] = read_label(out).array
+    assert (masks["fp32"] == masks["bf16"]).mean() > 0.99
+    result = run(
+        "segment", src, "--model", "mri-hippocampus", "--out", tmp_path / "x.nii.gz",
+        "--precision", "fp16",
+    )  # fmt: skip
+    assert result.exit_code != 0 and "auto, fp32, bf16" in result.output
+    assert not (tmp_path / "x.nii.gz").exists()

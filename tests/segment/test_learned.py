@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from medlabel.devices import native_bf16
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage, same_grid
 from medlabel.io import read_image
@@ -384,7 +385,7 @@ def test_cross_validation_ensemble_bundle(png_pairs: Callable[..., Path], tmp_pa
 
 
 def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> None:
-    auto = load_segmentation_bundle("mri-hippocampus")
+    auto = load_segmentation_bundle("mri-hippocampus", precision="fp32")
     onnx = load_segmentation_bundle("mri-hippocampus", engine="onnx")
     assert auto.engine == "auto" and onnx.engine_for((120, 200, 200)) == ("onnx", 9)
     assert auto.engine_for(auto.plan.patch_size) == ("onnx", auto.plan.batch_size)
@@ -401,8 +402,30 @@ def test_auto_engine_uses_torch_for_many_3d_windows_with_the_same_labels() -> No
         load_segmentation_bundle("mri-hippocampus", engine="tensorrt")
 
 
+def test_bfloat16_inference_runs_on_torch_and_draws_the_same_labels() -> None:
+    bf16 = load_segmentation_bundle("mri-hippocampus", precision="bf16")
+    fp32 = load_segmentation_bundle("mri-hippocampus", precision="fp32")
+    assert bf16.bf16 and not fp32.bf16
+    # auto: bfloat16 exactly where the CPU computes in it natively, and never on ONNX Runtime
+    assert load_segmentation_bundle("mri-hippocampus").bf16 == native_bf16(torch.device("cpu"))
+    assert bf16.engine_for(bf16.plan.patch_size) == ("torch", bf16.plan.batch_size)
+    assert bf16.engine_for((120, 200, 200)) == ("torch", bf16.plan.batch_size)
+    assert load_segmentation_bundle("mri-hippocampus", engine="onnx", precision="bf16").engine_for(
+        (36, 50, 36)
+    ) == ("onnx", 9)
+    rng = np.random.default_rng(1)
+    zz, yy, xx = np.mgrid[:60, :80, :56]
+    blob = np.exp(-(((zz - 30) / 14) ** 2 + ((yy - 40) / 20) ** 2 + ((xx - 28) / 12) ** 2))
+    image = MedicalImage((blob * 400 + rng.normal(0, 20, blob.shape)).astype(np.float32))
+    a, b = bf16.predict(image), fp32.predict(image)
+    assert set(bf16._runners) == {"torch"} and same_grid(a, image)
+    assert (a.array == b.array).mean() > 0.99
+    with pytest.raises(BundleError, match="precision must be auto, fp32 or bf16"):
+        load_segmentation_bundle("mri-hippocampus", precision="fp16")
+
+
 def test_bundles_run_on_the_device_asked_for() -> None:
-    cpu = load_segmentation_bundle("mri-hippocampus", device="cpu")
+    cpu = load_segmentation_bundle("mri-hippocampus", device="cpu", precision="fp32")
     assert cpu.device == "cpu" and cpu.engine_for((36, 50, 36)) == ("onnx", 9)
     auto = load_segmentation_bundle("mri-hippocampus", device="auto")
     assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -458,19 +481,19 @@ def test_slim_bundle_keeps_one_engine_with_the_same_results(
     trained = train_segmenter(ds, cfg, progress=False)
     full = save_segmentation_bundle(trained, tmp_path / "full")
     image, _ = ds.load(0)
-    before = load_segmentation_bundle(full).probabilities(image)[0]
+    before = load_segmentation_bundle(full, precision="fp32").probabilities(image)[0]
     onnx_only = slim_bundle(save_segmentation_bundle(trained, tmp_path / "b"), keep="onnx")
     assert sorted(p.name for p in onnx_only.iterdir()) == [
         "MODEL_CARD.md",
         "bundle.json",
         "model.onnx",
     ]
-    bundle = load_segmentation_bundle(onnx_only)
+    bundle = load_segmentation_bundle(onnx_only, precision="fp32")
     np.testing.assert_allclose(bundle.probabilities(image)[0], before, atol=1e-6)
     assert "Files: ONNX exports only" in (onnx_only / "MODEL_CARD.md").read_text()
     # torch rebuilds the weights from the exports: the same values as the full bundle's
     shipped = load_segmentation_bundle(full).network().state_dict()
-    rebuilt = load_segmentation_bundle(onnx_only, engine="torch")
+    rebuilt = load_segmentation_bundle(onnx_only, engine="torch", precision="fp32")
     for key, value in rebuilt.network().state_dict().items():
         np.testing.assert_allclose(value.numpy(), shipped[key].numpy(), rtol=1e-3, atol=1e-6)
     # the exports keep small tensors (PReLU slopes) in float32, so the rebuilt network
@@ -481,7 +504,8 @@ def test_slim_bundle_keeps_one_engine_with_the_same_results(
     torch_only = slim_bundle(save_segmentation_bundle(trained, tmp_path / "t"), keep="torch")
     assert not list(torch_only.glob("*.onnx"))
     assert "Files: torch weights only" in (torch_only / "MODEL_CARD.md").read_text()
-    _assert_engines_agree(before, load_segmentation_bundle(torch_only).probabilities(image)[0])
+    torch_fp32 = load_segmentation_bundle(torch_only, precision="fp32")
+    _assert_engines_agree(before, torch_fp32.probabilities(image)[0])
     with pytest.raises(BundleError, match="no onnx files; use engine auto or torch"):
         load_segmentation_bundle(torch_only, engine="onnx")
 
@@ -512,7 +536,10 @@ def test_onnx_export_of_another_network_is_refused_by_the_torch_engine(
     with pytest.raises(BundleError, match=r"cannot rebuild torch weights: model\.onnx holds no"):
         bundle.network()
     image, _ = ds.load(0)
-    assert load_segmentation_bundle(onnx_only).probabilities(image)[0].shape[0] == 3
+    # auto falls back on the exports, even where it would prefer torch (bfloat16)
+    for precision in ("fp32", "bf16"):
+        auto = load_segmentation_bundle(onnx_only, precision=precision)
+        assert auto.probabilities(image)[0].shape[0] == 3
 
 
 def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_path: Path) -> None:

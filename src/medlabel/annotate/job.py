@@ -132,6 +132,7 @@ def annotate(
     ray_address: str | None = None,
     progress: bool = True,
     device: str = "cpu",
+    precision: str = "auto",
 ) -> JobSummary:
     """Annotate every item below ``source`` with ``models`` (default: the bundled models and
     the CT recipes that fit each item), writing everything under ``out``.
@@ -153,6 +154,8 @@ def annotate(
             :func:`~medlabel.segment.bundle.load_segmentation_bundle`); classifiers and
             recipes stay on the CPU. The Ray engine runs on the CPU (``auto`` means the CPU
             there).
+        precision: of segmentation bundles' forward pass on torch: ``auto`` (bfloat16 on CPUs
+            that compute in it natively), ``fp32`` or ``bf16``.
 
     Raises:
         MedlabelError: the input does not exist, an unknown output format, model, engine or
@@ -165,6 +168,12 @@ def annotate(
         raise MedlabelError(None, f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     if engine not in ("local", "ray"):
         raise MedlabelError(None, f"unknown engine {engine!r}; choose local or ray")
+    from medlabel.segment.bundle import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise MedlabelError(
+            None, f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}"
+        )
     from medlabel.devices import resolve_device  # imports torch
 
     if engine == "ray":
@@ -175,7 +184,10 @@ def annotate(
     if target.resolve() == src.resolve():
         raise MedlabelError(target, "the output folder must not be the input folder")
     specs = _specs(models)
-    chosen = [open_model(name, explicit=explicit, device=str(on)) for name, explicit in specs]
+    chosen = [
+        open_model(name, explicit=explicit, device=str(on), precision=precision)
+        for name, explicit in specs
+    ]
     found = discover(src, exclude=target)
     target.mkdir(parents=True, exist_ok=True)
     journal = Journal(target)
@@ -198,6 +210,7 @@ def annotate(
             ray_address,
             bar,
             summary,
+            precision,
         )
     else:
         timing = {

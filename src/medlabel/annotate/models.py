@@ -276,10 +276,16 @@ class AnnotationModel:
 
 
 def open_model(
-    name_or_path: str | os.PathLike[str], *, explicit: bool = True, device: str = "cpu"
+    name_or_path: str | os.PathLike[str],
+    *,
+    explicit: bool = True,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> AnnotationModel:
     """A recipe name, a bundled or user model name, or a bundle folder; a segmentation bundle
-    runs on ``device`` (classifiers and recipes on the CPU).
+    runs on ``device`` at ``precision`` (see
+    :func:`~medlabel.segment.bundle.load_segmentation_bundle`; classifiers and recipes on the
+    CPU, in float32).
 
     Raises:
         BundleError: not a recipe and not a readable bundle.
@@ -311,7 +317,7 @@ def open_model(
         from medlabel.segment.api import Segmenter
         from medlabel.segment.bundle import load_segmentation_bundle
 
-        bundle = load_segmentation_bundle(path, device=device)
+        bundle = load_segmentation_bundle(path, device=device, precision=precision)
         fp = meta.get("fingerprint") or {}
         extent = None
         if fp.get("median_size") and fp.get("median_spacing"):

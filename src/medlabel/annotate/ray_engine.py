@@ -33,12 +33,19 @@ class _Worker:
     """A Ray actor: holds the models and processes batches of items."""
 
     def __init__(
-        self, out: str, specs: list[tuple[str, bool]], formats: tuple[str, ...], tta: bool
+        self,
+        out: str,
+        specs: list[tuple[str, bool]],
+        formats: tuple[str, ...],
+        tta: bool,
+        precision: str = "auto",
     ) -> None:
         from medlabel.annotate.models import open_model
         from medlabel.annotate.runner import Runner
 
-        models = [open_model(name, explicit=explicit) for name, explicit in specs]
+        models = [
+            open_model(name, explicit=explicit, precision=precision) for name, explicit in specs
+        ]
         self.runner = Runner(Path(out), models, formats, tta)
         self.journal = Journal(out)  # a snapshot: what earlier runs finished
 
@@ -74,8 +81,11 @@ def run_ray(
     address: str | None,
     bar: Any,
     summary: Any,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Process ``items`` on Ray; journal rows as they arrive; return the summed timings.
+
+    ``precision`` is that of segmentation bundles (``auto`` is decided on each worker's CPU).
 
     Raises:
         MedlabelError: Ray is not installed.
@@ -110,7 +120,7 @@ def run_ray(
         )
         ds = source.map_batches(
             _Worker,
-            fn_constructor_args=(str(journal.out), specs, formats, tta),
+            fn_constructor_args=(str(journal.out), specs, formats, tta, precision),
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=max(1, workers)),

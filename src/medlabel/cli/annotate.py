@@ -19,12 +19,14 @@ import typer
 from medlabel.cli.app import (
     IndexOpt,
     IrregularOpt,
+    PrecisionOpt,
     RawMono1Opt,
     SeriesOpt,
     SplitOpt,
     TiltOpt,
     _choice,
     _errors,
+    _precision,
     _read,
     _refuse_overwrite_input,
     app,
@@ -57,6 +59,7 @@ def segment(
             "--device", help="Where a model bundle runs: cpu, cuda[:N] or auto (a GPU if any)."
         ),
     ] = "cpu",
+    precision: PrecisionOpt = "auto",
     series: SeriesOpt = None,
     irregular: IrregularOpt = "error",
     tilt: TiltOpt = "error",
@@ -70,7 +73,7 @@ def segment(
     from medlabel.segment.labelmap import label_names, label_sizes
 
     _refuse_overwrite_input(src, out)
-    segmenter = open_segmenter(model, device=device)
+    segmenter = open_segmenter(model, device=device, precision=_precision(precision))
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     seg, findings = segmenter.segment_checked(image, tta=tta)
     if out.suffix.lower() == ".dcm":
@@ -165,6 +168,7 @@ def annotate(
             help="Where segmentation bundles run: cpu, cuda[:N] or auto (local engine).",
         ),
     ] = "cpu",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Annotate every image of an archive: labels, masks, manifest, review report.
 
@@ -186,6 +190,7 @@ def annotate(
         engine=_choice(engine, ("local", "ray"), "--engine"),
         ray_address=ray_address,
         device=device,
+        precision=_precision(precision),
     )
     typer.echo(
         f"{summary.items} items: {summary.done} done, {summary.failed} failed, "

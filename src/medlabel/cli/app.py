@@ -108,6 +108,14 @@ TiltOpt = Annotated[
 ]
 IndexOpt = Annotated[int | None, typer.Option("--index", help="MedMNIST .npz: image index.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="MedMNIST .npz: split (train/val/test).")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Segmentation bundles on torch: auto (bfloat16 on CPUs that compute in it "
+        "natively, else float32), fp32 or bf16.",
+    ),
+]
 RawMono1Opt = Annotated[
     bool,
     typer.Option("--keep-monochrome1", help="Do not invert MONOCHROME1 radiographs."),
@@ -118,6 +126,10 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=option)
     return value
+
+
+def _precision(value: str) -> str:
+    return _choice(value, ("auto", "fp32", "bf16"), "--precision")
 
 
 def _read(

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from medlabel.cli.app import (
+    PrecisionOpt,
     _errors,
+    _precision,
     app,
 )
 
@@ -150,12 +152,14 @@ def evaluate(
         str | None,
         typer.Option("--labels", help="Segmentation masks: value to class, e.g. 150=lung_right."),
     ] = None,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate a model (or compare several): metrics.json and report.html per model."""
     rows = []
+    _precision(precision)
     for k, name in enumerate(model):
         target = out if len(model) == 1 else out / f"{k + 1}-{Path(name).name}"
-        rows.append((name, _evaluate_one(name, data, target, split, tta, labels)))
+        rows.append((name, _evaluate_one(name, data, target, split, tta, labels, precision)))
     if len(model) > 1:
         lines = [
             "| model | n | " + " | ".join(rows[0][1][1]) + " |",
@@ -172,7 +176,13 @@ def evaluate(
 
 
 def _evaluate_one(
-    model: str, data: Path, out: Path, split: str | None, tta: bool, labels: str | None
+    model: str,
+    data: Path,
+    out: Path,
+    split: str | None,
+    tta: bool,
+    labels: str | None,
+    precision: str = "auto",
 ) -> tuple[int, dict[str, float]]:
     """Evaluate one model; returns n and its headline figures."""
     from medlabel.segment.api import open_segmenter
@@ -182,7 +192,7 @@ def _evaluate_one(
         from medlabel.segment.evaluation import evaluate_segmenter
 
         result = evaluate_segmenter(
-            open_segmenter(model),
+            open_segmenter(model, precision=precision),
             open_segmentation_dataset(data, labels),
             out,
             split=split,

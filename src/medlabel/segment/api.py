@@ -63,11 +63,15 @@ class Segmenter:
 
 
 def open_segmenter(
-    model: str | os.PathLike[str], *, engine: str = "auto", device: str = "cpu"
+    model: str | os.PathLike[str],
+    *,
+    engine: str = "auto",
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> Segmenter:
     """A recipe (``ct-lungs``), a bundled or user model name (``cxr-lungs``), or a bundle folder;
-    ``engine`` and ``device`` as for :func:`~medlabel.segment.bundle.load_segmentation_bundle`
-    (recipes run on the CPU).
+    ``engine``, ``device`` and ``precision`` as for
+    :func:`~medlabel.segment.bundle.load_segmentation_bundle` (recipes run on the CPU).
 
     Raises:
         BundleError: the name is neither a recipe nor a segmentation bundle.
@@ -77,5 +81,5 @@ def open_segmenter(
         return Segmenter(name=name, recipe=name)
     from medlabel.segment.bundle import load_segmentation_bundle
 
-    bundle = load_segmentation_bundle(model, engine=engine, device=device)
+    bundle = load_segmentation_bundle(model, engine=engine, device=device, precision=precision)
     return Segmenter(name=bundle.name, bundle=bundle)

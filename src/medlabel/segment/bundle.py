@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ from medlabel.segment.train import TrainedSegmenter
 from medlabel.segment.uncertainty import agreement, structure_entropy
 
 __all__ = [
+    "PRECISIONS",
     "BundleError",
     "SegmentationBundle",
     "load_segmentation_bundle",
@@ -158,7 +160,10 @@ def save_segmentation_bundle(
 
 #: Largest relative difference between rebuilt torch weights and ONNX Runtime (float32
 #: engines differ by about 1e-6; a wrongly matched weight by far more).
+_log = logging.getLogger(__name__)
 _REBUILD_TOLERANCE = 1e-3
+#: Precisions of torch's forward pass at inference (see :attr:`SegmentationBundle.bf16`).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def slim_bundle(path: str | os.PathLike[str], keep: str = "onnx") -> Path:
@@ -232,7 +237,25 @@ class SegmentationBundle:
     plan: Plan
     engine: str = "auto"
     device: str = "cpu"
+    precision: str = "auto"
     _runners: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether torch runs the network under bfloat16 autocast: with ``precision="bf16"``,
+        or ``"auto"`` on a CPU that computes in bfloat16 natively (AVX-512 BF16 or AMX), where
+        it was 1.3-3.2x faster and gave the same test Dice as float32
+        (``benchmarks/bench_seg_inference.py``). ONNX Runtime always runs float32.
+
+        Example:
+            >>> load_segmentation_bundle("cxr-lungs", precision="fp32").bf16
+            False
+        """
+        from medlabel.devices import native_bf16
+
+        if self.precision != "auto":
+            return self.precision == "bf16"
+        return self.device == "cpu" and native_bf16(torch.device("cpu"))
 
     @property
     def name(self) -> str:
@@ -352,35 +375,49 @@ class SegmentationBundle:
                     for m in self.members
                 ]
             else:
-                self._runners[engine] = [
-                    torch_predictor(self.network(k).to(self.device))
-                    for k in range(len(self.members))
-                ]
+                try:
+                    self._runners[engine] = [
+                        torch_predictor(self.network(k).to(self.device), bf16=self.bf16)
+                        for k in range(len(self.members))
+                    ]
+                except BundleError as err:
+                    if self.engine != "auto" or "onnx" not in self._engines:
+                        raise
+                    # the exports run as they are where torch cannot rebuild their weights
+                    _log.warning("%s; running ONNX Runtime instead", err)
+                    self._runners[engine] = self._predictors("onnx")
         return list(self._runners[engine])
 
     def engine_for(self, shape: Sequence[int]) -> tuple[str, int]:
         """Engine and windows per batch for a network-grid array of ``shape``.
 
-        With ``engine="auto"``: a 3D network that needs several sliding windows runs on torch,
-        4 windows per batch (ONNX Runtime's 3D convolutions are slower than torch's on large
-        inputs here: ``benchmarks/bench_seg_inference.py``); everything else on ONNX Runtime
-        with the plan's batch. A bundle saved without ONNX exports
-        (``save_segmentation_bundle(..., onnx=False)``) always runs on torch; one that ships
-        its exports only gets torch weights rebuilt from them when torch is picked. On a GPU
-        (``device``), every input runs on torch with the plan's batch.
+        With ``engine="auto"`` on a CPU: torch with the plan's batch when it runs in bfloat16
+        (:attr:`bf16`), which beat ONNX Runtime on every input measured
+        (``benchmarks/bench_seg_inference.py``); else a 3D network that needs several sliding
+        windows runs on torch, 4 windows per batch (ONNX Runtime's 3D convolutions are slower
+        than torch's on large inputs), and everything else on ONNX Runtime with the plan's
+        batch. A bundle saved without ONNX exports (``save_segmentation_bundle(...,
+        onnx=False)``) always runs on torch; one that ships its exports only gets torch weights
+        rebuilt from them when torch is picked. On a GPU (``device``), every input runs on
+        torch with the plan's batch.
 
         Example:
-            >>> b = load_segmentation_bundle("mri-hippocampus", engine="auto")
+            >>> b = load_segmentation_bundle("mri-hippocampus", precision="fp32")
             >>> b.engine_for((36, 50, 36)), b.engine_for((120, 200, 200))
             (('onnx', 9), ('torch', 4))
+            >>> bf16 = load_segmentation_bundle("mri-hippocampus", precision="bf16")
+            >>> bf16.engine_for((36, 50, 36))
+            ('torch', 9)
         """
         if self.device != "cpu":  # a GPU runs everything on torch
             return "torch", self.plan.batch_size
         if self.engine != "auto":
             return self.engine, self.plan.batch_size
+        engines = self._engines
+        if "torch" in engines and self.bf16:
+            return "torch", self.plan.batch_size
         patch = self.plan.patch_size
         several = any(int(s) > int(p) for s, p in zip(shape, patch, strict=True))
-        engines = self._engines
         if (
             "torch" in engines
             and several
@@ -442,17 +479,23 @@ class SegmentationBundle:
     def _network_probabilities(self, x: np.ndarray, mirror_axes: tuple[int, ...]) -> np.ndarray:
         engine, batch = self.engine_for(x.shape)
         runners = self._predictors(engine)
-        total = sum(
-            predict_probabilities(
+        total: np.ndarray | None = None
+        for run in runners:
+            probs = predict_probabilities(
                 slice_predictor(run, self.plan.slice_axis),
                 x,
                 self.plan.patch_size,
                 mirror_axes=mirror_axes,
                 batch_size=batch,
             )
-            for run in runners
-        )
-        return np.asarray(total) / len(runners)
+            if total is None:
+                total = probs
+            else:
+                total += probs  # in place: a CT volume's maps take hundreds of MB
+        assert total is not None
+        if len(runners) > 1:
+            total /= len(runners)
+        return total
 
     def predict_detailed(
         self, image: MedicalImage, *, tta: bool = False
@@ -558,13 +601,19 @@ def available_memory() -> int | None:
 
 
 def load_segmentation_bundle(
-    path: str | os.PathLike[str], *, engine: str = "auto", device: str = "cpu"
+    path: str | os.PathLike[str],
+    *,
+    engine: str = "auto",
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> SegmentationBundle:
     """Open a segmentation bundle (by folder or bundled/user model name).
 
     ``engine``: ``onnx`` (ONNX Runtime), ``torch``, or ``auto`` (per input, the faster of the
     two: see :meth:`SegmentationBundle.engine_for`). ``device``: ``cpu``, ``cuda[:N]`` or
     ``auto`` (a CUDA GPU when torch sees one); on a GPU every input runs on torch.
+    ``precision`` of torch's forward pass: ``fp32``, ``bf16`` (autocast) or ``auto`` (see
+    :attr:`SegmentationBundle.bf16`).
 
     Raises:
         BundleError: not a segmentation bundle, incomplete, an incompatible version, or
@@ -578,6 +627,8 @@ def load_segmentation_bundle(
     meta = read_description(p, kinds=("segmentation",))
     if engine not in ("auto", "onnx", "torch"):
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
+    if precision not in PRECISIONS:
+        raise BundleError(p, f"precision must be auto, fp32 or bf16, not {precision!r}")
     on = resolve_device(device)
     if on.type != "cpu" and engine == "onnx":
         raise BundleError(p, "ONNX Runtime runs on the CPU here; on a GPU use engine torch or auto")
@@ -592,4 +643,4 @@ def load_segmentation_bundle(
             raise BundleError(p, "bundle is incomplete: a member names no weights files")
         if not (p / member[key]).is_file():
             raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
-    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine, str(on))
+    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine, str(on), precision)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medlabel.devices import bf16_autocast
 from medlabel.segment.blocks import fill_holes, keep_largest
 
 __all__ = [
@@ -43,13 +44,20 @@ def onnx_predictor(session: Any) -> Predictor:
     return run
 
 
-def torch_predictor(net: torch.nn.Module) -> Predictor:
+def torch_predictor(net: torch.nn.Module, *, bf16: bool = False) -> Predictor:
     """``net`` as a predictor that takes and returns float32 CPU tensors wherever ``net``
-    lives (the CPU or a GPU)."""
+    lives (the CPU or a GPU); ``bf16`` runs it under bfloat16 autocast (weights stay float32).
+
+    Example:
+        >>> net = torch.nn.Conv2d(1, 2, 3, padding=1)
+        >>> torch_predictor(net, bf16=True)(torch.zeros(1, 1, 8, 8)).dtype
+        torch.float32
+    """
     device = next(net.parameters()).device
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return net(x.to(device)).float().cpu()
+        with bf16_autocast(device, bf16):
+            return net(x.to(device)).float().cpu()
 
     return run
 
