@@ -196,13 +196,14 @@ def _patch(
     return case.x[sl], case.y[sl]
 
 
-def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan) -> float:
-    """Mean foreground Dice over validation cases on the network grid (fast, for selection)."""
+def _dice_work(net: torch.nn.Module, cases: list[_Case], plan: Plan, bf16: bool = False) -> float:
+    """Mean foreground Dice over validation cases on the network grid (fast, for selection),
+    in the precision the training forward pass runs in (as inference will on that machine)."""
     net.eval()
     scores = []
     for case in cases:
         probs = predict_probabilities(
-            slice_predictor(torch_predictor(net), plan.slice_axis),
+            slice_predictor(torch_predictor(net, bf16=bf16), plan.slice_axis),
             case.x,
             plan.patch_size,
             batch_size=plan.batch_size,
@@ -368,7 +369,7 @@ def train_segmenter(
         }
         done = elapsed >= budget or epoch >= cfg.max_epochs
         if epoch % cfg.val_every == 0 or done:
-            row["val_dice"] = _dice_work(net, val_cases, plan)
+            row["val_dice"] = _dice_work(net, val_cases, plan, bf16)
             if row["val_dice"] > best[0]:
                 best = (row["val_dice"], copy.deepcopy(net.state_dict()))
         history.append(row)
@@ -382,7 +383,9 @@ def train_segmenter(
     net.to("cpu").eval()
     val_pairs = [(ds.cases[i].id, loaded[i]) for i in val_idx]
     entropy: dict[str, float | None] = {}
-    raw = native_predictions(net, plan, val_pairs, entropy=entropy)
+    # on the CPU, as bundles predict by default: bfloat16 where this CPU has it natively
+    cpu_bf16 = bf16 and native_bf16(torch.device("cpu"))
+    raw = native_predictions(net, plan, val_pairs, entropy=entropy, bf16=cpu_bf16)
     plan.postprocess, cases_metrics = choose_postprocessing(raw, plan)
     summary = summarize_cases(cases_metrics)
     return TrainedSegmenter(
@@ -416,8 +419,10 @@ def native_predictions(
     pairs: list[tuple[str, tuple[MedicalImage, MedicalImage | None]]],
     *,
     entropy: dict[str, float | None] | None = None,
+    bf16: bool = False,
 ) -> dict[str, tuple[np.ndarray, MedicalImage]]:
-    """Label arrays on each case's own grid (before post-processing), with the true masks.
+    """Label arrays on each case's own grid (before post-processing), with the true masks;
+    ``bf16``: the network runs under bfloat16 autocast.
 
     A given ``entropy`` dict receives each case's mean voxel entropy inside the predicted
     structures (:func:`~medlabel.segment.uncertainty.structure_entropy`, as bundles report it).
@@ -427,7 +432,7 @@ def native_predictions(
         assert mask is not None
         x, grid = to_network(image, plan)
         probs = predict_probabilities(
-            slice_predictor(torch_predictor(net), plan.slice_axis),
+            slice_predictor(torch_predictor(net, bf16=bf16), plan.slice_axis),
             x,
             plan.patch_size,
             batch_size=plan.batch_size,
@@ -505,7 +510,15 @@ def train_ensemble(
         member_cfg.init_member = k
         trained = train_segmenter(fold, member_cfg, progress=progress, plan=plan)
         pairs = [(fold.cases[i].id, fold.load(i)) for i in fold.indices("val")]
-        raw.update(native_predictions(trained.net, trained.plan, pairs, entropy=entropy))
+        raw.update(
+            native_predictions(
+                trained.net,
+                trained.plan,
+                pairs,
+                entropy=entropy,
+                bf16=bool(trained.config.bf16) and native_bf16(torch.device("cpu")),
+            )
+        )
         members.append(trained)
     rules, cases_metrics = choose_postprocessing(raw, plan)
     summary = summarize_cases(cases_metrics)
