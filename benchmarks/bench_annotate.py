@@ -15,7 +15,8 @@ Three archives from ``../shared/data``, each given to the job as a CSV list (not
 * **CT**: the DICOM series and the abdominal NIfTI with the ``ct-lungs`` and ``ct-bone``
   recipes. MONAI has no rule-based CT recipes, so only medlabel's own time split is given.
 
-The job runs with its defaults (ONNX Runtime, reader threads, batched 2D classification),
+The job runs with its defaults (engine and precision `auto`: torch under bfloat16 autocast for
+segmentation on a CPU that has it natively; reader threads, batched 2D classification),
 then once more on the Ray engine (local Ray, 2 actors) for the X-rays. "Where time goes"
 comes from the job's ``summary.json`` (reading runs in background threads, so it overlaps).
 
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--xrays", type=int, default=200)
     parser.add_argument("--volumes", type=int, default=40)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -183,7 +185,15 @@ def main() -> None:
     from medlabel.models import bundled_models
 
     work = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
-    rows: dict[str, Any] = {"machine": machine(), "archives": {}}
+    import torch
+
+    from medlabel.devices import native_bf16
+
+    rows: dict[str, Any] = {
+        "machine": machine(),
+        "native_bf16": native_bf16(torch.device("cpu")),
+        "archives": {},
+    }
     kermany = data / "cxr-pneumonia-224" / "train"
     half = args.xrays // 2
     xrays = sorted((kermany / "NORMAL").glob("*.jpeg"))[:half]
@@ -213,15 +223,16 @@ def main() -> None:
         "models": ["ct-lungs", "ct-bone"],
         "medlabel": _child("medlabel", listing, work / "ct-out", ["ct-lungs", "ct-bone"]),
     }
-    write(rows)
+    write(rows, args.tag)
 
 
-def write(rows: dict[str, Any]) -> None:
+def write(rows: dict[str, Any], tag: str = "") -> None:
     m = rows["machine"]
     lines = [
         f"# Annotation job throughput, {m['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores. Each archive given as a CSV list; NIfTI "
+        f"Machine: {m['cpu']}, {m['cores']} cores; native bfloat16: "
+        f"{'yes' if rows.get('native_bf16') else 'no'}. Each archive given as a CSV list; NIfTI "
         "masks written. The MONAI loop does the same work per item with MONAI transforms and "
         "the same networks in PyTorch (every ensemble member; weights rebuilt from the ONNX "
         "exports for a bundle shipped without torch files; see `benchmarks/bench_annotate.py`).",
@@ -259,9 +270,9 @@ def write(rows: dict[str, Any]) -> None:
         "imports included. Reading runs in background threads and overlaps with inference. The "
         "Ray run includes starting a local Ray and loading the models in each actor.",
         "",
-        "Command: `python benchmarks/bench_annotate.py`.",
+        f"Command: `python benchmarks/bench_annotate.py{f' --tag {tag}' if tag else ''}`.",
     ]
-    save_results("annotate", rows, lines)
+    save_results("annotate" + (f"-{tag}" if tag else ""), rows, lines)
 
 
 if __name__ == "__main__":
