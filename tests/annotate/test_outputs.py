@@ -67,6 +67,46 @@ def test_nothing_found_still_gives_a_seg_with_empty_segments(
     assert pixels.shape == mask.array.shape and not pixels.any()
 
 
+@pytest.mark.parametrize("pixel_spacing", [None, "0\\0", "0.143\\0.15"])
+def test_a_radiograph_seg_reads_back_onto_the_radiograph(
+    tmp_path: Path, pixel_spacing: str | None
+) -> None:
+    """CR/DX frames have no position in the patient: the SEG still reads back as a label map
+    on the radiograph's grid, with its pixel size where the radiograph gives one and none
+    made up where it does not."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medlabel.io import read_image
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))  # a CR, PixelSpacing 0\0
+    del ds.PixelSpacing
+    if pixel_spacing is not None:
+        ds.PixelSpacing = pixel_spacing
+    source = tmp_path / "cr.dcm"
+    ds.save_as(source)
+    before = source.read_bytes()
+    image = read_image(source)
+    labels = np.zeros(image.array.shape, np.uint8)
+    labels[400:900, 300:800] = 1
+    labels[1000:1200, 900:1400] = 3
+    mask = image.with_array(labels, is_label=True)
+    out = tmp_path / "cr.seg.dcm"
+    classes = {1: "lung_right", 2: "lung_left", 3: "heart"}
+    assert (
+        write_dicom_seg(mask, classes, [str(source)], out, model_name="m", model_version="1")
+        is None
+    )
+    assert source.read_bytes() == before  # the source is never modified
+    back = read_image(out)
+    assert back.is_label and back.size == image.size and back.origin == image.origin
+    assert back.direction == image.direction
+    assert back.spacing == pytest.approx(image.spacing)
+    assert back.spacing_known == image.spacing_known == (pixel_spacing == "0.143\\0.15")
+    assert back.metadata["segments"] == {1: "lung_right", 2: "heart"}  # the classes found
+    np.testing.assert_array_equal(back.array, np.where(labels == 3, 2, labels))
+
+
 def test_dicom_seg_is_refused_with_a_reason(mixed_archive: Path, tmp_path: Path) -> None:
     image, mask = _series_and_mask(mixed_archive)
     files = image.metadata["source_files"]

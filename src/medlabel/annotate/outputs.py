@@ -102,6 +102,13 @@ def _property_type(name: str) -> Any:
     return Code(value=name[:16] or "structure", scheme_designator="99MEDLABEL", meaning=name)
 
 
+def _positive(value: object) -> bool:
+    try:
+        return float(str(value)) > 0
+    except ValueError:
+        return False
+
+
 def write_dicom_seg(
     mask: MedicalImage,
     classes: dict[int, str],
@@ -142,6 +149,11 @@ def write_dicom_seg(
         for keyword in _TYPE2_COPIED:  # required-but-may-be-empty attributes the SEG copies
             if keyword not in ds:
                 setattr(ds, keyword, "")
+        spacing = ds.get("PixelSpacing")
+        if spacing is not None and not all(_positive(v) for v in spacing):
+            # a 0\0 spacing copied into the SEG makes a Pixel Measures item that highdicom
+            # itself cannot read back; these copies are in memory only, the file is untouched
+            del ds.PixelSpacing
     # segments for the classes found; all of them, with empty frames, when none was
     present = [v for v in sorted(classes) if (frames == v).any()] if found else sorted(classes)
     renumber = np.zeros(int(max(classes)) + 1, np.uint8)
@@ -164,9 +176,11 @@ def write_dicom_seg(
         for k, v in enumerate(present, start=1)
     ]
     measures = None
-    if "ImageOrientationPatient" not in sources[0]:
-        # projection images (CR/DX): give the SEG our pixel spacing (the source's may be
-        # missing or zero); the slice thickness of a projection is nominal
+    if "ImageOrientationPatient" not in sources[0] and mask.spacing_known:
+        # projection images (CR/DX): give the SEG the pixel spacing medlabel read (from
+        # ImagerPixelSpacing when PixelSpacing is missing); the slice thickness of a projection
+        # is nominal. Without a known pixel size, highdicom copies the source's own (or none):
+        # no made-up 1 mm goes into the archive
         dx, dy = float(mask.spacing[0]), float(mask.spacing[1])
         measures = hd.PixelMeasuresSequence(pixel_spacing=(dy, dx), slice_thickness=1.0)
     try:

@@ -1,7 +1,9 @@
 """Reading DICOM Segmentation objects (SEG) into label maps, through highdicom.
 
 Segments are combined into one label map whose values are the segment numbers; segment labels
-are kept in ``metadata["segments"]``.
+are kept in ``metadata["segments"]``. A SEG of a projection radiograph (CR, DX: frames with no
+position in the patient) becomes a 2D label map on the source image's pixel grid, with the
+SEG's pixel spacing where it gives a positive one, as medlabel reads such a radiograph.
 
 Example:
     >>> from pydicom.data import get_testdata_file
@@ -11,13 +13,14 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
 from medlabel.errors import ReadError
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 
 __all__ = ["read_dicom_seg"]
 
@@ -33,7 +36,11 @@ def read_dicom_seg(path: str | Path, dataset: Dataset | None = None) -> MedicalI
         seg = (
             hd.seg.Segmentation.from_dataset(dataset, copy=False) if dataset else hd.seg.segread(p)
         )
+        if _projection(seg):
+            return _projection_label_map(seg, p)
         volume = seg.get_volume(combine_segments=True, relabel=False)
+    except ReadError:
+        raise
     except Exception as exc:  # highdicom raises plain ValueError/RuntimeError on bad input
         raise ReadError(p, f"DICOM SEG cannot be turned into a label map ({exc})") from exc
     if volume is None:
@@ -49,18 +56,54 @@ def read_dicom_seg(path: str | Path, dataset: Dataset | None = None) -> MedicalI
         origin = origin + steps[2] * (array.shape[0] - 1)
         direction[:, 2] *= -1
         array = array[::-1]
-    segments = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
-    meta = {
-        "segments": segments,
-        "SeriesInstanceUID": str(seg.SeriesInstanceUID),
-        "StudyInstanceUID": str(seg.StudyInstanceUID),
-        "source_files": [str(p)],
-    }
     return MedicalImage(
         np.ascontiguousarray(array),
         spacing=tuple(spacing),
         origin=tuple(origin),
         direction=tuple(direction.ravel()),
+        modality="SEG",
+        metadata=_metadata(seg, p),
+        is_label=True,
+    )
+
+
+def _metadata(seg: hd.seg.Segmentation, path: Path) -> dict[str, Any]:
+    return {
+        "segments": {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence},
+        "SeriesInstanceUID": str(seg.SeriesInstanceUID),
+        "StudyInstanceUID": str(seg.StudyInstanceUID),
+        "source_files": [str(path)],
+    }
+
+
+def _projection(seg: hd.seg.Segmentation) -> bool:
+    """Whether the SEG's frames have no position in the patient (a projection radiograph's)."""
+    return "FrameOfReferenceUID" not in seg and "ImageOrientationSlide" not in seg
+
+
+def _projection_label_map(seg: hd.seg.Segmentation, path: Path) -> MedicalImage:
+    sources = [
+        str(ref.ReferencedSOPInstanceUID)
+        for series in seg.get("ReferencedSeriesSequence", [])
+        for ref in series.get("ReferencedInstanceSequence", [])
+    ]
+    if len(sources) != 1:
+        raise ReadError(
+            path, f"a projection SEG referencing {len(sources)} images, not one: no label map"
+        )
+    array = seg.get_pixels_by_source_instance(sources, combine_segments=True, relabel=False)[0]
+    meta = _metadata(seg, path)
+    spacing = (1.0, 1.0)
+    shared = seg.get("SharedFunctionalGroupsSequence") or [Dataset()]
+    measures = shared[0].get("PixelMeasuresSequence") or [Dataset()]
+    rows_cols = [float(v) for v in (measures[0].get("PixelSpacing") or [])]
+    if len(rows_cols) == 2 and min(rows_cols) > 0:
+        spacing = (rows_cols[1], rows_cols[0])
+    else:
+        meta[SPACING_UNKNOWN] = True
+    return MedicalImage(
+        np.ascontiguousarray(array),
+        spacing=spacing,
         modality="SEG",
         metadata=meta,
         is_label=True,
