@@ -127,9 +127,12 @@ def test_train_segment_then_segment_and_evaluate(
         "100=disc,200=square",
         "--out",
         report,
+        "--precision",
+        "fp32",
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["inference"] == "float32"  # what computed the figures is on record
     assert "validation cases" in metrics["cases_evaluated"]  # never the training cases
     assert "hd95_px" in metrics["summary"]["disc"] and "hd95_mm" not in metrics["summary"]["disc"]
     assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
@@ -211,6 +214,7 @@ def test_evaluate_recipe_on_pairs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["summary"]["lung_right"]["dice"]["mean"] > 0.9
+    assert metrics["inference"] == "recipe"
     assert "unknown" in metrics["cases_evaluated"]
 
 

@@ -388,6 +388,16 @@ class SegmentationBundle:
                     self._runners[engine] = self._predictors("onnx")
         return list(self._runners[engine])
 
+    @property
+    def arithmetic(self) -> str:
+        """What the network computes in: ``"bfloat16 autocast (torch)"`` or ``"float32"``.
+
+        Example:
+            >>> load_segmentation_bundle("mri-hippocampus", precision="fp32").arithmetic
+            'float32'
+        """
+        return "bfloat16 autocast (torch)" if self.bf16 and self.engine != "onnx" else "float32"
+
     def engine_for(self, shape: Sequence[int]) -> tuple[str, int]:
         """Engine and windows per batch for a network-grid array of ``shape``.
 

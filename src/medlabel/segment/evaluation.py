@@ -121,12 +121,16 @@ def evaluate_segmenter(
         )
 
     summary = summarize_cases(cases)
+    bundle = segmenter.bundle
+    # what computed the figures: bfloat16 and float32 masks differ at a few boundary voxels
+    inference = "recipe" if bundle is None else bundle.arithmetic
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
         "failures": failures,
         "seconds_per_case": float(np.median(seconds)) if seconds else None,
         "tta": tta,
+        "inference": inference,
     }
     write_segmentation_report(
         out_dir,
@@ -137,6 +141,7 @@ def evaluate_segmenter(
             "data": str(ds.source.get("path")),
             "cases evaluated": note,
             "test-time augmentation": tta,
+            "inference": inference,
         },
         overlays=overlays,
         extra=extra,
