@@ -265,7 +265,8 @@ def extras(bundle_path: Path) -> None:
     lines = [
         f"# Kermany extras, {out['machine']['date']}",
         "",
-        "Same patient-grouped validation split as the CNN.",
+        f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores. Same "
+        "patient-grouped validation split as the CNN.",
         "",
         "| model | accuracy | AUC | sensitivity | specificity | train time |",
         "|---|---|---|---|---|---|",
@@ -273,7 +274,8 @@ def extras(bundle_path: Path) -> None:
         f"{c['auc']:.3f} | {c['sensitivity']:.3f} | {c['specificity']:.3f} | "
         f"{seconds / 60:.1f} min |",
         "",
-        "Batch inference of cxr-pneumonia (1x128x128, 256 images): "
+        f"Batch inference of cxr-pneumonia ({len(bundle.meta['members'])} members, every one "
+        "run per image; 1x128x128, 256 images): "
         + ", ".join(f"{k} {v:.0f} img/s" for k, v in speed.items()),
         "",
         f"Command: `python benchmarks/bench_kermany.py --extras {bundle_path}`",
