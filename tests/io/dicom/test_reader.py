@@ -228,6 +228,25 @@ def test_a_missing_or_zero_pixel_spacing_is_marked_unknown(make_series, tmp_path
     assert img.spacing[:2] == pytest.approx((0.15, 0.15)) and img.spacing_known
 
 
+def test_calibrated_and_detector_pixel_spacing_that_differ_are_named(tmp_path):
+    """A radiograph with both: medlabel takes PixelSpacing (at the patient), SimpleITK takes
+    ImagerPixelSpacing for projection classes; the reader says so rather than choose silently."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))  # Computed Radiography
+    ds.PixelSpacing = ["0.143", "0.143"]
+    ds.ImagerPixelSpacing = ["0.16", "0.16"]
+    ds.save_as(tmp_path / "cr.dcm")
+    img = read_image(tmp_path / "cr.dcm")
+    assert img.spacing == pytest.approx((0.143, 0.143)) and img.spacing_known
+    assert sitk.ReadImage(str(tmp_path / "cr.dcm")).GetSpacing()[:2] == pytest.approx((0.16, 0.16))
+    (warning,) = img.metadata["warnings"]
+    assert "ImagerPixelSpacing 0.16\\0.16 (at the detector) differ" in warning
+    ds.ImagerPixelSpacing = ["0.143", "0.143"]  # the same: nothing to say
+    ds.save_as(tmp_path / "same.dcm")
+    assert "warnings" not in read_image(tmp_path / "same.dcm").metadata
+
+
 def test_single_file_keeps_position_in_space(ct_small):
     img = read_dicom(ct_small)
     ref = sitk.ReadImage(str(ct_small))

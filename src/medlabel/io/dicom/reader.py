@@ -116,10 +116,19 @@ def _pixel_spacing(
 ) -> tuple[float, float]:
     """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing or
     NominalScannedPixelSpacing; else 1, and ``extra`` records that the pixel size is unknown."""
+    calibrated = _positive(to_floats(ds.get("PixelSpacing")))
+    detector = _positive(to_floats(ds.get("ImagerPixelSpacing")))
+    if fallback is None and calibrated and detector and not np.allclose(calibrated, detector):
+        extra.setdefault("warnings", []).append(
+            f"PixelSpacing {calibrated[0]:g}\\{calibrated[1]:g} (at the patient) and "
+            f"ImagerPixelSpacing {detector[0]:g}\\{detector[1]:g} (at the detector) differ: "
+            "medlabel uses PixelSpacing; SimpleITK and ITK-SNAP read ImagerPixelSpacing for "
+            "projection radiographs, so write masks as DICOM SEG or PNG to compare there"
+        )
     for candidate in (
         fallback,
-        to_floats(ds.get("PixelSpacing")),
-        to_floats(ds.get("ImagerPixelSpacing")),
+        calibrated,
+        detector,
         to_floats(ds.get("NominalScannedPixelSpacing")),
     ):
         ok = _positive(candidate)
@@ -330,7 +339,8 @@ def _read_enhanced(
         stored_range(ds), [r[0] for r in rescales], [r[1] for r in rescales], stored.dtype
     )
     slices = [modality_transform(stored[i], *rescales[i], dtype) for i in range(frames)]
-    extra = {**extra, "warnings": plan.warnings} if plan.warnings else extra
+    if plan.warnings:
+        extra = {**extra, "warnings": [*extra.get("warnings", []), *plan.warnings]}
     return _image(
         apply_plan(plan, slices, fill=float(np.min(slices[0]))),
         spacing=(dx, dy, plan.spacing_z),
