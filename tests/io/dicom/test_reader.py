@@ -241,10 +241,20 @@ def test_calibrated_and_detector_pixel_spacing_that_differ_are_named(tmp_path):
     assert img.spacing == pytest.approx((0.143, 0.143)) and img.spacing_known
     assert sitk.ReadImage(str(tmp_path / "cr.dcm")).GetSpacing()[:2] == pytest.approx((0.16, 0.16))
     (warning,) = img.metadata["warnings"]
-    assert "ImagerPixelSpacing 0.16\\0.16 (at the detector) differ" in warning
+    assert "at ImagerPixelSpacing 0.16\\0.16 (at the detector)" in warning
     ds.ImagerPixelSpacing = ["0.143", "0.143"]  # the same: nothing to say
     ds.save_as(tmp_path / "same.dcm")
     assert "warnings" not in read_image(tmp_path / "same.dcm").metadata
+    del ds.ImagerPixelSpacing  # SimpleITK then reads 1 mm
+    ds.save_as(tmp_path / "calibrated.dcm")
+    img = read_image(tmp_path / "calibrated.dcm")
+    assert sitk.ReadImage(str(tmp_path / "calibrated.dcm")).GetSpacing()[:2] == (1.0, 1.0)
+    assert "at 1 mm (this file has no ImagerPixelSpacing)" in img.metadata["warnings"][0]
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture: ITK reads PixelSpacing
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.save_as(tmp_path / "sc.dcm")
+    assert sitk.ReadImage(str(tmp_path / "sc.dcm")).GetSpacing()[:2] == pytest.approx((0.143,) * 2)
+    assert "warnings" not in read_image(tmp_path / "sc.dcm").metadata
 
 
 def test_single_file_keeps_position_in_space(ct_small):

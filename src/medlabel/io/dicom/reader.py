@@ -116,25 +116,55 @@ def _pixel_spacing(
 ) -> tuple[float, float]:
     """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing or
     NominalScannedPixelSpacing; else 1, and ``extra`` records that the pixel size is unknown."""
-    calibrated = _positive(to_floats(ds.get("PixelSpacing")))
     detector = _positive(to_floats(ds.get("ImagerPixelSpacing")))
-    if fallback is None and calibrated and detector and not np.allclose(calibrated, detector):
-        extra.setdefault("warnings", []).append(
-            f"PixelSpacing {calibrated[0]:g}\\{calibrated[1]:g} (at the patient) and "
-            f"ImagerPixelSpacing {detector[0]:g}\\{detector[1]:g} (at the detector) differ: "
-            "medlabel uses PixelSpacing; SimpleITK and ITK-SNAP read ImagerPixelSpacing for "
-            "projection radiographs, so write masks as DICOM SEG or PNG to compare there"
-        )
     for candidate in (
         fallback,
-        calibrated,
+        to_floats(ds.get("PixelSpacing")),
         detector,
         to_floats(ds.get("NominalScannedPixelSpacing")),
     ):
         ok = _positive(candidate)
         if ok:
+            if fallback is None and str(ds.get("SOPClassUID", "")) in _GDCM_DETECTOR_ONLY:
+                _warn_if_itk_differs(ds, (float(ok[0]), float(ok[1])), detector, extra)
             return float(ok[0]), float(ok[1])
     return _unknown_spacing(extra)
+
+
+#: Projection radiograph classes whose pixel size SimpleITK (GDCM) takes from
+#: ImagerPixelSpacing alone (CR, DX for presentation and processing, MG, XA, RF): checked
+#: against SimpleITK 2.5 tag by tag.
+_GDCM_DETECTOR_ONLY = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.2",
+        "1.2.840.10008.5.1.4.1.1.12.1",
+        "1.2.840.10008.5.1.4.1.1.12.2",
+    }
+)
+
+
+def _warn_if_itk_differs(
+    ds: Dataset,
+    ours: tuple[float, float],
+    detector: tuple[float, ...] | None,
+    extra: dict[str, Any],
+) -> None:
+    theirs = (float(detector[0]), float(detector[1])) if detector else (1.0, 1.0)
+    if np.allclose(ours, theirs):
+        return
+    why = (
+        f"ImagerPixelSpacing {theirs[0]:g}\\{theirs[1]:g} (at the detector)"
+        if detector
+        else "1 mm (this file has no ImagerPixelSpacing)"
+    )
+    extra.setdefault("warnings", []).append(
+        f"medlabel takes the pixel size from PixelSpacing {ours[0]:g}\\{ours[1]:g} (at the "
+        f"patient); SimpleITK and ITK-SNAP read this {ds.get('Modality', 'radiograph')} at "
+        f"{why}: write masks as DICOM SEG or PNG to compare there"
+    )
 
 
 def _unknown_spacing(extra: dict[str, Any]) -> tuple[float, float]:
