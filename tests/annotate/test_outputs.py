@@ -107,6 +107,53 @@ def test_a_radiograph_seg_reads_back_onto_the_radiograph(
     np.testing.assert_array_equal(back.array, np.where(labels == 3, 2, labels))
 
 
+def test_a_seg_holding_a_zero_pixel_spacing_still_reads(tmp_path: Path) -> None:
+    """highdicom, left to itself, copies a CR's 0\\0 spacing into the SEG and cannot read that
+    SEG back; medlabel reads it as a label map without a known pixel size."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.sr.codedict import codes
+
+    from medlabel.io import read_image
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))  # PixelSpacing 0\0
+    labels = np.zeros((1, ds.Rows, ds.Columns), np.uint8)
+    labels[0, 100:300, 200:500] = 1
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="other", version="1", family=codes.cid7162.ArtificialIntelligence
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[ds],
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[
+            hd.seg.SegmentDescription(
+                segment_number=1,
+                segment_label="lung",
+                segmented_property_category=codes.SCT.Tissue,
+                segmented_property_type=codes.SCT.Lung,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+            )
+        ],
+        series_instance_uid=hd.UID(),
+        series_number=1,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="another tool",
+        manufacturer_model_name="x",
+        software_versions="1",
+        device_serial_number="0",
+    )
+    seg.save_as(tmp_path / "other.seg.dcm")
+    with pytest.raises(AttributeError):  # the library that wrote it
+        hd.seg.segread(tmp_path / "other.seg.dcm")
+    back = read_image(tmp_path / "other.seg.dcm")
+    assert back.size == (ds.Columns, ds.Rows) and not back.spacing_known
+    np.testing.assert_array_equal(back.array, labels[0])
+
+
 def test_dicom_seg_is_refused_with_a_reason(mixed_archive: Path, tmp_path: Path) -> None:
     image, mask = _series_and_mask(mixed_archive)
     files = image.metadata["source_files"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 
 from medlabel.errors import ReadError
@@ -33,9 +34,9 @@ def read_dicom_seg(path: str | Path, dataset: Dataset | None = None) -> MedicalI
     """
     p = Path(path)
     try:
-        seg = (
-            hd.seg.Segmentation.from_dataset(dataset, copy=False) if dataset else hd.seg.segread(p)
-        )
+        ds = dataset if dataset is not None else pydicom.dcmread(p)
+        _drop_invalid_pixel_measures(ds)
+        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
         if _projection(seg):
             return _projection_label_map(seg, p)
         volume = seg.get_volume(combine_segments=True, relabel=False)
@@ -65,6 +66,29 @@ def read_dicom_seg(path: str | Path, dataset: Dataset | None = None) -> MedicalI
         metadata=_metadata(seg, p),
         is_label=True,
     )
+
+
+def _drop_invalid_pixel_measures(ds: Dataset) -> None:
+    """Remove Pixel Measures items without a positive PixelSpacing (in memory only).
+
+    highdicom copies a radiograph's ``0\\0`` spacing into the SEGs it writes and then refuses
+    to read them back; without the item the SEG reads as having no known pixel size.
+    """
+    groups = [
+        *ds.get("SharedFunctionalGroupsSequence", []),
+        *ds.get("PerFrameFunctionalGroupsSequence", []),
+    ]
+    for group in groups:
+        measures = group.get("PixelMeasuresSequence")
+        if not measures:
+            continue
+        spacing = measures[0].get("PixelSpacing")
+        try:
+            valid = spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            del group.PixelMeasuresSequence
 
 
 def _metadata(seg: hd.seg.Segmentation, path: Path) -> dict[str, Any]:
