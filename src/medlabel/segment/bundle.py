@@ -35,7 +35,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -64,8 +64,10 @@ from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan
 from medlabel.segment.plausibility import Expectations, expectations, implausible
 from medlabel.segment.preprocessing import to_native, to_network
-from medlabel.segment.train import TrainedSegmenter
 from medlabel.segment.uncertainty import agreement, structure_entropy
+
+if TYPE_CHECKING:  # training pulls in scikit-learn and SciPy: not needed to predict
+    from medlabel.segment.train import TrainedSegmenter
 
 __all__ = [
     "PRECISIONS",
@@ -103,6 +105,8 @@ def save_segmentation_bundle(
     Raises:
         BundleError: members with different plans.
     """
+    from medlabel.segment.train import TrainedSegmenter
+
     members = [trained] if isinstance(trained, TrainedSegmenter) else list(trained)
     target = Path(out)
     plan = members[0].plan
