@@ -32,6 +32,7 @@ import numpy as np
 
 from medlabel.evaluate.errors import EvaluationError
 from medlabel.image import SIZE_UNITS, MedicalImage, same_grid
+from medlabel.segment.labelmap import distance_key, true_size  # re-exported: metric key names
 
 __all__ = [
     "SEGMENTATION_METRICS",
@@ -113,36 +114,6 @@ def mask_metrics(
         out[hd_key] = hd if math.isfinite(hd) else None
         out[asd_key] = asd if math.isfinite(asd) else None
     return out
-
-
-def true_size(figures: Mapping[str, Any], dims: int) -> float | None:
-    """The truth's size in one class's per-case metrics, in mm³ (3D) or mm² (2D), or in voxels
-    or pixels when the grid had no pixel size; ``None`` when not recorded.
-
-    Also reads the figures of older bundles, which stored 2D sizes as ``volume_true_ml``
-    holding cm².
-
-    Example:
-        >>> true_size({"area_true_cm2": 1.5}, 2), true_size({"volume_true_ml": 2.0}, 3)
-        (150.0, 2000.0)
-    """
-    for key, value in figures.items():
-        stem, _, unit = key.rpartition("_")
-        if stem in ("volume_true", "area_true") and value is not None:
-            scale = {"ml": 1000.0 if dims == 3 else 100.0, "cm2": 100.0}.get(unit, 1.0)
-            return float(value) * scale
-    return None
-
-
-def distance_key(metrics: Mapping[str, Any], name: str = "hd95") -> tuple[str, str]:
-    """The key and unit of a distance metric (``hd95`` or ``asd``) in a class's metrics or
-    summary: ``("hd95_mm", "mm")``, or ``("hd95_px", "px")`` when the grid had no pixel size.
-
-    Example:
-        >>> distance_key({"dice": 0.9, "hd95_px": 3.0})
-        ('hd95_px', 'px')
-    """
-    return (f"{name}_px", "px") if f"{name}_px" in metrics else (f"{name}_mm", "mm")
 
 
 def case_metrics(

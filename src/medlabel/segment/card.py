@@ -19,7 +19,7 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     classes = metrics.get("classes", {})
     if not classes:
         return ["(none recorded)"]
-    from medlabel.evaluate.segmentation import distance_key
+    from medlabel.segment.labelmap import distance_key
 
     hd_key, unit = distance_key(next(iter(classes.values())))
     lines = [f"| class | Dice mean | Dice min | HD95 mean ({unit}) | n |", "|---|---|---|---|---|"]

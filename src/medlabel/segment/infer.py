@@ -102,8 +102,6 @@ def predict_probabilities(
         batch_size: windows per forward pass.
         overlap: window overlap (0.5 with Gaussian weights, as nnU-Net).
     """
-    from monai.inferers import sliding_window_inference
-
     arr = np.asarray(x, np.float32)
     pads = [(0, max(0, p - s)) for p, s in zip(patch_size, arr.shape, strict=True)]
     padded = np.pad(arr, pads, mode="edge") if any(p[1] for p in pads) else arr
@@ -113,6 +111,8 @@ def predict_probabilities(
     ]
     total: torch.Tensor | None = None
     whole = tuple(padded.shape) == tuple(int(p) for p in patch_size)  # one window: no blending
+    if not whole:  # MONAI's import takes about a second: only when windows are blended
+        from monai.inferers import sliding_window_inference
     with torch.no_grad():
         for flips in combos:
             dims = [a + 2 for a in flips]

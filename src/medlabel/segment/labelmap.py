@@ -2,6 +2,9 @@
 
 A label map is a :class:`~medlabel.image.MedicalImage` with ``is_label=True``, an unsigned
 integer array and ``metadata["labels"]`` mapping each value to a class name (0 is background).
+Sizes come in mL or cm², or in voxels or pixels when the image gives no pixel size; the same
+units name the size and distance keys of segmentation metrics (:func:`true_size`,
+:func:`distance_key`), kept here so that reading them needs none of the evaluation machinery.
 
 Example:
     >>> import numpy as np
@@ -18,12 +21,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from medlabel.image import SIZE_UNITS, SPACING_UNKNOWN, MedicalImage
 
-__all__ = ["label_map", "label_names", "label_sizes", "size_unit"]
+__all__ = ["distance_key", "label_map", "label_names", "label_sizes", "size_unit", "true_size"]
 
 
 def label_map(
@@ -100,3 +104,33 @@ def label_sizes(seg: MedicalImage, known: bool | None = None) -> tuple[dict[int,
     counts = np.bincount(seg.array.ravel().astype(np.int64), minlength=1)
     sizes = {v: float(counts[v]) * each if v < len(counts) else 0.0 for v in label_names(seg)}
     return sizes, unit
+
+
+def true_size(figures: Mapping[str, Any], dims: int) -> float | None:
+    """The truth's size in one class's per-case metrics, in mm³ (3D) or mm² (2D), or in voxels
+    or pixels when the grid had no pixel size; ``None`` when not recorded.
+
+    Also reads the figures of older bundles, which stored 2D sizes as ``volume_true_ml``
+    holding cm².
+
+    Example:
+        >>> true_size({"area_true_cm2": 1.5}, 2), true_size({"volume_true_ml": 2.0}, 3)
+        (150.0, 2000.0)
+    """
+    for key, value in figures.items():
+        stem, _, unit = key.rpartition("_")
+        if stem in ("volume_true", "area_true") and value is not None:
+            scale = {"ml": 1000.0 if dims == 3 else 100.0, "cm2": 100.0}.get(unit, 1.0)
+            return float(value) * scale
+    return None
+
+
+def distance_key(metrics: Mapping[str, Any], name: str = "hd95") -> tuple[str, str]:
+    """The key and unit of a distance metric (``hd95`` or ``asd``) in a class's metrics or
+    summary: ``("hd95_mm", "mm")``, or ``("hd95_px", "px")`` when the grid had no pixel size.
+
+    Example:
+        >>> distance_key({"dice": 0.9, "hd95_px": 3.0})
+        ('hd95_px', 'px')
+    """
+    return (f"{name}_px", "px") if f"{name}_px" in metrics else (f"{name}_mm", "mm")

@@ -192,7 +192,7 @@ def _from_validation(
     cases = (meta.get("metrics") or {}).get("validation_cases") or {}
     classes = {str(v): int(k) for k, v in ((meta.get("plan") or {}).get("classes") or {}).items()}
     image = float(np.prod(fp.get("median_size") or [1]) * np.prod(fp.get("median_spacing") or [1]))
-    from medlabel.evaluate.segmentation import true_size
+    from medlabel.segment.labelmap import true_size
 
     dims = int(fp.get("dims", 3))
     out: dict[int, list[float]] = {}
