@@ -57,7 +57,7 @@ def test_physical_expectations_from_the_fingerprint_and_what_they_flag() -> None
     unsized = image.with_array(image.array, metadata={SPACING_UNKNOWN: True})
     assert implausible(unsized, labels, exp, CLASSES) == [
         "the image gives no pixel size, and this model works in millimetres: "
-        "1 x 1 x 1 mm per pixel was assumed"
+        "1 x 1 x 1 mm per voxel was assumed"
     ]
     # four times the largest organ seen in training; a lesion twice as large is still fine
     image, labels = _case((20, 30, 40), (1, 1, 1), 8001, 20)

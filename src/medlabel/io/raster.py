@@ -8,9 +8,8 @@ ITK-SNAP) reads it, so masks line up with their images there:
 * PNG: the ``sCAL`` chunk (the physical scale of the subject, which ITK writes and reads as
   millimetres); the ``pHYs`` print resolution is ignored, as ITK ignores it;
 * TIFF and JPEG: the resolution (DPI, or dots per cm; for JPEG the JFIF density, not EXIF's);
-  72 and 96 dpi are the defaults of
-  screens and image editors rather than a measured pixel size, so the grid keeps them (as ITK
-  does) but sizes are reported in pixels;
+  72 and 96 dpi are the defaults of screens and image editors rather than a measured pixel
+  size, so the grid keeps them (as ITK does) but sizes are reported in pixels;
 * BMP: none (ITK ignores its resolution too).
 
 Without a pixel size, 1 is assumed and the image is marked as having no known pixel size

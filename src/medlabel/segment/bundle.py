@@ -162,9 +162,9 @@ def save_segmentation_bundle(
     return target
 
 
+_log = logging.getLogger(__name__)
 #: Largest relative difference between rebuilt torch weights and ONNX Runtime (float32
 #: engines differ by about 1e-6; a wrongly matched weight by far more).
-_log = logging.getLogger(__name__)
 _REBUILD_TOLERANCE = 1e-3
 #: Precisions of torch's forward pass at inference (see :attr:`SegmentationBundle.bf16`).
 PRECISIONS = ("auto", "fp32", "bf16")

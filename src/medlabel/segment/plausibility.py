@@ -235,7 +235,8 @@ def implausible(
         notes.append(
             "the image gives no pixel size, and this model works in millimetres: "
             + " x ".join(f"{s:g}" for s in spacing[:ndim])
-            + " mm per pixel was assumed"
+            + (" mm per voxel" if ndim == 3 else " mm per pixel")
+            + " was assumed"
         )
     if exp.extent_mm is not None and ndim == len(exp.extent_mm):
         extent = physical_extent(image.size, spacing)
