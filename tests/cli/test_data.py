@@ -132,6 +132,17 @@ def test_info_says_when_a_file_gives_no_pixel_size(tmp_path):
     assert "spacing_known" not in scan and "warnings" not in scan
 
 
+def test_a_4d_file_needs_a_volume_index(tmp_path):
+    series = np.arange(3 * 4 * 5 * 6, dtype=np.int16).reshape(3, 4, 5, 6)
+    sitk.WriteImage(sitk.GetImageFromArray(series, isVector=False), str(tmp_path / "t.nii.gz"))
+    assert_one_line_error(run("info", tmp_path / "t.nii.gz"), "3 volumes", "--index 0..2")
+    result = run("info", tmp_path / "t.nii.gz", "--index", "2", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["size"] == [6, 5, 4]
+    result = run("convert", tmp_path / "t.nii.gz", tmp_path / "v1.nrrd", "--index", "1")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_image(tmp_path / "v1.nrrd").array, series[1])
+
+
 # ------------------------------------------------------------------------------ preprocess
 def ct_phantom(tmp_path: Path) -> Path:
     _z, y, x = np.mgrid[:16, :40, :40]

@@ -361,3 +361,31 @@ def test_itk_reason_extracts_the_description() -> None:
     assert itk_reason(exc) == "The file is truncated"
     assert itk_reason(RuntimeError("first\nlast line.")) == "last line"
     assert itk_reason(RuntimeError("")) == "RuntimeError('')"
+
+
+@pytest.mark.parametrize("ext", ["nii.gz", "nrrd", "mha"])
+def test_a_4d_file_gives_the_volume_asked_for(tmp_path: Path, ext: str) -> None:
+    """Time series, diffusion directions, echoes: one volume at a time, on the grid of the
+    first three axes, as SimpleITK extracts it; without an index, a clear error."""
+    rng = np.random.default_rng(0)
+    series = rng.integers(0, 1000, (4, 6, 7, 8)).astype(np.int16)  # (t, z, y, x)
+    itk = sitk.GetImageFromArray(series, isVector=False)
+    itk.SetSpacing((0.8, 0.9, 2.5, 3.0))
+    itk.SetOrigin((-10.0, 20.0, 5.0, 0.0))
+    path = tmp_path / f"series.{ext}"
+    sitk.WriteImage(itk, str(path))
+    with pytest.raises(
+        ReadError, match=r"a 4D image of 4 volumes of 8x7x6: choose one with --index 0\.\.3"
+    ):
+        read_image(path)
+    with pytest.raises(ReadError, match=r"volume index 4 is outside 0\.\.3"):
+        read_image(path, index=4)
+    for k in (0, 3):
+        volume = read_image(path, index=k)
+        np.testing.assert_array_equal(volume.array, series[k])
+        assert volume.spacing == pytest.approx((0.8, 0.9, 2.5))
+        assert volume.origin == pytest.approx((-10.0, 20.0, 5.0))
+        assert volume.metadata["volume"] == k and volume.metadata["volumes"] == 4
+    one = sitk.GetImageFromArray(series[:1], isVector=False)
+    sitk.WriteImage(one, str(tmp_path / f"one.{ext}"))
+    np.testing.assert_array_equal(read_image(tmp_path / f"one.{ext}").array, series[0])

@@ -106,7 +106,10 @@ IrregularOpt = Annotated[
 TiltOpt = Annotated[
     str, typer.Option("--tilt", help="Gantry tilt: error or resample (shift slices).")
 ]
-IndexOpt = Annotated[int | None, typer.Option("--index", help="MedMNIST .npz: image index.")]
+IndexOpt = Annotated[
+    int | None,
+    typer.Option("--index", help="MedMNIST .npz: image index; 4D NIfTI/NRRD/MHA: volume index."),
+]
 SplitOpt = Annotated[str, typer.Option("--split", help="MedMNIST .npz: split (train/val/test).")]
 PrecisionOpt = Annotated[
     str,

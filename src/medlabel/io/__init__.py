@@ -64,7 +64,8 @@ def read_image(
         irregular: DICOM: ``error`` / ``warn`` / ``resample`` on missing or uneven slices.
         tilt: DICOM: ``error`` / ``resample`` on gantry tilt.
         split: MedMNIST: the split to read from.
-        index: MedMNIST: the image index (required for ``.npz``).
+        index: MedMNIST: the image index (required for ``.npz``); 4D NIfTI, NRRD or
+            MetaImage files: the volume (required when they hold several).
         is_label: mark the result as a label map (NIfTI/NRRD/MHA/PNG).
 
     Raises:
@@ -109,9 +110,9 @@ def read_image(
             raise ReadError(p, "a MedMNIST archive holds many images: give an index (CLI: --index)")
         image = archive.image(split, index)
     elif fmt == "nifti":
-        image = read_nifti(p)
+        image = read_nifti(p, index=index)
     else:
-        image = read_itk(p)
+        image = read_itk(p, index=index)
     return image.with_array(image.array, is_label=True) if is_label else image
 
 

@@ -79,11 +79,17 @@ def nifti_truncation(path: Path, nii: Any = None) -> str | None:
     return None
 
 
-def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> MedicalImage:
+def read_itk(
+    path: str | os.PathLike[str], *, is_label: bool = False, index: int | None = None
+) -> MedicalImage:
     """Read a NIfTI, NRRD or MetaImage file.
 
+    A 4D file (a time series, diffusion directions, echoes) holds several volumes: ``index``
+    picks one, on the grid of the first three axes; a 4D file of one volume needs none.
+
     Raises:
-        ReadError: the file is missing, truncated or not in the format its extension says.
+        ReadError: the file is missing, truncated or not in the format its extension says, or
+            a 4D file of several volumes without a valid ``index``.
     """
     p = Path(path)
     if not p.is_file():
@@ -96,7 +102,9 @@ def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> Medical
         missing = nifti_truncation(p)
         if missing:
             raise ReadError(p, missing)
-    meta = {"format": full_suffix(p).lstrip(".")}
+    meta: dict[str, Any] = {"format": full_suffix(p).lstrip(".")}
+    if image.GetDimension() == 4:
+        image, meta["volume"], meta["volumes"] = _one_volume(p, image, index)
     for key in image.GetMetaDataKeys():
         if key in ("descrip", "intent_name", "modality", "Modality"):
             meta[key] = image.GetMetaData(key)
@@ -104,6 +112,26 @@ def read_itk(path: str | os.PathLike[str], *, is_label: bool = False) -> Medical
     return MedicalImage.from_sitk(
         image, modality=modality or None, metadata=meta, is_label=is_label
     )
+
+
+def _one_volume(path: Path, image: sitk.Image, index: int | None) -> tuple[sitk.Image, int, int]:
+    """Volume ``index`` of a 4D image, its index and the number of volumes."""
+    *size, count = image.GetSize()
+    shape = "x".join(str(n) for n in size)
+    if index is None and count > 1:
+        raise ReadError(
+            path,
+            f"a 4D image of {count} volumes of {shape}: choose one with --index 0..{count - 1} "
+            "(medlabel works on 2D and 3D images)",
+        )
+    chosen = 0 if index is None else index
+    if not 0 <= chosen < count:
+        raise ReadError(path, f"volume index {chosen} is outside 0..{count - 1}")
+    extract = sitk.ExtractImageFilter()
+    extract.SetSize([*size, 0])
+    extract.SetIndex([0, 0, 0, chosen])
+    extract.SetDirectionCollapseToStrategy(sitk.ExtractImageFilter.DIRECTIONCOLLAPSETOSUBMATRIX)
+    return extract.Execute(image), chosen, count
 
 
 def label_dtype(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:

@@ -56,11 +56,14 @@ def _affine(header: Any) -> np.ndarray | None:
     return None
 
 
-def read_nifti(path: str | os.PathLike[str], *, is_label: bool = False) -> MedicalImage:
-    """Read a NIfTI-1/2 file (``.nii``, ``.nii.gz``) with SimpleITK's geometry.
+def read_nifti(
+    path: str | os.PathLike[str], *, is_label: bool = False, index: int | None = None
+) -> MedicalImage:
+    """Read a NIfTI-1/2 file (``.nii``, ``.nii.gz``) with SimpleITK's geometry; ``index``
+    picks a volume of a 4D file (see :func:`~medlabel.io.itk.read_itk`).
 
     Raises:
-        ReadError: the file is missing, corrupt or truncated.
+        ReadError: the file is missing, corrupt or truncated, or 4D without a volume index.
     """
     p = Path(path)
     if not p.is_file():
@@ -80,9 +83,9 @@ def read_nifti(path: str | os.PathLike[str], *, is_label: bool = False) -> Medic
         zlib.error,
         nib.filebasedimages.ImageFileError,
     ):
-        return read_itk(p, is_label=is_label)  # SimpleITK gives the error (or reads it)
+        return read_itk(p, is_label=is_label, index=index)  # SimpleITK's error, or it reads it
     if len(shape) != 3 or int(header["dim"][0]) != 3:
-        return read_itk(p, is_label=is_label)  # 2D, 4D and vector files: SimpleITK's rules
+        return read_itk(p, is_label=is_label, index=index)  # 2D, 4D, vector: SimpleITK's rules
     affine = _affine(header)
     if affine is not None and not np.allclose(
         np.linalg.norm(affine[:3, :3], axis=0), header.get_zooms()[:3], rtol=1e-5
