@@ -126,3 +126,13 @@ def test_empty_missing_and_folder_are_not_dicom(tmp_path: Path) -> None:
     assert not is_dicom_file(tmp_path / "missing.dcm")
     assert not is_dicom_file(tmp_path)
     assert detect_format(tmp_path) is None
+
+
+@pytest.mark.parametrize("name", ["empty.nii.gz", "empty.png", "empty.dcm", "empty.nrrd"])
+def test_an_empty_file_is_named_as_such(tmp_path: Path, name: str) -> None:
+    from medlabel.errors import ReadError
+    from medlabel.io import read_image
+
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ReadError, match=r"empty file \(0 bytes\)"):
+        read_image(tmp_path / name)

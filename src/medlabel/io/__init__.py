@@ -91,6 +91,8 @@ def read_image(
         return read_dicom(
             p, series=series, invert_monochrome1=invert_monochrome1, irregular=irregular, tilt=tilt
         )
+    if p.stat().st_size == 0:
+        raise ReadError(p, "empty file (0 bytes)")
     fmt = detect_format(p)
     if fmt is None:
         raise UnsupportedFormatError(
