@@ -32,18 +32,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from medlabel.classify.card import model_card
-from medlabel.classify.classic import ClassicModel
-from medlabel.classify.networks import build_network, capture_features
+from medlabel.classify.networks import build_network, capture_features, normalise, probabilities
 from medlabel.classify.ood import OODCheck
-from medlabel.classify.train import TrainConfig, TrainedClassifier, normalise, probabilities
-from medlabel.data.dataset import ClassificationDataset
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BUNDLE_FORMAT,
@@ -56,6 +53,11 @@ from medlabel.models.files import (
     write_description,
 )
 from medlabel.preprocess.network import InputSpec, network_input
+
+if TYPE_CHECKING:  # training pulls in scikit-learn: not needed to predict
+    from medlabel.classify.classic import ClassicModel
+    from medlabel.classify.train import TrainConfig, TrainedClassifier
+    from medlabel.data.dataset import ClassificationDataset
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -138,6 +140,8 @@ def save_bundle(
         half: store the weights in half precision, in both engines' files (half the size,
             for bundles that ship inside the package); they are computed in float32.
     """
+    from medlabel.classify.train import TrainedClassifier
+
     items = [members] if isinstance(members, TrainedClassifier) else list(members)
     first = items[0]
     if any(m.class_names != first.class_names or m.spec != first.spec for m in items):
@@ -256,6 +260,8 @@ def add_ood_check(path: str | os.PathLike[str], dataset: ClassificationDataset) 
     bundle = load_bundle(path, engine="torch")
     if bundle.kind != "cnn":
         raise BundleError(bundle.path, "only CNN bundles have deep features to check")
+    from medlabel.classify.train import TrainConfig
+
     cfg = TrainConfig.from_dict(bundle.meta["train_config"])
     split = dataset.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
     feats = []
@@ -526,4 +532,6 @@ def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle
 
 def train_config_of(bundle: Bundle) -> TrainConfig:
     """The training configuration stored in a bundle."""
+    from medlabel.classify.train import TrainConfig
+
     return TrainConfig.from_dict(bundle.meta["train_config"])

@@ -17,12 +17,21 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["NETWORKS", "CompactCNN", "build_network", "capture_features", "count_parameters"]
+__all__ = [
+    "NETWORKS",
+    "CompactCNN",
+    "build_network",
+    "capture_features",
+    "count_parameters",
+    "normalise",
+    "probabilities",
+]
 
 
 class CompactCNN(nn.Module):
@@ -167,3 +176,21 @@ def capture_features(net: nn.Module) -> Iterator[list[torch.Tensor]]:
         yield captured
     finally:
         hook.remove()
+
+
+def normalise(x01: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
+    """Scale [0, 1] inputs: by the training set's ``mean``/``std`` (``dataset``), or each
+    image by its own mean and standard deviation (``image``: robust to exposure and scanner
+    differences)."""
+    if mode == "image":
+        dims = tuple(range(1, x01.ndim))
+        centre = x01.mean(dim=dims, keepdim=True)
+        spread = x01.std(dim=dims, keepdim=True).clamp_min(1e-3)
+        return (x01 - centre) / spread
+    return (x01 - mean) / std
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    """Softmax (sigmoid for multi-label) of logits."""
+    t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()

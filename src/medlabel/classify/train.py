@@ -43,7 +43,13 @@ from torch import nn
 from tqdm import tqdm
 
 from medlabel.classify.augment import Augment
-from medlabel.classify.networks import build_network, capture_features, count_parameters
+from medlabel.classify.networks import (
+    build_network,
+    capture_features,
+    count_parameters,
+    normalise,
+    probabilities,
+)
 from medlabel.classify.ood import OODCheck
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
@@ -205,12 +211,6 @@ def _auc(labels: np.ndarray, probs: np.ndarray, task: str) -> float:
         return float("nan")
 
 
-def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Softmax (sigmoid for multi-label) of logits."""
-    t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-    return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()
-
-
 def calibrate_logits(
     logits: np.ndarray, labels: np.ndarray, task: str, criterion: str = "youden"
 ) -> tuple[float, float | None]:
@@ -232,18 +232,6 @@ def calibrate_logits(
         probs = probabilities(logits / temperature, task)
         threshold = float(choose_threshold(labels, probs[:, 1], criterion))  # type: ignore[arg-type]
     return temperature, threshold
-
-
-def normalise(x01: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
-    """Scale [0, 1] inputs: by the training set's ``mean``/``std`` (``dataset``), or each
-    image by its own mean and standard deviation (``image``: robust to exposure and scanner
-    differences)."""
-    if mode == "image":
-        dims = tuple(range(1, x01.ndim))
-        centre = x01.mean(dim=dims, keepdim=True)
-        spread = x01.std(dim=dims, keepdim=True).clamp_min(1e-3)
-        return (x01 - centre) / spread
-    return (x01 - mean) / std
 
 
 def _prepare(x: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
@@ -178,6 +177,9 @@ class ClassificationDataset:
                 )
         if len(train) < 2:
             raise DatasetError(self.source.get("path"), "too few training samples to split")
+        # scikit-learn only when a split is carved (it takes about a second to import)
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
         strata = self._strata(train)
         if self.groups is not None:
             n_splits = max(2, round(1 / fraction))
