@@ -163,7 +163,7 @@ def _warn_if_itk_differs(
     extra.setdefault("warnings", []).append(
         f"medlabel takes the pixel size from PixelSpacing {ours[0]:g}\\{ours[1]:g} (at the "
         f"patient); SimpleITK and ITK-SNAP read this {ds.get('Modality', 'radiograph')} at "
-        f"{why}: write masks as DICOM SEG or PNG to compare there"
+        f"{why}: compare masks there as DICOM SEG, which refers to the radiograph's pixels"
     )
 
 
