@@ -389,3 +389,16 @@ def test_a_4d_file_gives_the_volume_asked_for(tmp_path: Path, ext: str) -> None:
     one = sitk.GetImageFromArray(series[:1], isVector=False)
     sitk.WriteImage(one, str(tmp_path / f"one.{ext}"))
     np.testing.assert_array_equal(read_image(tmp_path / f"one.{ext}").array, series[0])
+
+
+@pytest.mark.parametrize("ext, data", [("mhd", "raw"), ("nhdr", "raw")])
+def test_a_detached_header_without_its_data_file_says_so(
+    tmp_path: Path, ext: str, data: str
+) -> None:
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((3, 4, 5), np.int16)), str(tmp_path / f"a.{ext}")
+    )
+    assert read_image(tmp_path / f"a.{ext}").size == (5, 4, 3)  # with its data file: fine
+    (tmp_path / f"a.{data}").unlink()
+    with pytest.raises(ReadError, match=rf"its voxel data file a\.{data} is missing"):
+        read_image(tmp_path / f"a.{ext}")

@@ -43,6 +43,31 @@ def itk_reason(exc: Exception) -> str:
     return reason.strip().rstrip(".")[:300]
 
 
+def _missing_data_file(path: Path) -> str | None:
+    """The data file a detached header (``.mhd``, ``.nhdr``) names but that does not exist."""
+    suffix = full_suffix(path)
+    if suffix not in (".mhd", ".nhdr"):
+        return None
+    key = re.compile(
+        r"^\s*ElementDataFile\s*=\s*(.+?)\s*$"
+        if suffix == ".mhd"
+        else r"^\s*data ?file:\s*(.+?)\s*$",
+        re.I,
+    )
+    try:
+        lines = path.read_text(errors="replace").splitlines()[:200]
+    except OSError:
+        return None
+    for line in lines:
+        match = key.match(line)
+        if match:
+            name = match.group(1)
+            if name.upper() == "LOCAL" or name.upper().startswith("LIST") or "%" in name:
+                return None  # data inside the header, or a list/pattern of files
+            return None if (path.parent / name).is_file() else name
+    return None
+
+
 def _decoded_length(path: Path, expected: int) -> int:
     """Uncompressed length of a gzip file (the trailer when it agrees, else by decoding)."""
     with path.open("rb") as fh:
@@ -94,6 +119,9 @@ def read_itk(
     p = Path(path)
     if not p.is_file():
         raise ReadError(p, "no such file")
+    missing = _missing_data_file(p)
+    if missing:
+        raise ReadError(p, f"its voxel data file {missing} is missing (a header without its data)")
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
