@@ -177,6 +177,16 @@ def test_truncated_pixel_data(make_series, tmp_path):
         read_image(paths[0])
 
 
+def test_a_compressed_file_cut_short_is_called_truncated(tmp_path):
+    """pydicom returns an empty dataset for a JPEG-2000 file cut inside its pixel data."""
+    from pydicom.data import get_testdata_file
+
+    data = Path(get_testdata_file("RG3_J2KR.dcm")).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReadError, match="the file is truncated or damaged"):
+        read_image(tmp_path / "cut.dcm")
+
+
 def test_inputs_are_not_modified(make_series, tmp_path):
     paths = make_series(n=3)
     before = {p: p.read_bytes() for p in paths}

@@ -267,6 +267,8 @@ def read_dicom_file(
     """
     p = Path(path)
     ds = _dcmread(p)
+    if len(ds) == 0:  # pydicom gives up silently on some files cut short
+        raise ReadError(p, "no DICOM data elements could be read: the file is truncated or damaged")
     if "Rows" not in ds:
         raise ReadError(p, f"DICOM file holds no image (SOP class {ds.get('SOPClassUID', '?')})")
     if str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS:
