@@ -156,3 +156,20 @@ def test_train_fine_tunes_from_a_bundle(blob_folder, tmp_path):
     )
     assert refused.exit_code != 0 and "keeps the bundle's network" in refused.output
     assert not (tmp_path / "v3").exists()
+
+
+def test_predict_refuses_an_image_with_nan_pixels_and_goes_on(tmp_path):
+    """One NaN pixel is named in that row's error, not quietly set to the image's minimum."""
+    rng = np.random.default_rng(0)
+    good = rng.random((64, 64)).astype(np.float32)
+    bad = good.copy()
+    bad[3, 4] = np.nan
+    Image.fromarray(good).save(tmp_path / "good.tif")
+    Image.fromarray(bad).save(tmp_path / "bad.tif")
+    out = tmp_path / "preds.csv"
+    result = run("predict", tmp_path, "--model", "cxr-pneumonia", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"].split("/")[-1]: r for r in csv.DictReader(out.open())}
+    assert rows["good.tif"]["label"] and not rows["good.tif"]["error"]
+    assert "NaN or infinite values (1 of 4096 pixels)" in rows["bad.tif"]["error"]
+    assert not rows["bad.tif"]["label"]

@@ -48,10 +48,14 @@ def test_single_slice_volume_ok_but_not_a_real_volume():
 
 def test_nan_and_constant_images():
     arr = np.full((8, 8), np.nan)
-    with pytest.raises(PreprocessError, match="no finite"):
+    with pytest.raises(PreprocessError, match=r"NaN or infinite values \(64 of 64 pixels\)"):
+        to_uint8(arr)
+    arr[:] = 5.0
+    arr[0, 0] = np.inf  # one bad pixel is refused, not quietly set to the image's minimum
+    with pytest.raises(PreprocessError, match=r"\(1 of 64 pixels\)"):
         to_uint8(arr)
     arr[0, 0] = 5.0
-    assert to_uint8(arr).dtype == np.uint8
+    assert to_uint8(arr).dtype == np.uint8  # constant: no division by zero
 
 
 def test_spec_round_trip_and_validation():

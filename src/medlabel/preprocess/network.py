@@ -64,17 +64,26 @@ class InputSpec:
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """8-bit images unchanged; others scaled between their 0.5 and 99.5 percentiles."""
+    """8-bit images unchanged; others scaled between their 0.5 and 99.5 percentiles.
+
+    Raises:
+        PreprocessError: the image holds NaN or infinite values. What they stand for (outside
+            the field of view, a failed reconstruction) is not medlabel's to guess, and
+            segmentation and radiomics refuse them too.
+    """
     if array.dtype == np.uint8:
         return array
     data = array.astype(np.float32)
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        raise PreprocessError(None, "image holds no finite values")
-    lo, hi = np.percentile(finite, [0.5, 99.5])
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise PreprocessError(
+            None, f"the image holds NaN or infinite values ({bad} of {finite.size} pixels)"
+        )
+    lo, hi = np.percentile(data, [0.5, 99.5])
     if hi <= lo:
-        lo, hi = float(finite.min()), float(finite.max()) if finite.max() > finite.min() else lo + 1
-    scaled = (np.nan_to_num(data, nan=lo) - lo) / (hi - lo)
+        lo, hi = float(data.min()), float(data.max()) if data.max() > data.min() else lo + 1
+    scaled = (data - lo) / (hi - lo)
     return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
