@@ -80,6 +80,23 @@ def test_mri_head_and_brain_on_phantom() -> None:
     assert dice(brain, truth == 2) > 0.85
 
 
+def test_nan_pixels_are_refused_with_their_count() -> None:
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    mr, _ = head_phantom()
+    values = mr.array.astype(np.float32)
+    values[0, 0, :3] = np.nan
+    bad = mr.with_array(values)
+    with pytest.raises(
+        MedlabelError, match=rf"NaN or infinite values \(3 of {values.size} pixels\)"
+    ):
+        run_recipe("mri-head", bad)
+    crop = MedicalImage(np.full((36, 50, 36), 100.0, np.float32))
+    crop.array[5, 5, 5] = np.inf
+    with pytest.raises(MedlabelError, match=r"\(1 of 64800 pixels\)"):
+        load_segmentation_bundle("mri-hippocampus").predict(crop)
+
+
 def test_cxr_classical_on_two_dark_fields() -> None:
     yy, xx = np.mgrid[:256, :256]
     img = np.full((256, 256), 200.0)

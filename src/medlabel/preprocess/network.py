@@ -27,7 +27,7 @@ from scipy import ndimage
 from medlabel.errors import PreprocessError
 from medlabel.image import MedicalImage
 
-__all__ = ["InputSpec", "network_input", "to_uint8"]
+__all__ = ["InputSpec", "network_input", "nonfinite_reason", "to_uint8"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,20 @@ class InputSpec:
         return "x".join(str(v) for v in (self.channels, *self.size))
 
 
+def nonfinite_reason(values: np.ndarray) -> str | None:
+    """Why ``values`` cannot go into a network (NaN or infinite entries, counted), or ``None``.
+
+    Example:
+        >>> nonfinite_reason(np.array([1.0, np.nan, np.inf, 2.0]))
+        'the image holds NaN or infinite values (2 of 4 pixels)'
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    bad = int(finite.size - np.count_nonzero(finite))
+    return f"the image holds NaN or infinite values ({bad} of {finite.size} pixels)"
+
+
 def to_uint8(array: np.ndarray) -> np.ndarray:
     """8-bit images unchanged; others scaled between their 0.5 and 99.5 percentiles.
 
@@ -74,12 +88,9 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     data = array.astype(np.float32)
-    finite = np.isfinite(data)
-    if not finite.all():
-        bad = int(finite.size - np.count_nonzero(finite))
-        raise PreprocessError(
-            None, f"the image holds NaN or infinite values ({bad} of {finite.size} pixels)"
-        )
+    reason = nonfinite_reason(data)
+    if reason:
+        raise PreprocessError(None, reason)
     lo, hi = np.percentile(data, [0.5, 99.5])
     if hi <= lo:
         lo, hi = float(data.min()), float(data.max()) if data.max() > data.min() else lo + 1

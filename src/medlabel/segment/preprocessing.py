@@ -27,7 +27,7 @@ import numpy as np
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
-from medlabel.preprocess.network import luminance
+from medlabel.preprocess.network import luminance, nonfinite_reason
 from medlabel.preprocess.resample import resample_to_reference, resample_to_spacing
 from medlabel.preprocess.resize import resize
 from medlabel.segment.labelmap import label_map
@@ -81,8 +81,9 @@ def work_image(image: MedicalImage, plan: Plan, *, is_label: bool = False) -> Me
 def normalize(values: np.ndarray, plan: Plan) -> np.ndarray:
     """Intensity normalisation of the plan (float32)."""
     x = np.asarray(values, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise MedlabelError(None, "the image holds NaN or infinite values")
+    reason = nonfinite_reason(x)
+    if reason:
+        raise MedlabelError(None, reason)
     if plan.normalization == "ct":
         lo, hi = plan.clip or (-1000.0, 1000.0)
         return (np.clip(x, lo, hi) - plan.mean) / plan.std

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
+from medlabel.preprocess.network import nonfinite_reason
 from medlabel.segment.blocks import close, dilate, erode, fill_holes, keep_largest, otsu
 from medlabel.segment.recipes.base import Recipe, register, run_recipe
 
@@ -23,8 +24,9 @@ __all__ = ["brain_mask", "head_mask", "head_phantom", "run_recipe"]
 
 def _smoothed(image: MedicalImage) -> np.ndarray:
     values = np.asarray(image.array, dtype=np.float32)
-    if not np.isfinite(values).all():
-        raise MedlabelError(image.metadata.get("path"), "the image holds NaN or infinite values")
+    reason = nonfinite_reason(values)
+    if reason:
+        raise MedlabelError(image.metadata.get("path"), reason)
     sigma = [1.0 / s for s in image.spacing[::-1]]  # about 1 mm
     return np.asarray(ndimage.gaussian_filter(values, sigma))
 
