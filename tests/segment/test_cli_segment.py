@@ -318,3 +318,26 @@ def test_segment_precision_is_chosen_or_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code != 0 and "auto, fp32, bf16" in result.output
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_train_segment_names_the_case_whose_image_holds_nan(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    for i in range(6):
+        image = rng.normal(100, 10, (12, 16, 16)).astype(np.float32)
+        label = np.zeros(image.shape, np.uint8)
+        label[4:8, 4:10, 4:10] = 1
+        if i == 3:
+            image[0, 0, :2] = np.nan
+        write_image(MedicalImage(image), tmp_path / "data" / "imagesTr" / f"c{i}.nii.gz")
+        write_image(
+            MedicalImage(label, is_label=True), tmp_path / "data" / "labelsTr" / f"c{i}.nii.gz"
+        )
+    result = run(
+        "train", "segment", "--data", tmp_path / "data", "--out", tmp_path / "b",
+        "--labels", "1=blob", "--budget-minutes", "0.1",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "c3.nii.gz: the image holds NaN or infinite values (2 of 3072 pixels)" in result.output
+    assert not (tmp_path / "b").exists()

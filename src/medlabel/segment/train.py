@@ -160,6 +160,24 @@ class _Case:
     fg: dict[int, np.ndarray]  # class -> sampled voxel coordinates (N, dims)
 
 
+def _prepare_case(
+    ds: SegmentationDataset,
+    i: int,
+    pair: tuple[MedicalImage, MedicalImage | None],
+    plan: Plan,
+    rng: np.random.Generator,
+) -> _Case:
+    """:func:`_prepare` for case ``i``, naming its image file when the case is refused."""
+    image, mask = pair
+    assert mask is not None
+    try:
+        return _prepare(image, mask, plan, ds.cases[i].id, rng)
+    except MedlabelError as err:
+        if err.path is not None:
+            raise
+        raise MedlabelError(ds.cases[i].image, err.reason) from err
+
+
 def _prepare(
     image: MedicalImage, mask: MedicalImage, plan: Plan, cid: str, rng: np.random.Generator
 ) -> _Case:
@@ -298,8 +316,8 @@ def train_segmenter(
     fp = fingerprint_cases((loaded[i] for i in train_idx), ds.modality)
     plan = copy.deepcopy(plan) if plan is not None else _plan_for(fp, ds.classes, cfg, start)
     log.info("plan: %s", plan)
-    train_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in train_idx]  # type: ignore[arg-type]
-    val_cases = [_prepare(*loaded[i], plan, ds.cases[i].id, rng) for i in val_idx]  # type: ignore[arg-type]
+    train_cases = [_prepare_case(ds, i, loaded[i], plan, rng) for i in train_idx]
+    val_cases = [_prepare_case(ds, i, loaded[i], plan, rng) for i in val_idx]
     net = build_segmentation_network(
         plan.network["name"], plan.network_dims, 1, plan.num_classes, **plan.network["kwargs"]
     )
