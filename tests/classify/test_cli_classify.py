@@ -74,6 +74,10 @@ def test_train_predict_evaluate_features(blob_folder, tmp_path):
     for key in ("accuracy", "balanced_accuracy", "auc", "f1_macro", "ece", "confusion_matrix", "n"):
         assert key in metrics
     assert metrics["skipped"] and "broken.png" in metrics["skipped"][0]["id"]
+    # the folder has no splits, so "train" holds the images the bundle trained on: said so
+    assert metrics["trained_on"] == len(meta["data"]["train_ids"]) > 0
+    assert any("these figures flatter it" in note for note in metrics["notes"])
+    assert "flatter it" in result.output
 
     deep = tmp_path / "deep.csv"
     result = run("features", png, "--model", bundle, "--out", deep)

@@ -21,6 +21,7 @@ from medlabel.classify.bundle import Bundle
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.evaluate import classification_metrics, write_classification_report
+from medlabel.models.files import trained_ids
 
 __all__ = ["evaluate_bundle", "thumbnail_of"]
 
@@ -64,6 +65,14 @@ def evaluate_bundle(
         threshold=bundle.threshold,
     )
     metrics["split"] = split
+    seen = trained_ids(bundle.meta)
+    trained_on = sum(1 for sample in arrays.ids if sample in seen)
+    metrics["trained_on"] = trained_on
+    if trained_on:
+        metrics["notes"].append(
+            f"{trained_on} of the {len(arrays.ids)} images trained this model: these figures "
+            "flatter it; evaluate on images it never saw"
+        )
     metrics["skipped"] = [{"id": i, "reason": r} for i, r in arrays.failures]
     metrics["model"] = bundle.name
     position = {sample: k for k, sample in enumerate(arrays.ids)}

@@ -220,6 +220,12 @@ def _evaluate_one(
         f"{model}: {split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} "
         f"(n={metrics['n']}); report: {out / 'report.html'}"
     )
+    if metrics.get("trained_on"):
+        typer.echo(
+            f"warning: {metrics['trained_on']} of these images trained {model}: the figures "
+            "flatter it",
+            err=True,
+        )
     figures = {"accuracy": float(metrics["accuracy"])}
     if auc is not None:
         figures["AUC"] = float(auc)
