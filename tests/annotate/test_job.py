@@ -14,6 +14,7 @@ from medlabel.annotate import runner as runner_module
 from medlabel.annotate.job import annotate
 from medlabel.image import same_grid
 from medlabel.io import read_image
+from medlabel.segment.bundle import load_segmentation_bundle
 
 MODELS = ["ct-lungs", "cxr-pneumonia", "cxr-lungs"]
 
@@ -210,5 +211,7 @@ def test_sizes_are_in_pixels_when_the_image_gives_no_pixel_size(tmp_path: Path) 
     annotate(folder, job, models=["cxr-lungs"], progress=False)
     row = json.loads((job / "manifest.jsonl").read_text().splitlines()[-1])
     assert row["status"] == "done" and "areas_cm2" not in row
+    bf16 = load_segmentation_bundle("cxr-lungs").bf16  # what drew the mask is on record
+    assert row["inference"] == ("bfloat16 autocast (torch)" if bf16 else "float32")
     assert set(row["areas_px"]) == {"lung_right", "lung_left", "heart"}
     assert all(float(v).is_integer() for v in row["areas_px"].values())

@@ -258,6 +258,7 @@ class AnnotationModel:
         extra: dict[str, Any] = {}
         uncertainty = None
         if stats is not None:
+            extra["inference"] = self.impl.bundle.arithmetic  # bfloat16 or float32
             uncertainty = stats["entropy"]["all"]
             extra["entropy_per_class"] = {
                 self.impl.classes[int(c)]: v for c, v in stats["entropy"].items() if c != "all"
