@@ -422,6 +422,12 @@ def test_bfloat16_inference_runs_on_torch_and_draws_the_same_labels() -> None:
     assert (a.array == b.array).mean() > 0.99
     with pytest.raises(BundleError, match="precision must be auto, fp32 or bf16"):
         load_segmentation_bundle("mri-hippocampus", precision="fp16")
+    # one image alone (medlabel segment): float32 on ONNX Runtime unless it needs many windows
+    auto = load_segmentation_bundle("mri-hippocampus")
+    crop = MedicalImage(np.zeros((36, 50, 36), np.float32))
+    assert auto.precision_for_one(crop) == "fp32"
+    assert auto.precision_for_one(image) == "auto"  # 60 x 80 x 56: several windows
+    assert bf16.precision_for_one(crop) == "bf16"  # asked for: kept
 
 
 def test_bundles_run_on_the_device_asked_for() -> None:

@@ -75,6 +75,8 @@ def segment(
     _refuse_overwrite_input(src, out)
     segmenter = open_segmenter(model, device=device, precision=_precision(precision))
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
+    if segmenter.bundle is not None:  # one image: the quickest way to its mask
+        segmenter.bundle.precision = segmenter.bundle.precision_for_one(image)
     seg, findings = segmenter.segment_checked(image, tta=tta)
     if out.suffix.lower() == ".dcm":
         _write_dicom_seg(seg, image, model, src, out)

@@ -392,6 +392,24 @@ class SegmentationBundle:
                     self._runners[engine] = self._predictors("onnx")
         return list(self._runners[engine])
 
+    def precision_for_one(self, image: MedicalImage) -> str:
+        """The precision that finishes one ``image`` first, for a caller that has only one
+        (``medlabel segment``): with ``precision="auto"``, float32 on ONNX Runtime for an input
+        that fits one window (torch's start, importing MONAI and rebuilding an ONNX-only
+        bundle's weights, costs more than bfloat16 saves), else the bundle's own.
+
+        Example:
+            >>> import numpy as np
+            >>> b = load_segmentation_bundle("mri-hippocampus")
+            >>> b.precision_for_one(MedicalImage(np.zeros((36, 50, 36), np.float32)))
+            'fp32'
+        """
+        if self.precision != "auto" or self.device != "cpu" or "onnx" not in self._engines:
+            return self.precision
+        shape = to_network(image, self.plan)[0].shape
+        several = any(int(s) > int(p) for s, p in zip(shape, self.plan.patch_size, strict=True))
+        return "auto" if several else "fp32"
+
     @property
     def arithmetic(self) -> str:
         """What the network computes in: ``"bfloat16 autocast (torch)"`` or ``"float32"``.
