@@ -35,6 +35,7 @@ import numpy as np
 from medlabel.image import MedicalImage
 from medlabel.io import write_image
 from medlabel.io.atomic import atomic_output
+from medlabel.io.dicom.headers import positive_pair
 
 __all__ = [
     "FORMATS",
@@ -102,13 +103,6 @@ def _property_type(name: str) -> Any:
     return Code(value=name[:16] or "structure", scheme_designator="99MEDLABEL", meaning=name)
 
 
-def _positive(value: object) -> bool:
-    try:
-        return float(str(value)) > 0
-    except ValueError:
-        return False
-
-
 def write_dicom_seg(
     mask: MedicalImage,
     classes: dict[int, str],
@@ -149,8 +143,7 @@ def write_dicom_seg(
         for keyword in _TYPE2_COPIED:  # required-but-may-be-empty attributes the SEG copies
             if keyword not in ds:
                 setattr(ds, keyword, "")
-        spacing = ds.get("PixelSpacing")
-        if spacing is not None and not all(_positive(v) for v in spacing):
+        if "PixelSpacing" in ds and positive_pair(ds.PixelSpacing) is None:
             # a 0\0 spacing copied into the SEG makes a Pixel Measures item that highdicom
             # itself cannot read back; these copies are in memory only, the file is untouched
             del ds.PixelSpacing

@@ -132,6 +132,7 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 
 def _precision(value: str) -> str:
+    # medlabel.segment.bundle.PRECISIONS, spelt out: importing it would load torch at start
     return _choice(value, ("auto", "fp32", "bf16"), "--precision")
 
 

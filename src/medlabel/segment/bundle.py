@@ -406,9 +406,17 @@ class SegmentationBundle:
         """
         if self.precision != "auto" or self.device != "cpu" or "onnx" not in self._engines:
             return self.precision
-        shape = to_network(image, self.plan)[0].shape
-        several = any(int(s) > int(p) for s, p in zip(shape, self.plan.patch_size, strict=True))
+        size = self._network_size(image)[::-1]  # NumPy order, as the patch
+        several = any(round(n) > int(p) for n, p in zip(size, self.plan.patch_size, strict=False))
         return "auto" if several else "fp32"
+
+    def _network_size(self, image: MedicalImage) -> list[float]:
+        """The size ``image`` takes on the network grid (ITK order), estimated from the plan
+        without resampling it."""
+        if self.plan.fit == "size":
+            return [float(t) for t in self.plan.target]
+        pairs = zip(image.size, image.spacing, self.plan.target, strict=False)
+        return [n * s / t for n, s, t in pairs]
 
     @property
     def arithmetic(self) -> str:
@@ -470,19 +478,7 @@ class SegmentationBundle:
 
     def memory_needed(self, image: MedicalImage) -> int:
         """Estimated peak bytes to segment ``image`` (input, windows, blended probabilities)."""
-        if self.plan.fit == "size":
-            voxels = float(np.prod(self.plan.target))
-        else:
-            voxels = float(
-                np.prod(
-                    [
-                        n * s / t
-                        for n, s, t in zip(
-                            image.size, image.spacing, self.plan.target, strict=False
-                        )
-                    ]
-                )
-            )
+        voxels = float(np.prod(self._network_size(image)))
         # float32: input + resampled input, and (classes + 2) maps for the blending
         return int(voxels * 4 * (self.plan.num_classes + 4) + image.array.nbytes)
 

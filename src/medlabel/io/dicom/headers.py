@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from medlabel.errors import ReadError, UnsupportedFormatError
 from medlabel.io.formats import has_dicom_preamble, is_dicom_file
 
-__all__ = ["DicomFileInfo", "iter_dicom_files", "read_header", "to_floats"]
+__all__ = ["DicomFileInfo", "iter_dicom_files", "positive_pair", "read_header", "to_floats"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,20 @@ def to_floats(value: Any) -> tuple[float, ...] | None:
         return tuple(float(v) for v in items)
     except (TypeError, ValueError):
         return None
+
+
+def positive_pair(values: Any) -> tuple[float, ...] | None:
+    """The first two values of a spacing (a float tuple or a DICOM value) when both are finite
+    and positive, else ``None`` (absent, unparsable, or ``0\\0`` as some radiographs hold).
+
+    Example:
+        >>> positive_pair([0.7, 0.7]), positive_pair(["0", "0"]), positive_pair(None)
+        ((0.7, 0.7), None, None)
+    """
+    floats = values if isinstance(values, tuple) else to_floats(values)
+    if floats and len(floats) >= 2 and all(math.isfinite(v) and v > 0 for v in floats[:2]):
+        return floats[:2]
+    return None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from medlabel.errors import ReadError, SeriesError
 from medlabel.image import SPACING_UNKNOWN, MedicalImage
 from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy, apply_plan, plan_stack
-from medlabel.io.dicom.headers import SEG_SOP_CLASS, to_floats
+from medlabel.io.dicom.headers import SEG_SOP_CLASS, positive_pair, to_floats
 from medlabel.io.dicom.pixels import (
     check_decodable,
     decode_pixels,
@@ -105,25 +105,19 @@ def _metadata(ds: Dataset, files: Sequence[Path]) -> dict[str, Any]:
     return meta
 
 
-def _positive(values: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    if values and len(values) >= 2 and all(np.isfinite(v) and v > 0 for v in values[:2]):
-        return values[:2]
-    return None
-
-
 def _pixel_spacing(
     ds: Dataset, extra: dict[str, Any], fallback: tuple[float, ...] | None = None
 ) -> tuple[float, float]:
     """(row spacing, column spacing) from PixelSpacing, ImagerPixelSpacing or
     NominalScannedPixelSpacing; else 1, and ``extra`` records that the pixel size is unknown."""
-    detector = _positive(to_floats(ds.get("ImagerPixelSpacing")))
+    detector = positive_pair(ds.get("ImagerPixelSpacing"))
     for candidate in (
         fallback,
         to_floats(ds.get("PixelSpacing")),
         detector,
         to_floats(ds.get("NominalScannedPixelSpacing")),
     ):
-        ok = _positive(candidate)
+        ok = positive_pair(candidate)
         if ok:
             if fallback is None and str(ds.get("SOPClassUID", "")) in _GDCM_DETECTOR_ONLY:
                 _warn_if_itk_differs(ds, (float(ok[0]), float(ok[1])), detector, extra)
@@ -464,7 +458,7 @@ def read_dicom_series(
     plan = plan_stack(
         np.asarray([f.ipp for f in info.files]),
         first.iop or (),
-        pixel_spacing=_positive(first.pixel_spacing) or (1.0, 1.0),
+        pixel_spacing=positive_pair(first.pixel_spacing) or (1.0, 1.0),
         source=source,
         names=[f.path.name for f in info.files],
         irregular=irregular,
@@ -486,7 +480,7 @@ def read_dicom_series(
     ds0 = pydicom.dcmread(first.path, stop_before_pixels=True, force=True)
     volume = apply_plan(plan, slices, fill=float(min(s.min() for s in slices)))
     extra: dict[str, Any] = {}
-    dy, dx = _positive(first.pixel_spacing) or _unknown_spacing(extra)
+    dy, dx = positive_pair(first.pixel_spacing) or _unknown_spacing(extra)
     if any(d.inverted for d in loaded):
         extra["inverted_monochrome1"] = True
     if plan.warnings:

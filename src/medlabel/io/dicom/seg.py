@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 
 from medlabel.errors import ReadError
 from medlabel.image import SPACING_UNKNOWN, MedicalImage
+from medlabel.io.dicom.headers import positive_pair
 
 __all__ = ["read_dicom_seg"]
 
@@ -82,12 +83,7 @@ def _drop_invalid_pixel_measures(ds: Dataset) -> None:
         measures = group.get("PixelMeasuresSequence")
         if not measures:
             continue
-        spacing = measures[0].get("PixelSpacing")
-        try:
-            valid = spacing is not None and len(spacing) == 2 and all(float(v) > 0 for v in spacing)
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
+        if positive_pair(measures[0].get("PixelSpacing")) is None:
             del group.PixelMeasuresSequence
 
 
@@ -120,8 +116,8 @@ def _projection_label_map(seg: hd.seg.Segmentation, path: Path) -> MedicalImage:
     spacing = (1.0, 1.0)
     shared = seg.get("SharedFunctionalGroupsSequence") or [Dataset()]
     measures = shared[0].get("PixelMeasuresSequence") or [Dataset()]
-    rows_cols = [float(v) for v in (measures[0].get("PixelSpacing") or [])]
-    if len(rows_cols) == 2 and min(rows_cols) > 0:
+    rows_cols = positive_pair(measures[0].get("PixelSpacing"))
+    if rows_cols is not None:
         spacing = (rows_cols[1], rows_cols[0])
     else:
         meta[SPACING_UNKNOWN] = True
