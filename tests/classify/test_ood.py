@@ -90,3 +90,31 @@ def test_predict_reports_the_flag_and_old_bundles_get_a_check(
     reloaded = load_bundle(old)
     assert reloaded.ood_check is not None and reloaded.ood_check.threshold == check.threshold
     assert "Out-of-distribution check" in (old / "MODEL_CARD.md").read_text()
+
+
+def test_evaluation_counts_flagged_images_and_scores_the_rest(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from medlabel.classify.evaluation import evaluate_bundle
+
+    bundle = load_bundle(bundle_dir)
+    same_kind = make_dataset(n=80, seed=2)
+    plain = evaluate_bundle(bundle, same_kind, out_dir=tmp_path / "same", progress=False)
+    assert plain["out_of_distribution"]["excess"] is False
+    assert not any("training distribution" in note for note in plain["notes"])
+
+    # half the test images replaced by noise: flagged, and the rest scored on their own
+    rng = np.random.default_rng(3)
+    test = set(same_kind.indices("test").tolist()[::2])
+    noise = {i: (rng.random((16, 16)) * 255).astype(np.uint8) for i in test}
+    base = same_kind.loader
+    mixed = replace(same_kind, loader=lambda i: MedicalImage(noise[i]) if i in noise else base(i))
+    metrics = evaluate_bundle(bundle, mixed, out_dir=tmp_path / "mixed", progress=False)
+    ood = metrics["out_of_distribution"]
+    assert ood["excess"] is True and ood["flagged"] >= len(noise)
+    assert ood["inside"]["n"] == metrics["n"] - ood["flagged"]
+    assert ood["inside"]["accuracy"] > 0.9
+    assert any("outside the model's training distribution" in n for n in metrics["notes"])
+    assert "training distribution" in (tmp_path / "mixed" / "report.html").read_text()

@@ -154,6 +154,26 @@ def test_evaluate_writes_metrics_and_report(trained, tmp_path):
     assert "<img" in (tmp_path / "ev" / "report.html").read_text()
 
 
+def test_evaluate_matches_classes_by_name_in_any_order_and_case(trained, tmp_path):
+    bundle = load_bundle(save_bundle(trained, tmp_path / "m"))
+    data = make_dataset()
+    named = evaluate_bundle(bundle, data, split="test", out_dir=tmp_path / "a", progress=False)
+    # the same images, their classes listed the other way round and in capitals
+    swapped = replace(data, class_names=["C1", "C0"], labels=1 - data.labels)
+    again = evaluate_bundle(bundle, swapped, split="test", out_dir=tmp_path / "b", progress=False)
+    assert again["confusion_matrix"] == named["confusion_matrix"]
+    assert again["auc"] == pytest.approx(named["auc"])
+    with pytest.raises(DatasetError, match="differ from the model's"):
+        evaluate_bundle(
+            bundle,
+            replace(data, class_names=["c0", "other"]),
+            split="test",
+            out_dir=tmp_path / "c",
+            progress=False,
+        )
+    assert not (tmp_path / "c").exists()
+
+
 def test_multiclass_multilabel_and_3d_train():
     ds3 = make_dataset(n=48, k=3)
     out = train_classifier(ds3, quick_config(epochs=2), progress=False)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from medlabel.models.files import trained_ids
 
 __all__ = ["evaluate_bundle", "thumbnail_of"]
 
+log = logging.getLogger(__name__)
+
 
 def thumbnail_of(network_input: np.ndarray) -> np.ndarray:
     """A displayable 2D uint8 picture of a network input (first channel, middle slice)."""
@@ -36,6 +39,48 @@ def thumbnail_of(network_input: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _out_of_distribution(
+    bundle: Bundle,
+    distance: np.ndarray | None,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """What the bundle's out-of-distribution check says of the evaluated images (``None``
+    without a check): how many it flags, how many chance would, and, where clearly more are
+    flagged, the headline figures on the images it lets through, with a note."""
+    check = bundle.ood_check
+    if check is None or distance is None:
+        return None
+    inside = distance <= check.threshold
+    flagged = int(np.sum(~inside))
+    chance = 1.0 - check.quantile
+    result: dict[str, Any] = {
+        "flagged": flagged,
+        "expected_by_chance": round(chance * len(distance), 1),
+        "excess": flagged > max(3, 3 * chance * len(distance)),
+    }
+    if not result["excess"]:
+        return result
+    notes.append(
+        f"{flagged} of the {len(distance)} images ({flagged / len(distance):.0%}) lie outside "
+        f"the model's training distribution by its check (about {chance:.1%} expected by "
+        "chance): these figures describe the model on data unlike what it learned from"
+    )
+    if inside.any():
+        kept = classification_metrics(
+            y_true[inside],
+            probs[inside],
+            bundle.class_names,
+            task=task,  # type: ignore[arg-type]
+            threshold=bundle.threshold,
+            n_bootstrap=0,
+        )
+        result["inside"] = {k: kept[k] for k in ("n", "accuracy", "balanced_accuracy", "auc")}
+    return result
+
+
 def evaluate_bundle(
     bundle: Bundle,
     dataset: ClassificationDataset,
@@ -45,17 +90,34 @@ def evaluate_bundle(
     tta: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write ``metrics.json`` and ``report.html`` for ``bundle`` on ``dataset[split]``."""
+    """Write ``metrics.json`` and ``report.html`` for ``bundle`` on ``dataset[split]``.
+
+    The data set's classes are matched to the model's by name, in any order and, where
+    unambiguous, in any case (``normal`` is ``NORMAL``); single-label data may lack some.
+
+    Raises:
+        DatasetError: a class of the data set that the model does not have; no such split.
+    """
     if list(dataset.class_names) != list(bundle.class_names):
-        raise DatasetError(
-            dataset.source.get("path"),
-            f"data set classes {dataset.class_names} differ from the model's {bundle.class_names}",
+        try:
+            aligned = dataset.with_classes(bundle.class_names)
+        except DatasetError:
+            raise DatasetError(
+                dataset.source.get("path"),
+                f"data set classes {list(dataset.class_names)} differ from the model's "
+                f"{list(bundle.class_names)}",
+            ) from None
+        log.info(
+            "data set classes %s evaluated as the model's %s",
+            list(dataset.class_names),
+            list(bundle.class_names),
         )
+        dataset = aligned
     idx = dataset.indices(split)
     if not len(idx):
         raise DatasetError(dataset.source.get("path"), f"data set has no {split!r} split")
     arrays = load_arrays(dataset, idx, bundle.spec, progress=progress, desc=f"load {split}")
-    probs = bundle.predict_arrays(arrays.images, tta=tta)
+    probs, distance = bundle.predict_with_ood(arrays.images, tta=tta)
     task = "multiclass" if bundle.task == "ordinal" else bundle.task
     metrics = classification_metrics(
         arrays.labels,
@@ -73,6 +135,9 @@ def evaluate_bundle(
             f"{trained_on} of the {len(arrays.ids)} images trained this model: these figures "
             "flatter it; evaluate on images it never saw"
         )
+    metrics["out_of_distribution"] = _out_of_distribution(
+        bundle, distance, np.asarray(arrays.labels), probs, task, metrics["notes"]
+    )
     metrics["skipped"] = [{"id": i, "reason": r} for i, r in arrays.failures]
     metrics["model"] = bundle.name
     position = {sample: k for k, sample in enumerate(arrays.ids)}

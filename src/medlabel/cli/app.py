@@ -28,7 +28,10 @@ from medlabel.errors import MedlabelError
 
 app = typer.Typer(
     name="medlabel",
-    help="Annotate and classify medical images (CT, MRI, X-ray): read, preprocess, preview.",
+    help=(
+        "Annotate and classify medical images (CT, MRI, X-ray): read, preprocess, segment, "
+        "classify, annotate, review, evaluate."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

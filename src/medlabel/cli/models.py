@@ -226,6 +226,17 @@ def _evaluate_one(
             "flatter it",
             err=True,
         )
+    ood = metrics.get("out_of_distribution") or {}
+    if ood.get("excess"):
+        inside = ood.get("inside")
+        typer.echo(
+            f"warning: {ood['flagged']} of the {metrics['n']} images lie outside {model}'s "
+            "training distribution (its out-of-distribution check)"
+            + (
+                f"; on the other {inside['n']}: accuracy {inside['accuracy']:.4f}" if inside else ""
+            ),
+            err=True,
+        )
     figures = {"accuracy": float(metrics["accuracy"])}
     if auc is not None:
         figures["AUC"] = float(auc)

@@ -222,7 +222,9 @@ class ClassificationDataset:
 
         A model's classes and the classes found in new data (a reviewed batch may lack one)
         then share label values. Multi-label data must name the same classes, in any order:
-        a column missing from it would read as "absent" rather than "unknown".
+        a column missing from it would read as "absent" rather than "unknown". A class
+        spelt in another case (``normal`` for ``NORMAL``) is matched when that is the only
+        name it could be.
 
         Example:
             >>> import numpy as np
@@ -230,13 +232,25 @@ class ClassificationDataset:
             ...     labels=np.array([0, 1]), splits=["train", "train"], loader=lambda i: None)
             >>> ds.with_classes(["a", "b", "c"]).labels.tolist()
             [1, 2]
+            >>> ds.with_classes(["C", "B"]).labels.tolist()
+            [1, 0]
 
         Raises:
             DatasetError: a class of this data set is not in ``names``.
         """
         names = list(names)
-        ours = set(self.class_names)
+        folded: dict[str, list[str]] = {}
+        for name in names:
+            folded.setdefault(name.casefold(), []).append(name)
+        # a class spelt only in another case ("normal" for "NORMAL") is that class
+        mine = [
+            c if c in names or len(folded.get(c.casefold(), [])) != 1 else folded[c.casefold()][0]
+            for c in self.class_names
+        ]
+        if len(set(mine)) != len(mine):
+            mine = list(self.class_names)
         # single-label data may lack some of ``names``; multi-label data must hold them all
+        ours = set(mine)
         unknown = sorted(ours ^ set(names) if self.labels.ndim == 2 else ours - set(names))
         if unknown:
             raise DatasetError(
@@ -244,7 +258,7 @@ class ClassificationDataset:
                 f"classes {unknown} are not shared with {names} (the data has "
                 f"{list(self.class_names)})",
             )
-        lut = np.array([names.index(c) for c in self.class_names], dtype=int)
+        lut = np.array([names.index(c) for c in mine], dtype=int)
         if self.labels.ndim == 2:
             labels = np.zeros_like(self.labels)
             labels[:, lut] = self.labels
