@@ -25,6 +25,7 @@ from seg_common import (
     add_training_args,
     command_line,
     hold_out,
+    record_train_ids,
     results_stem,
     train_and_test,
     training_config,
@@ -43,6 +44,12 @@ def main() -> None:
     parser.add_argument(
         "--no-tta", action="store_true", help="test without left-right mirroring TTA"
     )
+    parser.add_argument(
+        "--record-split",
+        type=Path,
+        default=None,
+        help="only write the ids of a trained bundle's training cases into its description",
+    )
     args = parser.parse_args()
     data = shared_data()
     if data is None:
@@ -53,6 +60,9 @@ def main() -> None:
         40,
         train_fraction=args.train_fraction,
     )
+    if args.record_split is not None:
+        record_train_ids(args.record_split, ds)
+        return
     cfg = training_config(args, val_fraction=0.12, val_every=5)
     command = command_line("bench_hippocampus.py", args)
     rows = train_and_test(

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, RESULTS, machine, shared_data
@@ -106,7 +108,17 @@ def main() -> None:
         default=None,
         help="only fit and store the out-of-distribution check of this trained bundle",
     )
+    parser.add_argument(
+        "--record-split",
+        type=Path,
+        default=None,
+        help="only write the ids of a trained bundle's training and validation images into "
+        "its description, after checking that the split made again matches it",
+    )
     args = parser.parse_args()
+    if args.record_split is not None:
+        record_split(args.record_split)
+        return
     if args.extras is not None:
         extras(args.extras)
         return
@@ -290,6 +302,54 @@ def record_validation(bundle: Path, metrics: dict[str, Any]) -> None:
     keys = ("auc", "accuracy", "balanced_accuracy", "n")
     _rewrite_description(
         bundle, lambda meta: meta["metrics"].update(validation={k: metrics[k] for k in keys})
+    )
+
+
+def record_split(bundle_path: Path) -> None:
+    """Write the ids of the images a bundle trained and validated on into its description,
+    for bundles made before medlabel recorded them: evaluation then warns when they are
+    evaluated, and fine-tuning validates on other images.
+
+    The split is made again from the bundle's own settings; it is written only when its class
+    counts equal the recorded ones and the bundle's figures on the validation part equal its
+    recorded validation figures.
+    """
+    data = shared_data()
+    assert data is not None, "needs ../shared/data/cxr-pneumonia-224"
+    meta = json.loads((bundle_path / "bundle.json").read_text())
+    cfg = meta["train_config"]
+    ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
+    split = ds.with_validation_split(cfg["val_fraction"], seed=cfg["split_seed"])
+    parts = {part: split.indices(part) for part in ("train", "val")}
+    for part, idx in parts.items():
+        counts = {
+            name: int(np.sum(split.labels[idx] == k)) for k, name in enumerate(split.class_names)
+        }
+        recorded = meta["data"]["counts"][part]
+        assert counts == recorded, f"{part}: split made again {counts}, bundle {recorded}"
+    bundle = load_bundle(bundle_path)
+    val = load_arrays(split, parts["val"], bundle.spec, desc="val")
+    got = classification_metrics(
+        val.labels,
+        bundle.predict_arrays(val.images),
+        bundle.class_names,
+        n_bootstrap=0,
+        threshold=bundle.threshold,
+    )
+    want = meta["metrics"]["validation"]
+    assert got["n"] == want["n"], (got["n"], want["n"])
+    assert abs(got["auc"] - want["auc"]) < 1e-3, (got["auc"], want["auc"])
+    assert abs(got["accuracy"] - want["accuracy"]) <= 1 / want["n"], (got, want)
+
+    def add(meta: dict[str, Any]) -> None:
+        meta["data"]["train_ids"] = sorted(split.ids[int(i)] for i in parts["train"])
+        meta["data"]["val_ids"] = sorted(split.ids[int(i)] for i in parts["val"])
+
+    _rewrite_description(bundle_path, add)
+    print(
+        f"{bundle_path}: recorded {len(parts['train'])} training and {len(parts['val'])} "
+        f"validation ids (validation AUC {got['auc']:.4f}, accuracy {got['accuracy']:.4f}, "
+        f"as recorded)"
     )
 
 

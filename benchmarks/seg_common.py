@@ -204,6 +204,28 @@ def record_test(bundle: Path, summary: dict[str, Any], n: int, tta: bool) -> Non
     write_description(bundle, meta, segmentation_card)
 
 
+def record_train_ids(bundle: Path, ds: Any) -> None:
+    """Write the ids of the cases a single-model bundle trained on into its description, for
+    bundles made before medlabel recorded them: its training cases are the held-out data
+    set's ``train`` cases less its recorded validation cases, written only when their count
+    equals the recorded one. Evaluation then leaves them out by default and warns when they
+    are evaluated."""
+    from medlabel.models.files import write_description
+    from medlabel.segment.card import segmentation_card
+
+    meta = json.loads((bundle / "bundle.json").read_text())
+    data = meta["data"]
+    pool = {ds.cases[i].id for i in ds.indices("train")}
+    val = set(data["val_ids"])
+    assert len(meta.get("members") or [1]) == 1, "ensembles record their pooled cases"
+    assert val <= pool, f"validation cases outside the training pool: {sorted(val - pool)[:5]}"
+    train = sorted(pool - val)
+    assert len(train) == data["n_train"], (len(train), data["n_train"])
+    data["train_ids"] = train
+    write_description(bundle, meta, segmentation_card)
+    print(f"{bundle}: recorded {len(train)} training case ids")
+
+
 def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -> Path:
     """``results/<stem>-<date>.json`` and ``.md`` with per-class test and validation Dice."""
     t, v = rows["test"], rows["validation"]["classes"]

@@ -87,6 +87,51 @@ def test_bundled_hippocampus_model_on_cases_it_did_not_train_on(shared_data):
         assert seg.direction == pytest.approx(reference.GetDirection())
 
 
+def test_evaluating_a_bundled_model_leaves_out_what_it_trained_on(shared_data, tmp_path):
+    """The shipped bundles name their training cases: evaluation skips them unless asked, and
+    counts them when asked; MSD data without a dataset.json is matched to classes by value."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medlabel.cli import app
+
+    meta = json.loads((resolve_model("mri-hippocampus") / "bundle.json").read_text())
+    trained = sorted(meta["data"]["train_ids"])
+    assert len(trained) == meta["data"]["n_train"] and not set(trained) & set(
+        meta["data"]["val_ids"]
+    )
+    unseen = sorted(meta["data"]["val_ids"])[0]
+    source = shared_data / "msd-hippocampus"
+    data = tmp_path / "msd"
+    for case in (*trained[:2], unseen):  # a small MSD folder: links, nothing copied
+        for part in ("imagesTr", "labelsTr"):
+            (data / part).mkdir(parents=True, exist_ok=True)
+            (data / part / f"{case}.nii.gz").symlink_to(source / part / f"{case}.nii.gz")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["evaluate", "--model", "mri-hippocampus", "--data", str(data), "--out",
+              str(tmp_path / "default")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "default" / "metrics.json").read_text())
+    assert metrics["n"] == 1 and metrics["trained_on"] == 0
+    assert metrics["classes_by_value"] == {"label_1": "anterior", "label_2": "posterior"}
+    assert metrics["summary"]["anterior"]["dice"]["mean"] > 0.75
+    result = runner.invoke(
+        app, ["evaluate", "--model", "mri-hippocampus", "--data", str(data), "--split", "all",
+              "--out", str(tmp_path / "all")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["trained_on"] == 2
+    assert "2 of these cases trained mri-hippocampus" in result.output
+    # the Kermany bundle names its 4471 training radiographs the same way
+    kermany = json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text())
+    assert len(kermany["data"]["train_ids"]) == kermany["data"]["train_used"] == 4471
+    assert all((shared_data / "cxr-pneumonia-224" / "train" / i).is_file()
+               for i in kermany["data"]["train_ids"][:: 500])  # fmt: skip
+
+
 def test_models_command_lists_user_bundles(tmp_path, monkeypatch):
     import json
 

@@ -133,9 +133,19 @@ def test_train_segment_then_segment_and_evaluate(
     assert result.exit_code == 0, result.output
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["inference"] == "float32"  # what computed the figures is on record
-    assert "validation cases" in metrics["cases_evaluated"]  # never the training cases
+    assert "never trained on" in metrics["cases_evaluated"]  # never the training cases
+    assert metrics["trained_on"] == 0 and "warning" not in result.output
     assert "hd95_px" in metrics["summary"]["disc"] and "hd95_mm" not in metrics["summary"]["disc"]
     assert metrics["n"] == 2 and {"disc", "square"} == set(metrics["summary"])  # 20 % of 12
+    result = run(
+        "evaluate", "--model", bundle, "--data", data, "--labels", "100=disc,200=square",
+        "--out", tmp_path / "all", "--split", "all",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    every = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert every["n"] == 12 and every["trained_on"] == 10
+    assert "10 of these cases trained" in result.output
+    assert "flatter it" in (tmp_path / "all" / "report.html").read_text()
     tuned = tmp_path / "tuned"  # fine-tuning keeps the bundle's plan (width 8, full-res)
     result = run(
         "train", "segment", "--data", data, "--out", tuned, "--labels", "100=disc,200=square",

@@ -203,6 +203,7 @@ def _evaluate_one(
             f"{model}: {result['cases_evaluated']} (n={result['n']}): Dice {dice}; "
             f"report: {out / 'report.html'}"
         )
+        _warn_trained_on(result.get("trained_on"), model, "cases")
         return int(result["n"]), {
             f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()
         }
@@ -220,12 +221,7 @@ def _evaluate_one(
         f"{model}: {split}: accuracy {metrics['accuracy']:.4f}, AUC {auc_text} "
         f"(n={metrics['n']}); report: {out / 'report.html'}"
     )
-    if metrics.get("trained_on"):
-        typer.echo(
-            f"warning: {metrics['trained_on']} of these images trained {model}: the figures "
-            "flatter it",
-            err=True,
-        )
+    _warn_trained_on(metrics.get("trained_on"), model, "images")
     ood = metrics.get("out_of_distribution") or {}
     if ood.get("excess"):
         inside = ood.get("inside")
@@ -241,6 +237,15 @@ def _evaluate_one(
     if auc is not None:
         figures["AUC"] = float(auc)
     return int(metrics["n"]), figures
+
+
+def _warn_trained_on(count: int | None, model: str, what: str) -> None:
+    """Say on stderr that some evaluated images or cases trained the model."""
+    if count:
+        typer.echo(
+            f"warning: {count} of these {what} trained {model}: the figures flatter it",
+            err=True,
+        )
 
 
 def _is_segmenter(model: str) -> bool:

@@ -1,8 +1,11 @@
 """Evaluating a segmenter (bundle or recipe) on a segmentation data set, with its report.
 
-Which cases: the ``test`` split when the data has one; otherwise, for a bundle trained on
-this same data, its recorded validation cases (never its training cases); otherwise every
-case, with a note in ``metrics.json`` that their relation to training is unknown.
+Which cases: the ``test`` split when the data has one; otherwise, when some case ids are
+among those the bundle recorded as trained on, every other case; otherwise, for an older
+bundle trained on this same data, its recorded validation cases; otherwise every case, with a
+note in ``metrics.json`` that their relation to training is unknown. Cases that trained the
+bundle and are evaluated anyway (a split asked for by name) are counted in ``trained_on``,
+and the report warns.
 
 Example:
     >>> from medlabel.segment.evaluation import choose_cases
@@ -25,6 +28,7 @@ from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.evaluate.segreport import write_segmentation_report
 from medlabel.image import MedicalImage
+from medlabel.models.files import trained_ids
 from medlabel.segment.api import Segmenter
 from medlabel.segment.dataset import SegmentationDataset
 from medlabel.visualize.preview import render_preview
@@ -32,6 +36,12 @@ from medlabel.visualize.preview import render_preview
 __all__ = ["choose_cases", "evaluate_segmenter"]
 
 log = logging.getLogger(__name__)
+
+
+def _trained_on(segmenter: Segmenter) -> set[str]:
+    """Ids of the cases a bundle trained on (empty for recipes and bundles that did not record
+    them)."""
+    return set() if segmenter.bundle is None else trained_ids(segmenter.bundle.meta)
 
 
 def choose_cases(
@@ -47,6 +57,14 @@ def choose_cases(
         return idx, f"the {split} split"
     if ds.indices("test"):
         return ds.indices("test"), "the test split"
+    seen = _trained_on(segmenter)
+    if any(c.id in seen for c in ds.cases):
+        idx = [i for i, c in enumerate(ds.cases) if c.id not in seen]
+        if idx:
+            return idx, (
+                f"the {len(idx)} of {len(ds.cases)} cases the bundle never trained on "
+                "(matched by case id)"
+            )
     trained_on = segmenter.training_data()
     if (
         trained_on
@@ -80,6 +98,15 @@ def evaluate_segmenter(
     classes = ds.classes
     model_classes = segmenter.classes
     by_name = {name: k for k, name in model_classes.items()}
+    # data that names no classes (label_1, label_2, ...) is matched by value
+    by_value = {
+        f"label_{k}": name
+        for k, name in model_classes.items()
+        if f"label_{k}" in classes.values() and f"label_{k}" not in by_name
+    }
+    if by_value:
+        log.info("unnamed data classes matched to the model's by value: %s", by_value)
+        classes = {k: by_value.get(name, name) for k, name in classes.items()}
     missing = [n for n in classes.values() if n not in by_name]
     if missing:
         raise MedlabelError(
@@ -124,9 +151,12 @@ def evaluate_segmenter(
     bundle = segmenter.bundle
     # what computed the figures: bfloat16 and float32 masks differ at a few boundary voxels
     inference = "recipe" if bundle is None else bundle.arithmetic
+    trained_on = sum(1 for cid in cases if cid in _trained_on(segmenter))
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
+        "trained_on": trained_on,
+        "classes_by_value": by_value,
         "failures": failures,
         "seconds_per_case": float(np.median(seconds)) if seconds else None,
         "tta": tta,
@@ -142,6 +172,14 @@ def evaluate_segmenter(
             "cases evaluated": note,
             "test-time augmentation": tta,
             "inference": inference,
+            **(
+                {
+                    "warning": f"{trained_on} of these cases trained this model: the figures "
+                    "flatter it; evaluate on cases it never saw"
+                }
+                if trained_on
+                else {}
+            ),
         },
         overlays=overlays,
         extra=extra,
