@@ -59,7 +59,9 @@ INTENDED = (
 )
 
 
-def recipe(budget_minutes: float, seed: int, bf16: bool = False) -> TrainConfig:
+def recipe(
+    budget_minutes: float, seed: int, bf16: bool = False, aspect: float = 0.0
+) -> TrainConfig:
     return TrainConfig(
         bf16=bf16,
         model="compact",
@@ -81,6 +83,7 @@ def recipe(budget_minutes: float, seed: int, bf16: bool = False) -> TrainConfig:
             contrast=0.3,
             gamma=0.3,
             p=0.95,
+            aspect=aspect,
         ),
         label_smoothing=0.05,
         normalize="image",
@@ -95,6 +98,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="N > 1: an N-member ensemble")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training")
+    parser.add_argument(
+        "--aspect", type=float, default=0.0, help="aspect-ratio jitter of the augmentation"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the results file names")
     parser.add_argument("--install", action="store_true")
     parser.add_argument(
         "--extras",
@@ -134,7 +141,7 @@ def main() -> None:
         print("needs ../shared/data/cxr-pneumonia-224")
         return
     ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
-    cfg = recipe(args.budget_minutes, args.seed, args.bf16)
+    cfg = recipe(args.budget_minutes, args.seed, args.bf16, args.aspect)
     split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
     spec = InputSpec(cfg.size, cfg.channels)
     start = time.perf_counter()
@@ -144,7 +151,7 @@ def main() -> None:
     members = [
         train_classifier(
             ds,
-            recipe(args.budget_minutes, seed, args.bf16),
+            recipe(args.budget_minutes, seed, args.bf16, args.aspect),
             progress=True,
             train_arrays=train,
             val_arrays=val,
@@ -157,6 +164,8 @@ def main() -> None:
         f"--seed {args.seed}"
         + (f" --seeds {args.seeds}" if args.seeds > 1 else "")
         + (" --bf16" if args.bf16 else "")
+        + (f" --aspect {args.aspect:g}" if args.aspect else "")
+        + (f" --tag {args.tag}" if args.tag else "")
         + (" --install" if args.install else "")
     )
     temperature, threshold = calibrate_ensemble(members) if len(members) > 1 else (None, None)
@@ -195,7 +204,8 @@ def main() -> None:
     }
     stamp = row["machine"]["date"][:10]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"kermany-{stamp}.json").write_text(json.dumps(row, indent=2, default=str))
+    stem = "kermany" + (f"-{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(row, indent=2, default=str))
     spec = m["per_class"]
     ensemble = f", {len(members)}-member ensemble" if len(members) > 1 else ""
     lines = [
@@ -226,8 +236,9 @@ def main() -> None:
         ),
         f"Command: `{command}`",
     ]
-    (RESULTS / f"kermany-{stamp}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}-{stamp}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"bundle: {path}")
     if args.install:
         install(path, REPO / "src" / "medlabel" / "models" / "cxr-pneumonia")
 

@@ -7,7 +7,7 @@ anatomical orientation (histology, cells, dermoscopy).
 
 Example:
     >>> import torch
-    >>> aug = Augment(rotate_deg=10, scale=0.1, flip=False)
+    >>> aug = Augment(rotate_deg=10, scale=0.1, flip=False, aspect=0.2)
     >>> out = aug(torch.rand(4, 1, 28, 28), torch.Generator().manual_seed(0))
     >>> out.shape
     torch.Size([4, 1, 28, 28])
@@ -38,6 +38,9 @@ class Augment:
         contrast: maximum relative contrast change.
         gamma: maximum relative change of a gamma curve.
         p: probability that a sample is augmented at all.
+        aspect: maximum relative stretch of one spatial axis against the others (``0.25``:
+            up to 1.25 times as wide or as high), as when radiographs are exported with
+            another field of view or aspect ratio and then fitted to a square input.
     """
 
     rotate_deg: float = 10.0
@@ -48,6 +51,7 @@ class Augment:
     contrast: float = 0.15
     gamma: float = 0.15
     p: float = 0.9
+    aspect: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""
@@ -93,6 +97,12 @@ class Augment:
                 rot = rot @ r
         zoom = 1 + uniform(self.scale) * active
         mat = rot / zoom.view(n, 1, 1)
+        if self.aspect:
+            # log-uniform stretch of each axis, so that no two differ by more than 1 + aspect,
+            # centred so that the area (volume) stays the same
+            stretch = uniform(math.log1p(self.aspect) / 2, dims) * active.view(n, 1)
+            stretch = stretch - stretch.mean(dim=1, keepdim=True)
+            mat = mat * torch.exp(-stretch).view(n, 1, dims)
         if self.flip:
             signs = torch.where(torch.rand(n, dims, generator=gen) < 0.5, -1.0, 1.0)
             signs = torch.where(active.view(n, 1) > 0, signs, torch.ones_like(signs))
