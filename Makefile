@@ -45,6 +45,7 @@ bench: $(STAMP)
 bench-classify: $(STAMP)
 	$(BIN)/python benchmarks/bench_pneumoniamnist.py --budget-minutes 10 --seeds 3
 	$(BIN)/python benchmarks/bench_kermany.py --budget-minutes 20 --seeds 3 --bf16
+	$(BIN)/python benchmarks/bench_robustness.py
 
 bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_recipes.py
