@@ -151,7 +151,8 @@ def evaluate_segmenter(
     bundle = segmenter.bundle
     # what computed the figures: bfloat16 and float32 masks differ at a few boundary voxels
     inference = "recipe" if bundle is None else bundle.arithmetic
-    trained_on = sum(1 for cid in cases if cid in _trained_on(segmenter))
+    seen = _trained_on(segmenter)
+    trained_on = sum(1 for cid in cases if cid in seen)
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
