@@ -32,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, RESULTS, machine, shared_data
@@ -332,12 +330,8 @@ def record_split(bundle_path: Path) -> None:
     ds = open_dataset(data / "cxr-pneumonia-224" / "train", group_pattern=GROUPS)
     split = ds.with_validation_split(cfg["val_fraction"], seed=cfg["split_seed"])
     parts = {part: split.indices(part) for part in ("train", "val")}
-    for part, idx in parts.items():
-        counts = {
-            name: int(np.sum(split.labels[idx] == k)) for k, name in enumerate(split.class_names)
-        }
-        recorded = meta["data"]["counts"][part]
-        assert counts == recorded, f"{part}: split made again {counts}, bundle {recorded}"
+    counts, recorded = split.counts(), meta["data"]["counts"]
+    assert counts == recorded, f"split made again {counts}, bundle {recorded}"
     bundle = load_bundle(bundle_path)
     val = load_arrays(split, parts["val"], bundle.spec, desc="val")
     got = classification_metrics(

@@ -21,6 +21,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -92,6 +93,11 @@ CHANGES: dict[str, Change] = {
 }
 
 
+def _grey(ds: Any, indices: Any) -> list[np.ndarray]:
+    """The 8-bit grey pixels of the given samples, as their files hold them."""
+    return [np.asarray(ds.image(int(i)).array).squeeze().astype(np.uint8) for i in indices]
+
+
 def score(bundle: Bundle, images: list[np.ndarray], labels: np.ndarray) -> dict[str, float]:
     """AUC, accuracy, sensitivity and specificity at the bundle's own threshold."""
     x = np.stack([bundle.prepare(MedicalImage(a)) for a in images])
@@ -127,7 +133,7 @@ def main() -> None:
     ds = ds.with_classes(bundle.class_names)
     chosen = [i for i, sample in enumerate(ds.ids) if sample in val_ids]
     labels = np.asarray(ds.labels)[chosen]
-    grey = [np.asarray(ds.image(i).array).squeeze().astype(np.uint8) for i in chosen]
+    grey = _grey(ds, chosen)
     rows: dict[str, dict[str, float]] = {}
     for name, change in CHANGES.items():
         rows[name] = score(bundle, [change(a) for a in grey], labels)
@@ -136,7 +142,7 @@ def main() -> None:
     test = mnist.indices("test")
     reference = score(
         bundle,
-        [np.asarray(mnist.image(int(i)).array).squeeze().astype(np.uint8) for i in test],
+        _grey(mnist, test),
         np.asarray(mnist.labels)[test],
     )
     info = machine()
