@@ -38,6 +38,7 @@ from common import REPO, RESULTS, machine, shared_data
 from medlabel.classify.augment import Augment
 from medlabel.classify.bundle import add_ood_check, load_bundle, save_bundle
 from medlabel.classify.ensemble import calibrate_ensemble
+from medlabel.classify.resolution import size_record
 from medlabel.classify.train import TrainConfig, train_classifier
 from medlabel.data.arrays import load_arrays
 from medlabel.data.sources import open_dataset
@@ -315,9 +316,10 @@ def record_validation(bundle: Path, metrics: dict[str, Any]) -> None:
 
 
 def record_split(bundle_path: Path) -> None:
-    """Write the ids of the images a bundle trained and validated on into its description,
-    for bundles made before medlabel recorded them: evaluation then warns when they are
-    evaluated, and fine-tuning validates on other images.
+    """Write the ids of the images a bundle trained and validated on, and the range of the
+    training images' native sizes, into its description, for bundles made before medlabel
+    recorded them: evaluation then warns when they are evaluated or when images are smaller
+    than any it trained on, and fine-tuning validates on other images.
 
     The split is made again from the bundle's own settings; it is written only when its class
     counts equal the recorded ones and the bundle's figures on the validation part equal its
@@ -346,15 +348,19 @@ def record_split(bundle_path: Path) -> None:
     assert abs(got["auc"] - want["auc"]) < 1e-3, (got["auc"], want["auc"])
     assert abs(got["accuracy"] - want["accuracy"]) <= 1 / want["n"], (got, want)
 
+    train = load_arrays(split, parts["train"], bundle.spec, desc="train")
+    assert train.sizes is not None and not train.failures, train.failures[:3]
+
     def add(meta: dict[str, Any]) -> None:
         meta["data"]["train_ids"] = sorted(split.ids[int(i)] for i in parts["train"])
         meta["data"]["val_ids"] = sorted(split.ids[int(i)] for i in parts["val"])
+        meta["data"]["native_size"] = size_record(train.sizes)
 
     _rewrite_description(bundle_path, add)
     print(
         f"{bundle_path}: recorded {len(parts['train'])} training and {len(parts['val'])} "
-        f"validation ids (validation AUC {got['auc']:.4f}, accuracy {got['accuracy']:.4f}, "
-        f"as recorded)"
+        f"validation ids, training sizes {size_record(train.sizes)} (validation AUC "
+        f"{got['auc']:.4f}, accuracy {got['accuracy']:.4f}, as recorded)"
     )
 
 

@@ -171,3 +171,20 @@ def test_bundled_cxr_model_engines_agree():
     onnx = load_bundle("cxr-pneumonia").predict_arrays(x)
     torch_ = load_bundle("cxr-pneumonia", engine="torch").predict_arrays(x)
     np.testing.assert_allclose(onnx, torch_, atol=1e-4)
+
+
+def test_bundled_pneumonia_model_marks_thumbnails_of_real_radiographs(shared_data, tmp_path):
+    """The shipped bundle records its training radiographs' size (224 x 224), so a real
+    radiograph shrunk to a PneumoniaMNIST-sized thumbnail is marked and the original is not."""
+    from PIL import Image
+
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.classify.predict import predict_paths
+
+    bundle = load_bundle("cxr-pneumonia")
+    assert bundle.training_sizes == {"min": [224, 224], "max": [224, 224]}
+    source = sorted((shared_data / "cxr-pneumonia-224" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    thumb = tmp_path / "thumb.png"  # a temporary derivative, never committed
+    Image.open(source).convert("L").resize((28, 28)).save(thumb)
+    rows = predict_paths(bundle, [source, thumb], progress=False)
+    assert [r["low_resolution"] for r in rows] == [False, True]

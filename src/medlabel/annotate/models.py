@@ -199,10 +199,15 @@ class AnnotationModel:
 
     def classify(self, images: list[MedicalImage], *, tta: bool = False) -> list[Classification]:
         """Calibrated labels for a batch of images (one network pass per batch)."""
+        from medlabel.classify.resolution import describe_size
+        from medlabel.preprocess.network import native_size
+
         bundle = self.impl
         probs, distance = bundle.predict_with_ood(
             np.stack([bundle.prepare(im) for im in images]), tta=tta
         )
+        sizes = [native_size(im, bundle.spec) for im in images]
+        small, record = bundle.low_resolution(np.array(sizes)), bundle.training_sizes
         decided = bundle.decide(probs)
         multilabel = bundle.task == "multilabel"
         out = []
@@ -230,6 +235,13 @@ class AnnotationModel:
                         f"out of distribution: deep-feature distance {distance[k]:.1f} > "
                         f"{bundle.ood_check.threshold:.1f}, so the label is not meaningful"
                     ]
+            if small is not None and record is not None and small[k]:
+                # less detail than any training image: worth a note, not a meaningless label
+                extra["low_resolution"] = True
+                extra.setdefault("notes", []).append(
+                    f"low resolution: {describe_size(sizes[k])} pixels, smaller than every "
+                    f"training image ({describe_size(record['min'])}), so less reliable"
+                )
             out.append(
                 Classification(
                     label=label,

@@ -41,6 +41,7 @@ from torch import nn
 from medlabel.classify.card import model_card
 from medlabel.classify.networks import build_network, capture_features, normalise, probabilities
 from medlabel.classify.ood import OODCheck
+from medlabel.classify.resolution import enlarged_beyond_training
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BUNDLE_FORMAT,
@@ -196,6 +197,7 @@ def save_bundle(
             "data": {
                 **first.data,
                 "train_ids": sorted({i for m in items for i in m.data.get("train_ids", [])}),
+                **_native_sizes(items),
             },
             "licence": licence,
             "intended_use": intended_use,
@@ -204,6 +206,20 @@ def save_bundle(
         }
         _write_description(tmp, meta)
     return target
+
+
+def _native_sizes(items: Sequence[TrainedClassifier]) -> dict[str, Any]:
+    """The range of native training-image sizes over all members (``None`` when a member's
+    is unknown)."""
+    records = [m.data["native_size"] for m in items if m.data.get("native_size")]
+    if len(records) < len(items):
+        return {"native_size": None}
+    return {
+        "native_size": {
+            "min": np.min([r["min"] for r in records], axis=0).tolist(),
+            "max": np.max([r["max"] for r in records], axis=0).tolist(),
+        }
+    }
 
 
 def save_classic_bundle(
@@ -426,6 +442,22 @@ class Bundle:
         if self._ood is None and info and (self.path / info["file"]).is_file():
             self._ood = OODCheck.load(self.path / info["file"])
         return self._ood
+
+    @property
+    def training_sizes(self) -> dict[str, list[int]] | None:
+        """Smallest and largest native size of the training images, array order (``None``
+        for bundles saved without them); see :mod:`.resolution`."""
+        record = self.meta.get("data", {}).get("native_size")
+        return record if record and record.get("min") else None
+
+    def low_resolution(self, sizes: np.ndarray) -> np.ndarray | None:
+        """``True`` for each native size ``(N, dims)`` smaller than every training image and
+        than the network input along some axis (``None`` when the training sizes are not
+        recorded)."""
+        record = self.training_sizes
+        if record is None or len(record["min"]) != self.spec.dims:
+            return None
+        return enlarged_beyond_training(sizes, record, self.spec.size)
 
     def predict_with_ood(
         self, images: np.ndarray, *, batch_size: int | None = None, tta: bool = False

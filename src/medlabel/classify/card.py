@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from medlabel.classify.resolution import describe_size
+
 __all__ = ["model_card"]
 
 
@@ -44,6 +46,16 @@ def model_card(meta: dict[str, Any]) -> str:
         f"- Source: {source.get('path', '?')} ({source.get('kind', '?')})",
         f"- Licence: {meta.get('licence') or source.get('licence', 'unknown')}",
         f"- Counts per split: {json.dumps(data.get('counts', {}))}",
+        *(
+            [
+                f"- Native size of the training images: {_size_range(data['native_size'])} "
+                "pixels. Smaller inputs, which the network sees enlarged beyond any training "
+                "image, are marked `low_resolution` by `medlabel predict`, `evaluate` and "
+                "`annotate`."
+            ]
+            if data.get("native_size")
+            else []
+        ),
         "",
         "## Metrics (validation split, never test)",
         "```",
@@ -71,3 +83,9 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _size_range(record: dict[str, list[int]]) -> str:
+    """``224 x 224`` or ``200 x 180 to 512 x 512`` (width first)."""
+    low, high = describe_size(record["min"]), describe_size(record["max"])
+    return low if low == high else f"{low} to {high}"

@@ -34,6 +34,7 @@ from sklearn.svm import SVC
 from tqdm import tqdm
 
 from medlabel.classify.networks import probabilities
+from medlabel.classify.resolution import size_record
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset
 from medlabel.errors import MedlabelError
@@ -229,7 +230,12 @@ def train_classic(
         1.0,
         None,
         {},
-        {**ds.summary(), "train_used": len(train.ids), "val_used": len(val.ids)},
+        {
+            **ds.summary(),
+            "train_used": len(train.ids),
+            "val_used": len(val.ids),
+            "native_size": size_record(train.sizes) if train.sizes is not None else None,
+        },
         0.0,
         train.failures + val.failures,
     )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medlabel.classify.bundle import Bundle
+from medlabel.classify.resolution import describe_size
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.evaluate import classification_metrics, write_classification_report
@@ -69,15 +70,50 @@ def _out_of_distribution(
         "chance): these figures describe the model on data unlike what it learned from"
     )
     if inside.any():
-        kept = classification_metrics(
-            y_true[inside],
-            probs[inside],
-            bundle.class_names,
-            task=task,  # type: ignore[arg-type]
-            threshold=bundle.threshold,
-            n_bootstrap=0,
-        )
-        result["inside"] = {k: kept[k] for k in ("n", "accuracy", "balanced_accuracy", "auc")}
+        result["inside"] = _headline(bundle, y_true[inside], probs[inside], task)
+    return result
+
+
+def _headline(bundle: Bundle, y_true: np.ndarray, probs: np.ndarray, task: str) -> dict[str, Any]:
+    """Count, accuracy, balanced accuracy and AUC of a subset of the evaluated images."""
+    kept = classification_metrics(
+        y_true,
+        probs,
+        bundle.class_names,
+        task=task,  # type: ignore[arg-type]
+        threshold=bundle.threshold,
+        n_bootstrap=0,
+    )
+    return {k: kept[k] for k in ("n", "accuracy", "balanced_accuracy", "auc")}
+
+
+def _low_resolution(
+    bundle: Bundle,
+    sizes: np.ndarray | None,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """How many evaluated images are smaller than every training image (``None`` when the
+    bundle does not record its training sizes), with a note and the headline figures on the
+    others where there are any."""
+    small = None if sizes is None else bundle.low_resolution(sizes)
+    record = bundle.training_sizes
+    if small is None or record is None:
+        return None
+    count = int(small.sum())
+    result: dict[str, Any] = {"count": count, "smallest_training_size": record["min"]}
+    if not count:
+        return result
+    notes.append(
+        f"{count} of the {len(small)} images are smaller than every image the model trained on "
+        f"(smallest {describe_size(record['min'])} pixels) and were enlarged to "
+        f"{describe_size(bundle.spec.size)}: these figures describe the model on detail it "
+        "never saw"
+    )
+    if (~small).any():
+        result["others"] = _headline(bundle, y_true[~small], probs[~small], task)
     return result
 
 
@@ -137,6 +173,9 @@ def evaluate_bundle(
         )
     metrics["out_of_distribution"] = _out_of_distribution(
         bundle, distance, np.asarray(arrays.labels), probs, task, metrics["notes"]
+    )
+    metrics["low_resolution"] = _low_resolution(
+        bundle, arrays.sizes, np.asarray(arrays.labels), probs, task, metrics["notes"]
     )
     metrics["skipped"] = [{"id": i, "reason": r} for i, r in arrays.failures]
     metrics["model"] = bundle.name

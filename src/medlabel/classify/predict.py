@@ -2,7 +2,10 @@
 
 Rows carry the item id, the predicted label, its calibrated confidence, one ``p_<class>``
 column per class, the true label when the input is a labelled dataset, and an ``error``
-column for inputs that could not be read (the batch goes on).
+column for inputs that could not be read (the batch goes on). Where the bundle has the
+checks, ``ood`` marks images outside its training distribution (:mod:`.ood`) and
+``low_resolution`` images smaller than every training image, which the network sees enlarged
+beyond anything it learnt from (:mod:`.resolution`).
 
 Example:
     >>> rows = [{"id": "a.png", "label": "normal", "confidence": 0.9, "p_normal": 0.9,
@@ -32,6 +35,7 @@ from medlabel.errors import MedlabelError
 from medlabel.io import read_image
 from medlabel.io.atomic import atomic_output
 from medlabel.io.formats import detect_format
+from medlabel.preprocess.network import native_size
 
 __all__ = ["predict_dataset", "predict_paths", "predict_source", "write_predictions"]
 
@@ -39,10 +43,14 @@ __all__ = ["predict_dataset", "predict_paths", "predict_source", "write_predicti
 def _rows(
     bundle: Bundle,
     ids: list[str],
-    result: tuple[np.ndarray, np.ndarray | None],
+    arrays: list[np.ndarray],
+    sizes: list[tuple[int, ...]],
+    *,
+    tta: bool,
     truth: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    probs, distance = result
+    probs, distance = bundle.predict_with_ood(np.stack(arrays), tta=tta)
+    small = bundle.low_resolution(np.array(sizes))
     labels = bundle.decide(probs)
     rows = []
     for k, item in enumerate(ids):
@@ -60,6 +68,8 @@ def _rows(
         if distance is not None and bundle.ood_check is not None:
             row["ood"] = bool(distance[k] > bundle.ood_check.threshold)
             row["ood_distance"] = round(float(distance[k]), 3)
+        if small is not None:
+            row["low_resolution"] = bool(small[k])
         if truth is not None:
             row["true_label"] = truth[k]
         row["error"] = ""
@@ -84,15 +94,17 @@ def predict_paths(
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=None if progress else True)
     for chunk in _batches(paths, batch_size):
-        arrays, ok = [], []
+        arrays, sizes, ok = [], [], []
         for path in chunk:
             try:
-                arrays.append(bundle.prepare(read_image(path)))
+                image = read_image(path)
+                arrays.append(bundle.prepare(image))
+                sizes.append(native_size(image, bundle.spec))
                 ok.append(str(path))
             except MedlabelError as err:
                 rows.append({"id": str(path), "label": "", "error": err.reason})
         if arrays:
-            rows += _rows(bundle, ok, bundle.predict_with_ood(np.stack(arrays), tta=tta))
+            rows += _rows(bundle, ok, arrays, sizes, tta=tta)
         bar.update(len(chunk))
     bar.close()
     return rows
@@ -116,10 +128,12 @@ def predict_dataset(
         total=len(idx), desc=f"predict {split}", unit="img", disable=None if progress else True
     )
     for chunk in _batches(list(idx), batch_size):
-        arrays, ok, truth = [], [], []
+        arrays, sizes, ok, truth = [], [], [], []
         for i in chunk:
             try:
-                arrays.append(bundle.prepare(dataset.image(int(i))))
+                image = dataset.image(int(i))
+                arrays.append(bundle.prepare(image))
+                sizes.append(native_size(image, bundle.spec))
             except MedlabelError as err:
                 rows.append({"id": dataset.ids[int(i)], "label": "", "error": err.reason})
                 continue
@@ -131,7 +145,7 @@ def predict_dataset(
                 else dataset.class_names[int(lab)]
             )
         if arrays:
-            rows += _rows(bundle, ok, bundle.predict_with_ood(np.stack(arrays), tta=tta), truth)
+            rows += _rows(bundle, ok, arrays, sizes, tta=tta, truth=truth)
         bar.update(len(chunk))
     bar.close()
     return rows
@@ -178,7 +192,9 @@ def write_predictions(rows: list[dict[str, Any]], out: str | os.PathLike[str]) -
         for key in row:
             if key.startswith("p_") and key not in columns:
                 columns.append(key)
-    columns += [c for c in ("ood", "ood_distance") if any(c in row for row in rows)]
+    columns += [
+        c for c in ("ood", "ood_distance", "low_resolution") if any(c in row for row in rows)
+    ]
     columns += ["true_label", "error"]
     with atomic_output(out) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")

@@ -51,6 +51,7 @@ from medlabel.classify.networks import (
     probabilities,
 )
 from medlabel.classify.ood import OODCheck
+from medlabel.classify.resolution import size_record
 from medlabel.data.arrays import ArrayBatch, load_arrays
 from medlabel.data.dataset import ClassificationDataset
 from medlabel.devices import bf16_autocast, resolve_device
@@ -538,6 +539,7 @@ def train_classifier(
             "val_used": len(val.ids),
             "train_ids": list(train.ids),
             "val_ids": list(val.ids),
+            **({"native_size": size_record(train.sizes)} if train.sizes is not None else {}),
         },
         seconds=time.perf_counter() - start_all,
         failures=train.failures + val.failures,

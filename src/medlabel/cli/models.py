@@ -233,6 +233,17 @@ def _evaluate_one(
             ),
             err=True,
         )
+    small = metrics.get("low_resolution") or {}
+    if small.get("count"):
+        others = small.get("others")
+        typer.echo(
+            f"warning: {small['count']} of the {metrics['n']} images are smaller than every "
+            f"image {model} trained on and were enlarged for it"
+            + (
+                f"; on the other {others['n']}: accuracy {others['accuracy']:.4f}" if others else ""
+            ),
+            err=True,
+        )
     figures = {"accuracy": float(metrics["accuracy"])}
     if auc is not None:
         figures["AUC"] = float(auc)

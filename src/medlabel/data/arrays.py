@@ -11,8 +11,8 @@ Example:
     >>> ds = ClassificationDataset("toy", ["a", "b"], ["x", "y"], np.array([0, 1]),
     ...     np.array(["train", "train"]), loader=lambda i: MedicalImage(np.full((40, 40), i)))
     >>> batch = load_arrays(ds, np.array([0, 1]), InputSpec((16, 16)), progress=False)
-    >>> batch.images.shape, batch.labels.tolist(), batch.failures
-    ((2, 1, 16, 16), [0, 1], [])
+    >>> batch.images.shape, batch.labels.tolist(), batch.failures, batch.sizes.tolist()
+    ((2, 1, 16, 16), [0, 1], [], [[40, 40], [40, 40]])
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.errors import MedlabelError
-from medlabel.preprocess.network import InputSpec, network_input
+from medlabel.preprocess.network import InputSpec, native_size, network_input
 
 __all__ = ["ArrayBatch", "load_arrays"]
 
@@ -36,13 +36,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ArrayBatch:
-    """Images ``(N, C, *size)`` uint8, their labels and ids, and the samples that failed."""
+    """Images ``(N, C, *size)`` uint8, their labels and ids, the samples that failed, and
+    each image's native spatial size before resizing (``(N, dims)``, array order)."""
 
     images: np.ndarray
     labels: np.ndarray
     ids: list[str]
     indices: np.ndarray
     failures: list[tuple[str, str]] = field(default_factory=list)
+    sizes: np.ndarray | None = None
 
 
 def load_arrays(
@@ -60,9 +62,10 @@ def load_arrays(
         DatasetError: every sample failed.
     """
 
-    def one(i: int) -> np.ndarray | str:
+    def one(i: int) -> tuple[np.ndarray, tuple[int, ...]] | str:
         try:
-            return network_input(dataset.image(int(i)), spec)
+            image = dataset.image(int(i))
+            return network_input(image, spec), native_size(image, spec)
         except MedlabelError as err:
             return err.reason
         except (OSError, ValueError) as err:
@@ -80,7 +83,8 @@ def load_arrays(
                 leave=False,
             )
         )
-    keep = [k for k, r in enumerate(results) if not isinstance(r, str)]
+    done = [(k, r) for k, r in enumerate(results) if not isinstance(r, str)]
+    keep = [k for k, _ in done]
     failures = [
         (dataset.ids[int(indices[k])], str(r)) for k, r in enumerate(results) if isinstance(r, str)
     ]
@@ -91,7 +95,8 @@ def load_arrays(
         raise DatasetError(
             dataset.source.get("path"), f"none of {len(indices)} images could be used; {first}"
         )
-    images = np.stack([results[k] for k in keep])
+    images = np.stack([array for _, (array, _) in done])
+    sizes = np.array([size for _, (_, size) in done], dtype=np.int64)
     idx = np.asarray(indices)[keep]
     return ArrayBatch(
         images=images,
@@ -99,4 +104,5 @@ def load_arrays(
         ids=[dataset.ids[int(i)] for i in idx],
         indices=idx,
         failures=failures,
+        sizes=sizes,
     )

@@ -27,7 +27,7 @@ from scipy import ndimage
 from medlabel.errors import PreprocessError
 from medlabel.image import MedicalImage
 
-__all__ = ["InputSpec", "network_input", "nonfinite_reason", "to_uint8"]
+__all__ = ["InputSpec", "native_size", "network_input", "nonfinite_reason", "to_uint8"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,24 @@ def _resize_2d(plane: np.ndarray, size: Sequence[int]) -> np.ndarray:
         return plane
     pil = Image.fromarray(plane)
     return np.asarray(pil.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def native_size(image: MedicalImage, spec: InputSpec) -> tuple[int, ...]:
+    """The spatial size (array order) that :func:`network_input` resizes from: rows and
+    columns of a 2D image (or of a one-slice volume given to a 2D network), else slices, rows
+    and columns.
+
+    Example:
+        >>> from medlabel.image import MedicalImage
+        >>> photo = MedicalImage(np.zeros((30, 40, 3), np.uint8), spacing=(1.0, 1.0))
+        >>> native_size(photo, InputSpec(size=(64, 64)))
+        (30, 40)
+    """
+    shape = tuple(int(s) for s in np.shape(image.array))
+    spatial = shape[:-1] if image.channels else shape
+    if spec.dims == 2 and len(spatial) == 3:
+        spatial = spatial[1:]
+    return spatial
 
 
 def network_input(image: MedicalImage, spec: InputSpec) -> np.ndarray:
