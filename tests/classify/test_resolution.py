@@ -84,9 +84,10 @@ def test_bundles_record_the_training_sizes_and_predict_flags_smaller_inputs(
 ) -> None:
     meta = json.loads((bundle_dir / "bundle.json").read_text())
     assert meta["data"]["native_size"] == {"min": [32, 32], "max": [32, 32]}
-    assert "Native size of the training images: 32 x 32 pixels" in (
-        bundle_dir / "MODEL_CARD.md"
-    ).read_text()
+    assert (
+        "Native size of the training images: 32 x 32 pixels"
+        in (bundle_dir / "MODEL_CARD.md").read_text()
+    )
     files = []
     for side in (8, 24, 32, 64):
         files.append(tmp_path / f"blob{side}.png")
