@@ -201,7 +201,19 @@ def record_test(bundle: Path, summary: dict[str, Any], n: int, tta: bool) -> Non
 
     meta = json.loads((bundle / "bundle.json").read_text())
     meta.setdefault("metrics", {})["test"] = {"classes": summary, "n": n, "tta": tta}
+    shared_source(meta)
     write_description(bundle, meta, segmentation_card)
+
+
+def shared_source(meta: dict[str, Any]) -> None:
+    """Name a bundle's training data by its place in the shared data set
+    (``shared/data/msd-hippocampus``) rather than by this machine's absolute path, which
+    would travel with a shipped bundle and mean nothing elsewhere."""
+    data = meta.get("data") or {}
+    parts = Path(str(data.get("path", ""))).parts
+    if Path(str(data.get("path", ""))).is_absolute() and "shared" in parts:
+        start = len(parts) - 1 - parts[::-1].index("shared")
+        data["path"] = "/".join(parts[start:])
 
 
 def record_train_ids(bundle: Path, ds: Any) -> None:
@@ -222,6 +234,7 @@ def record_train_ids(bundle: Path, ds: Any) -> None:
     train = sorted(pool - val)
     assert len(train) == data["n_train"], (len(train), data["n_train"])
     data["train_ids"] = train
+    shared_source(meta)
     write_description(bundle, meta, segmentation_card)
     print(f"{bundle}: recorded {len(train)} training case ids")
 
