@@ -25,7 +25,7 @@ from bench_pneumoniamnist import headline
 from common import machine, save_results
 from medlabel.classify.bundle import load_bundle
 from medlabel.classify.ensemble import calibrate_logits, mean_logits
-from medlabel.classify.networks import probabilities
+from medlabel.classify.logits import probabilities
 from medlabel.data.arrays import load_arrays
 from medlabel.data.sources import open_dataset
 from medlabel.evaluate import classification_metrics

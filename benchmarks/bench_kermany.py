@@ -262,7 +262,7 @@ def extras(bundle_path: Path) -> None:
     seconds = time.perf_counter() - start
     split = ds.with_validation_split(cfg.val_fraction, seed=cfg.split_seed)
     val = load_arrays(split, split.indices("val"), classic.spec, progress=False)
-    from medlabel.classify.networks import probabilities
+    from medlabel.classify.logits import probabilities
 
     probs = probabilities(classic.log_probs(val.images) / classic.temperature, "binary")
     m = classification_metrics(val.labels, probs, classic.class_names, threshold=classic.threshold)

@@ -188,3 +188,22 @@ def test_bundled_pneumonia_model_marks_thumbnails_of_real_radiographs(shared_dat
     Image.open(source).convert("L").resize((28, 28)).save(thumb)
     rows = predict_paths(bundle, [source, thumb], progress=False)
     assert [r["low_resolution"] for r in rows] == [False, True]
+
+
+def test_predicting_through_onnx_runtime_never_imports_torch():
+    """torch takes over a second to import on a small CPU: a classifier's ONNX path (and the
+    size and feature checks) must run without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from medlabel.classify.bundle import load_bundle\n"
+        "b = load_bundle('cxr-pneumonia')\n"
+        "probs, dist = b.predict_with_ood(np.zeros((2, 1, 128, 128), np.uint8))\n"
+        "assert probs.shape == (2, 2) and dist is not None\n"
+        "assert b.low_resolution(np.array([[28, 28], [224, 224]])).tolist() == [True, False]\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -35,17 +35,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from medlabel.classify.card import model_card
-from medlabel.classify.networks import build_network, capture_features, normalise, probabilities
+from medlabel.classify.logits import probabilities
 from medlabel.classify.ood import OODCheck
 from medlabel.classify.resolution import enlarged_beyond_training
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BUNDLE_FORMAT,
     BundleError,
+    cpu_threads,
     export_onnx,
     half_state,
     json_default,
@@ -55,8 +54,12 @@ from medlabel.models.files import (
 )
 from medlabel.preprocess.network import InputSpec, network_input
 
-if TYPE_CHECKING:  # training pulls in scikit-learn: not needed to predict
+if TYPE_CHECKING:  # training pulls in scikit-learn, the torch engine torch: not needed to
+    # predict through ONNX Runtime
+    from torch import nn
+
     from medlabel.classify.classic import ClassicModel
+    from medlabel.classify.networks import Normalised
     from medlabel.classify.train import TrainConfig, TrainedClassifier
     from medlabel.data.dataset import ClassificationDataset
 
@@ -71,20 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class _Normalised(nn.Module):
-    """Network with input scaling built in, so ONNX takes raw 0..255 values."""
-
-    def __init__(self, net: nn.Module, mean: float, std: float, mode: str = "dataset") -> None:
-        super().__init__()
-        self.net = net
-        self.mode = mode
-        self.mean = float(mean)
-        self.std = float(std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(normalise(x / 255.0, self.mode, self.mean, self.std))
 
 
 def _with_features_output(path: str) -> bytes:
@@ -110,6 +99,8 @@ def _with_features_output(path: str) -> bytes:
 
 
 def _export_onnx(model: nn.Module, spec: InputSpec, path: Path, half: bool = False) -> None:
+    import torch
+
     export_onnx(model, torch.zeros(2, spec.channels, *spec.size), path, half=half)
 
 
@@ -141,6 +132,9 @@ def save_bundle(
         half: store the weights in half precision, in both engines' files (half the size,
             for bundles that ship inside the package); they are computed in float32.
     """
+    import torch
+
+    from medlabel.classify.networks import Normalised
     from medlabel.classify.train import TrainedClassifier
 
     items = [members] if isinstance(members, TrainedClassifier) else list(members)
@@ -157,7 +151,7 @@ def save_bundle(
             if half:  # export the rounded weights, so both engines compute with the same values
                 net = copy.deepcopy(m.net)
                 net.load_state_dict(state)
-            wrapped = _Normalised(net, m.mean, m.std, m.config.normalize).eval()
+            wrapped = Normalised(net, m.mean, m.std, m.config.normalize).eval()
             _export_onnx(wrapped, m.spec, tmp / f"member-{i}.onnx", half=half)
             member_meta.append(
                 {
@@ -346,7 +340,7 @@ class Bundle:
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, torch.get_num_threads())
+            opts.intra_op_num_threads = cpu_threads()
             opts.log_severity_level = 3
             for i, m in enumerate(self.meta["members"]):
                 model: Any = str(self.path / m["onnx"])
@@ -358,8 +352,12 @@ class Bundle:
         if self.engine == "torch" and not self._nets:
             self._nets = [self.torch_member(i) for i in range(len(self.meta["members"]))]
 
-    def torch_member(self, i: int) -> _Normalised:
+    def torch_member(self, i: int) -> Normalised:
         """Member ``i`` as a torch module with normalisation built in (eval mode)."""
+        import torch
+
+        from medlabel.classify.networks import Normalised, build_network
+
         arch = self.meta["architecture"]
         net = build_network(
             arch["name"],
@@ -372,7 +370,7 @@ class Bundle:
         state = torch.load(self.path / member["weights"], map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         mode = member.get("normalize", "dataset")
-        return _Normalised(net, member["mean"], member["std"], mode).eval()
+        return Normalised(net, member["mean"], member["std"], mode).eval()
 
     @property
     def batch_size(self) -> int:
@@ -424,6 +422,10 @@ class Bundle:
             if features is not None:
                 features.append(results[0][1])
         else:
+            import torch
+
+            from medlabel.classify.networks import capture_features
+
             outs = []
             with torch.no_grad():
                 for i, net in enumerate(self._nets):
@@ -494,6 +496,10 @@ class Bundle:
         """
         if self.kind != "cnn":
             raise BundleError(self.path, "deep features need a CNN bundle")
+        import torch
+
+        from medlabel.classify.networks import capture_features
+
         batch_size = batch_size or self.batch_size
         net = self.torch_member(member)
         with capture_features(net) as captured, torch.no_grad():

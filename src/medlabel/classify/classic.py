@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from tqdm import tqdm
 
-from medlabel.classify.networks import probabilities
+from medlabel.classify.logits import probabilities
 from medlabel.classify.resolution import size_record
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset

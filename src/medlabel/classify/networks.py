@@ -17,15 +17,16 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from medlabel.classify.logits import probabilities
 from medlabel.errors import MedlabelError
 
 __all__ = [
     "NETWORKS",
     "CompactCNN",
+    "Normalised",
     "build_network",
     "capture_features",
     "count_parameters",
@@ -190,7 +191,22 @@ def normalise(x01: torch.Tensor, mode: str, mean: float, std: float) -> torch.Te
     return (x01 - mean) / std
 
 
-def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Softmax (sigmoid for multi-label) of logits."""
-    t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-    return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()
+class Normalised(nn.Module):
+    """A network with its input scaling built in (:func:`normalise`), so that it, and its
+    ONNX export, take raw 0..255 values.
+
+    Example:
+        >>> net = build_network("compact", spatial_dims=2, in_channels=1, num_classes=2, width=8)
+        >>> tuple(Normalised(net, 0.5, 0.25).eval()(torch.zeros(1, 1, 28, 28)).shape)
+        (1, 2)
+    """
+
+    def __init__(self, net: nn.Module, mean: float, std: float, mode: str = "dataset") -> None:
+        super().__init__()
+        self.net = net
+        self.mode = mode
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(normalise(x / 255.0, self.mode, self.mean, self.std))

@@ -36,6 +36,7 @@ from medlabel.errors import MedlabelError
 __all__ = [
     "BUNDLE_FORMAT",
     "BundleError",
+    "cpu_threads",
     "export_onnx",
     "half_weights",
     "json_default",
@@ -82,6 +83,29 @@ def json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def cpu_threads() -> int:
+    """Threads for ONNX Runtime: torch's setting where torch is loaded already (so that
+    ``torch.set_num_threads`` governs both engines), else ``OMP_NUM_THREADS``, else the CPUs
+    this process may run on. Reading it never imports torch.
+
+    Example:
+        >>> cpu_threads() >= 1
+        True
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return max(1, int(torch.get_num_threads()))
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def write_description(

@@ -44,6 +44,7 @@ from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BundleError,
+    cpu_threads,
     export_onnx,
     half_state,
     read_description,
@@ -368,7 +369,7 @@ class SegmentationBundle:
                 import onnxruntime as ort
 
                 opts = ort.SessionOptions()
-                opts.intra_op_num_threads = max(1, torch.get_num_threads())
+                opts.intra_op_num_threads = cpu_threads()
                 opts.log_severity_level = 3
                 self._runners[engine] = [
                     onnx_predictor(
