@@ -88,9 +88,12 @@ def test_job_writes_masks_manifest_and_report_and_leaves_inputs_alone(
     )
     assert noise["ood"] is True and noise["uncertainty"] == 1.0
     assert "out of distribution" in noise["notes"][0]
+    # and at 64 x 64 pixels it is smaller than the 224-pixel radiographs the model learnt from
+    assert noise["low_resolution"] is True and "low resolution: 64 x 64" in noise["notes"][1]
     report = (out / "report.html").read_text()
     assert "corrupt.nii.gz" in report and "Review queue" in report
     assert "outside the model's training distribution" in report
+    assert "smaller than every image the model trained on" in report
     assert not list(out.rglob(".*.tmp-*"))
 
 

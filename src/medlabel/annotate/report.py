@@ -96,6 +96,13 @@ def _model_section(model: str, rows: list[dict[str, Any]]) -> list[str]:
             f"distribution ({why}): their {'labels' if task == 'classification' else 'masks'} "
             "are not meaningful, their uncertainty is 1 and they lead the review queue.</p>"
         )
+    small = sum(1 for r in done if r.get("low_resolution"))
+    if small:
+        lines.append(
+            f"<p><b>{small} of {len(done)}</b> images are smaller than every image the model "
+            "trained on, so it saw them enlarged: their labels are less reliable (see each "
+            "one's note).</p>"
+        )
     return lines
 
 
