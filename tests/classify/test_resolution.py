@@ -109,6 +109,24 @@ def test_bundles_record_the_training_sizes_and_predict_flags_smaller_inputs(
     assert "low_resolution" not in predict_paths(load_bundle(old), files[:1], progress=False)[0]
 
 
+def test_an_ensemble_records_the_size_range_over_its_members(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="compact", size=(16, 16), epochs=1, batch_size=8, model_kwargs={"width": 8}
+    )
+    trained = train_classifier(make_dataset(n=60, size=32), cfg, progress=False)
+    wider = replace(
+        trained, data={**trained.data, "native_size": {"min": [40, 24], "max": [64, 48]}}
+    )
+    saved = save_bundle([trained, wider], tmp_path / "ensemble")
+    meta = json.loads((saved / "bundle.json").read_text())
+    assert meta["data"]["native_size"] == {"min": [32, 24], "max": [64, 48]}
+    # a member whose sizes are unknown leaves the ensemble's unknown: nothing is flagged
+    unknown = replace(trained, data={k: v for k, v in trained.data.items() if k != "native_size"})
+    saved = save_bundle([trained, unknown], tmp_path / "unknown")
+    assert load_bundle(saved).training_sizes is None
+    assert load_bundle(saved).low_resolution(np.array([[4, 4]])) is None
+
+
 def test_evaluation_counts_enlarged_images_and_scores_the_others(
     bundle_dir: Path, tmp_path: Path
 ) -> None:

@@ -54,8 +54,8 @@ from medlabel.models.files import (
 )
 from medlabel.preprocess.network import InputSpec, network_input
 
-if TYPE_CHECKING:  # training pulls in scikit-learn, the torch engine torch: not needed to
-    # predict through ONNX Runtime
+if TYPE_CHECKING:  # training needs scikit-learn and torch, the torch engine torch; prediction
+    # through ONNX Runtime needs neither, so they load on first use
     from torch import nn
 
     from medlabel.classify.classic import ClassicModel
