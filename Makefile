@@ -52,6 +52,7 @@ bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_jsrt.py --budget-minutes 10 --folds 5
 	$(BIN)/python benchmarks/bench_hippocampus.py --budget-minutes 95
 	$(BIN)/python benchmarks/bench_seg_inference.py
+	$(BIN)/python benchmarks/bench_seg_resolution.py
 
 bench-annotate: $(STAMP)
 	$(BIN)/python benchmarks/bench_annotate.py

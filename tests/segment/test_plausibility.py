@@ -152,7 +152,8 @@ def test_real_images_pass_and_wrong_ones_are_flagged(
     ds = open_segmentation_dataset(shared_data / folder, mapping)
     for i in range(0, len(ds.cases), len(ds.cases) // 6)[:6]:
         image, _ = ds.load(i)
-        assert seg.segment_checked(image)[1] == [], ds.cases[i].id
+        _, findings, notes = seg.segment_checked(image)
+        assert findings == [] and notes == [], ds.cases[i].id
     wrong = {
         "mri-hippocampus": "mri-lesions/brain1_image.nrrd",
         "cxr-lungs": "dicom-samples/chest-ct-slice-0.dcm",

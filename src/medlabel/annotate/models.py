@@ -282,6 +282,10 @@ class AnnotationModel:
                 # as it gets (and first in the review queue), as for classification
                 extra.update(ood=True, notes=list(stats["implausible"]))
                 uncertainty = 1.0
+            if stats.get("notes"):
+                # less detail than any training image: a note, not a meaningless mask
+                extra["low_resolution"] = True
+                extra["notes"] = [*extra.get("notes", []), *stats["notes"]]
         by_value, unit = label_sizes(mask, known=image.spacing_known and mask.spacing_known)
         classes = dict(self.impl.classes)
         sizes = {n: by_value.get(v, 0.0) for v, n in classes.items()}

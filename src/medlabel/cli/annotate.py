@@ -77,7 +77,7 @@ def segment(
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     if segmenter.bundle is not None:  # one image: the quickest way to its mask
         segmenter.bundle.precision = segmenter.bundle.precision_for_one(image)
-    seg, findings = segmenter.segment_checked(image, tta=tta)
+    seg, findings, notes = segmenter.segment_checked(image, tta=tta)
     if out.suffix.lower() == ".dcm":
         _write_dicom_seg(seg, image, model, src, out)
     else:
@@ -103,6 +103,8 @@ def segment(
         )
         for why in findings:
             typer.echo(f"  - {why}", err=True)
+    for why in notes:
+        typer.echo(f"note: {why}", err=True)
 
 
 def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> None:

@@ -204,6 +204,13 @@ def _evaluate_one(
             f"report: {out / 'report.html'}"
         )
         _warn_trained_on(result.get("trained_on"), model, "cases")
+        coarse = (result.get("low_resolution") or {}).get("count")
+        if coarse:
+            typer.echo(
+                f"warning: {coarse} of these cases are coarser than every image {model} "
+                "trained on, so it saw them interpolated",
+                err=True,
+            )
         return int(result["n"]), {
             f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()
         }

@@ -52,14 +52,16 @@ class Segmenter:
 
     def segment_checked(
         self, image: MedicalImage, *, tta: bool = False
-    ) -> tuple[MedicalImage, list[str]]:
-        """:meth:`segment`, and why the result does not look like the segmentations a
-        bundle was trained on (:mod:`medlabel.segment.plausibility`; ``[]``: it does).
-        Recipes have no training data to compare with and always give ``[]``."""
+    ) -> tuple[MedicalImage, list[str], list[str]]:
+        """:meth:`segment`, why the result does not look like the segmentations a bundle was
+        trained on (:mod:`medlabel.segment.plausibility`; ``[]``: it does), and why it is
+        less reliable though not meaningless (:mod:`medlabel.segment.resolution`: an image
+        coarser than every training image; ``[]``: nothing says so). Recipes have no
+        training data to compare with and always give ``[]`` twice."""
         if self.recipe is not None:
-            return run_recipe(self.recipe, image), []
+            return run_recipe(self.recipe, image), [], []
         labels, stats = self.bundle.predict_detailed(image, tta=tta)
-        return labels, list(stats["implausible"])
+        return labels, list(stats["implausible"]), list(stats["notes"])
 
 
 def open_segmenter(

@@ -65,6 +65,7 @@ from medlabel.segment.networks import build_segmentation_network
 from medlabel.segment.plan import Plan
 from medlabel.segment.plausibility import Expectations, expectations, implausible
 from medlabel.segment.preprocessing import to_native, to_network
+from medlabel.segment.resolution import coarser_than_training
 from medlabel.segment.uncertainty import agreement, structure_entropy
 
 if TYPE_CHECKING:  # training pulls in scikit-learn and SciPy: not needed to predict
@@ -306,6 +307,12 @@ class SegmentationBundle:
         """
         return implausible(image, labels, self.expectations, self.classes, entropy=entropy)
 
+    def coarser(self, image: MedicalImage) -> str | None:
+        """Why ``image`` holds less detail than every training image and than the network
+        takes (``None``: it does not); see :mod:`medlabel.segment.resolution`."""
+        fingerprint = self.meta.get("fingerprint") or {}
+        return coarser_than_training(image, fingerprint, self.plan.fit, self.plan.target)
+
     def network(self, member: int = 0) -> torch.nn.Module:
         """Network ``member`` as a torch module (eval mode).
 
@@ -533,7 +540,8 @@ class SegmentationBundle:
 
         The uncertainty holds ``entropy`` (mean normalised voxel entropy inside the predicted
         structures, overall and per class), ``implausible`` (:meth:`implausible`: why the
-        result does not look like the training segmentations, ``[]`` when it does) and, with
+        result does not look like the training segmentations, ``[]`` when it does),
+        ``notes`` (:meth:`coarser`: why it is less reliable, ``[]`` when nothing says so) and, with
         ``tta``, ``agreement``: the mean Dice between the plain prediction and the predictions
         under each view (the trained mirrorings, and contrast changes of +-10 %), whose
         average is then the returned map.
@@ -556,6 +564,7 @@ class SegmentationBundle:
         # the reference entropy comes from plain predictions: compare like with like
         plain_entropy = structure_entropy(plain)["all"] if tta else stats["entropy"]["all"]
         stats["implausible"] = self.implausible(image, labels, plain_entropy)
+        stats["notes"] = [why] if (why := self.coarser(image)) else []
         return labels, stats
 
     def predict(self, image: MedicalImage, *, tta: bool = False) -> MedicalImage:
@@ -593,7 +602,8 @@ class SegmentationBundle:
             labels = self._to_labels(im, p, grid)
             entropy = structure_entropy(p)
             found = self.implausible(im, labels, entropy["all"])
-            out.append((labels, {"entropy": entropy, "implausible": found}))
+            notes = [why] if (why := self.coarser(im)) else []
+            out.append((labels, {"entropy": entropy, "implausible": found, "notes": notes}))
         return out
 
     def _to_labels(

@@ -117,12 +117,15 @@ def evaluate_segmenter(
     cases: dict[str, Any] = {}
     keep: dict[str, tuple[MedicalImage, MedicalImage, MedicalImage]] = {}
     failures: list[dict[str, str]] = []
+    coarse: dict[str, str] = {}  # cases coarser than every training image, and why
     seconds = []
     for i in tqdm(indices, desc="evaluate", disable=None if progress else True):
         cid = ds.cases[i].id
         try:
             image, truth = ds.load(i)
             assert truth is not None
+            if segmenter.bundle is not None and (why := segmenter.bundle.coarser(image)):
+                coarse[cid] = why
             start = time.perf_counter()
             pred = segmenter.segment(image, tta=tta)
             seconds.append(time.perf_counter() - start)
@@ -153,6 +156,7 @@ def evaluate_segmenter(
     inference = "recipe" if bundle is None else bundle.arithmetic
     seen = _trained_on(segmenter)
     trained_on = sum(1 for cid in cases if cid in seen)
+    small = sum(1 for cid in cases if cid in coarse)
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
@@ -162,6 +166,10 @@ def evaluate_segmenter(
         "seconds_per_case": float(np.median(seconds)) if seconds else None,
         "tta": tta,
         "inference": inference,
+        "low_resolution": {
+            "count": small,
+            "cases": {cid: why for cid, why in coarse.items() if cid in cases},
+        },
     }
     write_segmentation_report(
         out_dir,
@@ -179,6 +187,15 @@ def evaluate_segmenter(
                     "flatter it; evaluate on cases it never saw"
                 }
                 if trained_on
+                else {}
+            ),
+            **(
+                {
+                    "low resolution": f"{small} of these cases are coarser than every image "
+                    "the model trained on, so it saw them interpolated (metrics.json names "
+                    "them)"
+                }
+                if small
                 else {}
             ),
         },
