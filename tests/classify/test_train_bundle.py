@@ -221,6 +221,9 @@ def test_classic_bundle(tmp_path):
     assert bundle.kind == "sklearn"
     x = np.stack([np.full((1, 16, 16), 20, np.uint8)] * 2)
     assert bundle.predict_arrays(x).shape == (2, 2)
+    # classic bundles record their training images' sizes too (16 px images, 16 px input)
+    assert bundle.training_sizes == {"min": [16, 16], "max": [16, 16]}
+    assert bundle.low_resolution(np.array([[8, 8], [16, 16]])).tolist() == [True, False]
 
 
 def test_bad_bundles(trained, tmp_path):
