@@ -58,6 +58,18 @@ def scored(
     return out
 
 
+def table(
+    columns: list[str], entries: list[tuple[str, dict[str, float], float]], names: list[str]
+) -> list[str]:
+    """Markdown rows: a factor, its mean Dice per class in ``names``, and its worst case."""
+    lines = ["| factor | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for label, mean, worst in entries:
+        lines.append(
+            f"| {label} | " + " | ".join(f"{mean[n]:.4f}" for n in names) + f" | {worst:.3f} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="src/medlabel/models/cxr-lungs")
@@ -78,8 +90,8 @@ def main() -> None:
             image, truth = ds.load(index[cid])
             probs, grid = one.probabilities(image)
             oof.append((image, truth, probs, grid))
-    table = {f: scored(ensemble, oof, channel, f) for f in FACTORS}
-    means = {f: {n: float(np.mean(v)) for n, v in d.items()} for f, d in table.items()}
+    scores = {f: scored(ensemble, oof, channel, f) for f in FACTORS}
+    means = {f: {n: float(np.mean(v)) for n, v in d.items()} for f, d in scores.items()}
     base = means[1.0]
     allowed = [
         f for f in FACTORS if all(means[f][n] >= base[n] - 0.001 for n in base if n != args.name)
@@ -97,7 +109,7 @@ def main() -> None:
         "model": args.model,
         "class": args.name,
         "out_of_fold": {str(f): means[f] for f in FACTORS},
-        "out_of_fold_worst": {str(f): float(np.min(table[f][args.name])) for f in FACTORS},
+        "out_of_fold_worst": {str(f): float(np.min(scores[f][args.name])) for f in FACTORS},
         "chosen": chosen,
         "test": {
             str(f): {
@@ -118,28 +130,23 @@ def main() -> None:
         f"{len(ensemble.meta['members'])} members on its own validation fold ({len(oof)} cases "
         "in all); the factor multiplies the class's probability before the decision.",
         "",
-        "| factor | " + " | ".join(f"{n} (out of fold)" for n in names) + f" | worst {args.name} |",
-        "|---|" + "---|" * (len(names) + 1),
-    ]
-    for f in FACTORS:
-        lines.append(
-            f"| {f:g}{' (chosen)' if f == chosen else ''} | "
-            + " | ".join(f"{means[f][n]:.4f}" for n in names)
-            + f" | {np.min(table[f][args.name]):.3f} |"
-        )
-    lines += [
+        *table(
+            [f"{n} (out of fold)" for n in names] + [f"worst {args.name}"],
+            [
+                (f"{f:g}{' (chosen)' if f == chosen else ''}", means[f], min(scores[f][args.name]))
+                for f in FACTORS
+            ],
+            names,
+        ),
         "",
         f"Held-out test ({len(test)} cases, the whole ensemble, scored once per factor below):",
         "",
-        "| factor | " + " | ".join(names) + f" | worst {args.name} |",
-        "|---|" + "---|" * (len(names) + 1),
+        *table(
+            [*names, f"worst {args.name}"],
+            [(f, r["mean"], r["worst"][args.name]) for f, r in rows["test"].items()],
+            names,
+        ),
     ]
-    for f, r in rows["test"].items():
-        lines.append(
-            f"| {f} | "
-            + " | ".join(f"{r['mean'][n]:.4f}" for n in names)
-            + f" | {r['worst'][args.name]:.3f} |"
-        )
     lines += [
         "",
         f"Command: `python benchmarks/bench_seg_bias.py --model {args.model} --class {args.name}`.",
