@@ -231,30 +231,29 @@ def _evaluate_one(
     _warn_trained_on(metrics.get("trained_on"), model, "images")
     ood = metrics.get("out_of_distribution") or {}
     if ood.get("excess"):
-        inside = ood.get("inside")
-        typer.echo(
-            f"warning: {ood['flagged']} of the {metrics['n']} images lie outside {model}'s "
-            "training distribution (its out-of-distribution check)"
-            + (
-                f"; on the other {inside['n']}: accuracy {inside['accuracy']:.4f}" if inside else ""
-            ),
-            err=True,
+        _warn_subset(
+            f"{ood['flagged']} of the {metrics['n']} images lie outside {model}'s training "
+            "distribution (its out-of-distribution check)",
+            ood.get("inside"),
         )
     small = metrics.get("low_resolution") or {}
     if small.get("count"):
-        others = small.get("others")
-        typer.echo(
-            f"warning: {small['count']} of the {metrics['n']} images are smaller than every "
-            f"image {model} trained on and were enlarged for it"
-            + (
-                f"; on the other {others['n']}: accuracy {others['accuracy']:.4f}" if others else ""
-            ),
-            err=True,
+        _warn_subset(
+            f"{small['count']} of the {metrics['n']} images are smaller than every image "
+            f"{model} trained on and were enlarged for it",
+            small.get("others"),
         )
     figures = {"accuracy": float(metrics["accuracy"])}
     if auc is not None:
         figures["AUC"] = float(auc)
     return int(metrics["n"]), figures
+
+
+def _warn_subset(what: str, others: dict[str, Any] | None) -> None:
+    """Say on stderr what part of the evaluated images is unlike the model's training data,
+    with the accuracy on the other images where there are any."""
+    tail = f"; on the other {others['n']}: accuracy {others['accuracy']:.4f}" if others else ""
+    typer.echo(f"warning: {what}{tail}", err=True)
 
 
 def _warn_trained_on(count: int | None, model: str, what: str) -> None:

@@ -117,15 +117,14 @@ def evaluate_segmenter(
     cases: dict[str, Any] = {}
     keep: dict[str, tuple[MedicalImage, MedicalImage, MedicalImage]] = {}
     failures: list[dict[str, str]] = []
-    coarse: dict[str, str] = {}  # cases coarser than every training image, and why
+    coarse: dict[str, str] = {}  # evaluated cases coarser than every training image, and why
     seconds = []
     for i in tqdm(indices, desc="evaluate", disable=None if progress else True):
         cid = ds.cases[i].id
         try:
             image, truth = ds.load(i)
             assert truth is not None
-            if segmenter.bundle is not None and (why := segmenter.bundle.coarser(image)):
-                coarse[cid] = why
+            why = None if segmenter.bundle is None else segmenter.bundle.coarser(image)
             start = time.perf_counter()
             pred = segmenter.segment(image, tta=tta)
             seconds.append(time.perf_counter() - start)
@@ -139,6 +138,8 @@ def evaluate_segmenter(
             lut[by_name[name]] = k
         mapped = pred.with_array(lut[pred.array], metadata={"labels": classes})
         cases[cid] = case_metrics(mapped, truth, classes)
+        if why:
+            coarse[cid] = why
         keep[cid] = (image, mapped, truth)
     if not cases:
         raise MedlabelError(ds.source.get("path"), f"no case could be evaluated ({failures[:3]})")
@@ -156,7 +157,6 @@ def evaluate_segmenter(
     inference = "recipe" if bundle is None else bundle.arithmetic
     seen = _trained_on(segmenter)
     trained_on = sum(1 for cid in cases if cid in seen)
-    small = sum(1 for cid in cases if cid in coarse)
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
@@ -166,10 +166,7 @@ def evaluate_segmenter(
         "seconds_per_case": float(np.median(seconds)) if seconds else None,
         "tta": tta,
         "inference": inference,
-        "low_resolution": {
-            "count": small,
-            "cases": {cid: why for cid, why in coarse.items() if cid in cases},
-        },
+        "low_resolution": {"count": len(coarse), "cases": coarse},
     }
     write_segmentation_report(
         out_dir,
@@ -191,11 +188,11 @@ def evaluate_segmenter(
             ),
             **(
                 {
-                    "low resolution": f"{small} of these cases are coarser than every image "
+                    "low resolution": f"{len(coarse)} of these cases are coarser than every image "
                     "the model trained on, so it saw them interpolated (metrics.json names "
                     "them)"
                 }
-                if small
+                if coarse
                 else {}
             ),
         },
