@@ -14,6 +14,10 @@ right after imports is reported too.
   ``sliding_window_inference`` (same patch, overlap 0.5, Gaussian), ``Invertd`` back to the
   input grid, argmax.
 
+A user who segments one image pays for the process start as well, so the run also times one
+whole ``medlabel segment`` command on a JSRT radiograph and a hippocampus crop, with its
+default for one image against torch in bfloat16.
+
 Faster is only worth having if the masks stay the same, so the run also segments the held-out
 test cases of ``bench_hippocampus.py`` (40 hippocampus crops) and ``bench_jsrt.py`` (40 JSRT
 radiographs) with the bundled ``mri-hippocampus`` and ``cxr-lungs`` in float32 and in bfloat16,
@@ -191,6 +195,41 @@ def precision_fidelity(data: Path) -> dict[str, Any]:
     return out
 
 
+def command_times(data: Path, repeat: int) -> dict[str, Any]:
+    """Seconds for one whole ``medlabel segment`` command (process start, imports, reading,
+    predicting, writing), best of ``repeat``: the precision it picks for one image (``auto``)
+    against torch in bfloat16 (``--precision bf16``), on an input that fits one window."""
+    import tempfile
+
+    cases = {
+        "JSRT radiograph, cxr-lungs": (
+            "cxr-lungs",
+            sorted((data / "jsrt-lungs-224" / "images").glob("*.png"))[0],
+        ),
+        "hippocampus_001, mri-hippocampus": (
+            "mri-hippocampus",
+            data / "msd-hippocampus" / "imagesTr" / "hippocampus_001.nii.gz",
+        ),
+    }
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (bundle, path) in cases.items():
+            row = {}
+            for precision in ("auto", "bf16"):
+                target = Path(tmp) / f"mask{''.join(path.suffixes)}"
+                command = [sys.executable, "-m", "medlabel.cli", "segment", str(path)]
+                command += ["--model", bundle, "--precision", precision, "--out", str(target)]
+                times = []
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    subprocess.run(command, capture_output=True, check=True)
+                    times.append(time.perf_counter() - start)
+                row[precision] = min(times)
+            out[name] = row
+            print(name, row, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", default="mri-hippocampus")
@@ -244,6 +283,7 @@ def main() -> None:
             )
             rows["cases"][name][pipeline] = json.loads(out.stdout.strip().splitlines()[-1])
             print(name, pipeline, rows["cases"][name][pipeline], flush=True)
+    rows["commands"] = command_times(data, args.repeat)
     rows["fidelity"] = precision_fidelity(data)
     write(rows)
 
@@ -271,6 +311,18 @@ def write(rows: dict[str, Any]) -> None:
             f"{m['peak_mb']:.0f} / {m['increase_mb']:.0f} | "
             f"{b['peak_mb']:.0f} / {b['increase_mb']:.0f} |"
         )
+    if rows.get("commands"):
+        lines += [
+            "",
+            "One whole `medlabel segment` command (process start, imports, reading, writing), "
+            "best of repeated runs: its default for one image that fits one window (float32 "
+            "on ONNX Runtime, which never imports torch) against `--precision bf16` (torch):",
+            "",
+            "| input | default (s) | --precision bf16 (s) |",
+            "|---|---|---|",
+        ]
+        for name, c in rows["commands"].items():
+            lines.append(f"| {name} | {c['auto']:.2f} | {c['bf16']:.2f} |")
     if rows.get("fidelity"):
         lines += [
             "",

@@ -207,3 +207,32 @@ def test_predicting_through_onnx_runtime_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_segmenting_one_image_through_onnx_runtime_never_imports_torch(tmp_path):
+    """``medlabel segment`` on an input that fits one window runs on ONNX Runtime: importing
+    torch would take most of its time, so neither the 2D nor the 3D bundle may pull it in."""
+    import subprocess
+    import sys
+
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (224, 224), dtype=np.uint8)).save(tmp_path / "cxr.png")
+    volume = rng.normal(100, 20, (36, 50, 36)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "brain.nii.gz")
+    code = (
+        "import sys\n"
+        "from medlabel.cli import app\n"
+        "for src, model in (('cxr.png', 'cxr-lungs'), ('brain.nii.gz', 'mri-hippocampus')):\n"
+        "    out = 'mask-' + src\n"
+        "    app(['segment', src, '--model', model, '--out', out], standalone_mode=False)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+    assert (tmp_path / "mask-cxr.png").is_file() and (tmp_path / "mask-brain.nii.gz").is_file()

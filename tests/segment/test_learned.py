@@ -165,13 +165,11 @@ def test_postprocess_keeps_largest_and_fills_only_background() -> None:
 
 
 def test_sliding_window_blends_and_mirrors() -> None:
-    import torch
-
     calls: list[tuple[int, ...]] = []
 
-    def net(x: torch.Tensor) -> torch.Tensor:
+    def net(x: np.ndarray) -> np.ndarray:
         calls.append(tuple(x.shape))
-        return torch.cat([-x, x], dim=1)  # class 1 where the image is positive
+        return np.concatenate([-x, x], axis=1)  # class 1 where the image is positive
 
     x = np.zeros((50, 70), np.float32)
     x[:, 35:] = 3.0

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+from scipy.special import softmax
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
@@ -51,7 +51,6 @@ from medlabel.models.files import (
     staging,
     write_description,
 )
-from medlabel.models.onnx_weights import check_same_outputs, state_from_onnx
 from medlabel.segment.card import segmentation_card
 from medlabel.segment.infer import (
     onnx_predictor,
@@ -68,7 +67,10 @@ from medlabel.segment.preprocessing import to_native, to_network
 from medlabel.segment.resolution import coarser_than_training
 from medlabel.segment.uncertainty import agreement, structure_entropy
 
-if TYPE_CHECKING:  # training pulls in scikit-learn and SciPy: not needed to predict
+if TYPE_CHECKING:  # training pulls in scikit-learn and SciPy, and ONNX Runtime predicts
+    # without torch (over a second to import on a small CPU): both come in when needed
+    import torch
+
     from medlabel.segment.train import TrainedSegmenter
 
 __all__ = [
@@ -107,6 +109,8 @@ def save_segmentation_bundle(
     Raises:
         BundleError: members with different plans.
     """
+    import torch
+
     from medlabel.segment.train import TrainedSegmenter
 
     members = [trained] if isinstance(trained, TrainedSegmenter) else list(trained)
@@ -257,11 +261,15 @@ class SegmentationBundle:
             >>> load_segmentation_bundle("cxr-lungs", precision="fp32").bf16
             False
         """
-        from medlabel.devices import native_bf16
-
         if self.precision != "auto":
             return self.precision == "bf16"
-        return self.device == "cpu" and native_bf16(torch.device("cpu"))
+        if self.device != "cpu":
+            return False
+        import torch
+
+        from medlabel.devices import native_bf16
+
+        return native_bf16(torch.device("cpu"))
 
     @property
     def name(self) -> str:
@@ -326,6 +334,8 @@ class SegmentationBundle:
         """
         record = self.members[member]
         if record.get("weights"):
+            import torch
+
             net = self._untrained_network()
             path = self.path / record["weights"]
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -348,6 +358,10 @@ class SegmentationBundle:
 
     def _network_from_onnx(self, member: int) -> torch.nn.Module:
         """Network ``member`` with its weights rebuilt from its ONNX export, checked."""
+        import torch
+
+        from medlabel.models.onnx_weights import check_same_outputs, state_from_onnx
+
         net = self._untrained_network()
         record = self.members[member]
         onnx_path = self.path / record["onnx"]
@@ -591,12 +605,9 @@ class SegmentationBundle:
         batch = np.stack([x for x, _ in prepared]).astype(np.float32)[:, None]
         if tuple(batch.shape[2:]) != tuple(self.plan.patch_size):
             return [self.predict_detailed(im) for im in images]
-        inputs = torch.from_numpy(batch)
         runners = self._predictors()
-        with torch.no_grad():
-            # an ensemble averages its members' probabilities, as the one-image path does
-            members = [torch.softmax(torch.as_tensor(run(inputs)), dim=1) for run in runners]
-            probs = torch.stack(members).mean(dim=0).numpy()
+        # an ensemble averages its members' probabilities, as the one-image path does
+        probs = np.mean([softmax(run(batch), axis=1) for run in runners], axis=0)
         out = []
         for im, (_, grid), p in zip(images, prepared, probs, strict=True):
             labels = self._to_labels(im, p, grid)
@@ -659,7 +670,6 @@ def load_segmentation_bundle(
             ONNX Runtime asked for on a GPU.
         MedlabelError: an unknown device, or a GPU that torch does not see.
     """
-    from medlabel.devices import resolve_device
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
@@ -668,8 +678,12 @@ def load_segmentation_bundle(
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
     if precision not in PRECISIONS:
         raise BundleError(p, f"precision must be auto, fp32 or bf16, not {precision!r}")
-    on = resolve_device(device)
-    if on.type != "cpu" and engine == "onnx":
+    on = "cpu"  # the CPU needs no torch: ONNX Runtime predicts without importing it
+    if device != "cpu":
+        from medlabel.devices import resolve_device
+
+        on = str(resolve_device(device))
+    if on != "cpu" and engine == "onnx":
         raise BundleError(p, "ONNX Runtime runs on the CPU here; on a GPU use engine torch or auto")
     members = _members(meta)
     for member in members:
@@ -682,4 +696,4 @@ def load_segmentation_bundle(
             raise BundleError(p, "bundle is incomplete: a member names no weights files")
         if not (p / member[key]).is_file():
             raise BundleError(p, f"bundle is incomplete: {member[key]} is missing")
-    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine, str(on), precision)
+    return SegmentationBundle(p, meta, Plan.from_dict(meta["plan"]), engine, on, precision)

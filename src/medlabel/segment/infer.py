@@ -1,11 +1,14 @@
 """Inference: sliding windows with Gaussian blending, mirroring TTA, post-processing.
 
-Works with any predictor that maps a ``(B, 1, *patch)`` tensor to ``(B, K+1, *patch)`` logits:
-a torch module, or an ONNX Runtime session wrapped by :func:`onnx_predictor`.
+Works with any predictor that maps a ``(B, 1, *patch)`` float32 array to ``(B, K+1, *patch)``
+logits: a torch module wrapped by :func:`torch_predictor`, or an ONNX Runtime session wrapped
+by :func:`onnx_predictor`. An input that fits one window never touches torch, so ONNX Runtime
+predicts without importing it (over a second on a small CPU); torch and MONAI come in only
+to blend several windows.
 
 Example:
-    >>> import numpy as np, torch
-    >>> net = lambda x: torch.cat([x * 0 + 1, x * 0], dim=1)  # always "background"
+    >>> import numpy as np
+    >>> net = lambda x: np.concatenate([x * 0 + 1, x * 0], axis=1)  # always "background"
     >>> probs = predict_probabilities(net, np.zeros((40, 30), np.float32), patch_size=(32, 32))
     >>> probs.shape, round(float(probs[0].min()), 3)  # softmax of logits (1, 0)
     ((2, 40, 30), 0.731)
@@ -15,13 +18,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from medlabel.devices import bf16_autocast
 from medlabel.segment.blocks import fill_holes, keep_largest
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "onnx_predictor",
@@ -31,33 +35,39 @@ __all__ = [
     "torch_predictor",
 ]
 
-Predictor = Callable[[torch.Tensor], torch.Tensor]
+Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def onnx_predictor(session: Any) -> Predictor:
-    """Wrap an ONNX Runtime session as a tensor-to-tensor predictor."""
+    """Wrap an ONNX Runtime session as an array-to-array predictor."""
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        out = session.run(None, {"image": x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
+    def run(x: np.ndarray) -> np.ndarray:
+        out = session.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
+        return np.asarray(out, np.float32)
 
     return run
 
 
 def torch_predictor(net: torch.nn.Module, *, bf16: bool = False) -> Predictor:
-    """``net`` as a predictor that takes and returns float32 CPU tensors wherever ``net``
-    lives (the CPU or a GPU); ``bf16`` runs it under bfloat16 autocast (weights stay float32).
+    """``net`` as a predictor that takes and returns float32 arrays wherever ``net`` lives
+    (the CPU or a GPU); ``bf16`` runs it under bfloat16 autocast (weights stay float32).
 
     Example:
+        >>> import torch
         >>> net = torch.nn.Conv2d(1, 2, 3, padding=1)
-        >>> torch_predictor(net, bf16=True)(torch.zeros(1, 1, 8, 8)).dtype
-        torch.float32
+        >>> torch_predictor(net, bf16=True)(np.zeros((1, 1, 8, 8), np.float32)).dtype
+        dtype('float32')
     """
+    import torch
+
+    from medlabel.devices import bf16_autocast
+
     device = next(net.parameters()).device
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with bf16_autocast(device, bf16):
-            return net(x.to(device)).float().cpu()
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), bf16_autocast(device, bf16):
+            inputs = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
+            return net(inputs).float().cpu().numpy()
 
     return run
 
@@ -68,16 +78,16 @@ def slice_predictor(predictor: Predictor, slice_axis: int | None) -> Predictor:
     With ``slice_axis=None`` the predictor is returned unchanged.
 
     Example:
-        >>> net = lambda x: torch.cat([x, -x], dim=1)  # a "2D network"
-        >>> slice_predictor(net, 0)(torch.zeros(2, 1, 1, 8, 8)).shape
-        torch.Size([2, 2, 1, 8, 8])
+        >>> net = lambda x: np.concatenate([x, -x], axis=1)  # a "2D network"
+        >>> slice_predictor(net, 0)(np.zeros((2, 1, 1, 8, 8), np.float32)).shape
+        (2, 2, 1, 8, 8)
     """
     if slice_axis is None:
         return predictor
     dim = slice_axis + 2
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return predictor(x.squeeze(dim)).unsqueeze(dim)
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.expand_dims(predictor(np.squeeze(x, dim)), dim)
 
     return run
 
@@ -105,38 +115,60 @@ def predict_probabilities(
     arr = np.asarray(x, np.float32)
     pads = [(0, max(0, p - s)) for p, s in zip(patch_size, arr.shape, strict=True)]
     padded = np.pad(arr, pads, mode="edge") if any(p[1] for p in pads) else arr
-    inputs = torch.from_numpy(np.ascontiguousarray(padded))[None, None]
+    inputs = np.ascontiguousarray(padded)[None, None]
     combos = [
         c for r in range(len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, r)
     ]
-    total: torch.Tensor | None = None
     whole = tuple(padded.shape) == tuple(int(p) for p in patch_size)  # one window: no blending
-    if not whole:  # MONAI's import takes about a second: only when windows are blended
-        from monai.inferers import sliding_window_inference
-    with torch.no_grad():
-        for flips in combos:
-            dims = [a + 2 for a in flips]
-            xi = torch.flip(inputs, dims) if dims else inputs
-            logits = (
-                predictor(xi)
-                if whole
-                else sliding_window_inference(
-                    xi,
-                    tuple(int(p) for p in patch_size),
-                    batch_size,
-                    predictor,
-                    overlap=overlap,
-                    mode="gaussian",
-                )
-            )
-            assert isinstance(logits, torch.Tensor)
-            probs = torch.softmax(logits, dim=1)
-            probs = torch.flip(probs, dims) if dims else probs
-            total = probs if total is None else total + probs
+    logits_of = predictor if whole else _blended(predictor, patch_size, batch_size, overlap)
+    total: np.ndarray | None = None
+    for flips in combos:
+        axes = tuple(a + 2 for a in flips)
+        xi = np.ascontiguousarray(np.flip(inputs, axes)) if axes else inputs
+        probs = _softmax(logits_of(xi))
+        probs = np.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
     assert total is not None
-    out = (total / len(combos))[0].numpy()
+    out = (total / len(combos))[0]
     crop = (slice(None), *tuple(slice(0, s) for s in arr.shape))
-    return np.ascontiguousarray(out[crop])
+    return np.ascontiguousarray(out[crop], np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis, in place where the logits allow it: a CT volume's maps
+    take hundreds of MB, and out-of-place arithmetic would need three copies of them."""
+    out = np.require(logits, np.float32, ["W"])
+    out -= out.max(axis=1, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def _blended(
+    predictor: Predictor, patch_size: Sequence[int], batch_size: int, overlap: float
+) -> Predictor:
+    """``predictor`` over sliding windows with Gaussian blending (MONAI's inferer; importing
+    torch and MONAI takes seconds, so only inputs larger than one window pay for it)."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    def windows(t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(predictor(t.numpy()))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = sliding_window_inference(
+                torch.from_numpy(x),
+                tuple(int(p) for p in patch_size),
+                batch_size,
+                windows,
+                overlap=overlap,
+                mode="gaussian",
+            )
+        assert isinstance(logits, torch.Tensor)
+        return logits.numpy()
+
+    return run
 
 
 def postprocess(
