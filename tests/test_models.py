@@ -209,9 +209,10 @@ def test_predicting_through_onnx_runtime_never_imports_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_segmenting_one_image_through_onnx_runtime_never_imports_torch(tmp_path):
-    """``medlabel segment`` on an input that fits one window runs on ONNX Runtime: importing
-    torch would take most of its time, so neither the 2D nor the 3D bundle may pull it in."""
+def test_segmenting_through_onnx_runtime_never_imports_torch(tmp_path):
+    """``medlabel segment`` on an input that fits one window runs on ONNX Runtime, and so does
+    ``medlabel annotate --precision fp32``: importing torch would take most of their time, so
+    neither the 2D nor the 3D bundle may pull it in."""
     import subprocess
     import sys
 
@@ -220,15 +221,17 @@ def test_segmenting_one_image_through_onnx_runtime_never_imports_torch(tmp_path)
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (224, 224), dtype=np.uint8)).save(tmp_path / "cxr.png")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.integers(0, 255, (224, 224), dtype=np.uint8)).save(tmp_path / "in/cxr.png")
     volume = rng.normal(100, 20, (36, 50, 36)).astype(np.float32)
-    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "brain.nii.gz")
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "in/brain.nii.gz")
     code = (
         "import sys\n"
         "from medlabel.cli import app\n"
         "for src, model in (('cxr.png', 'cxr-lungs'), ('brain.nii.gz', 'mri-hippocampus')):\n"
         "    out = 'mask-' + src\n"
-        "    app(['segment', src, '--model', model, '--out', out], standalone_mode=False)\n"
+        "    app(['segment', 'in/' + src, '--model', model, '--out', out], standalone_mode=False)\n"
+        "app(['annotate', 'in', '--out', 'job', '--precision', 'fp32'], standalone_mode=False)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -236,3 +239,5 @@ def test_segmenting_one_image_through_onnx_runtime_never_imports_torch(tmp_path)
     )
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
     assert (tmp_path / "mask-cxr.png").is_file() and (tmp_path / "mask-brain.nii.gz").is_file()
+    masks = sorted(p.name for p in (tmp_path / "job").rglob("*.nii.gz"))
+    assert any("cxr-lungs" in m for m in masks) and any("hippocampus" in m for m in masks), masks

@@ -1,5 +1,9 @@
 """Where training runs: the CPU by default, a CUDA GPU when there is one or when asked.
 
+torch is imported only where a function needs it: naming the CPU (:func:`device_name`) must
+not cost the second or more that importing torch takes on a small CPU, because ONNX Runtime
+predicts without it.
+
 Example:
     >>> resolve_device("cpu")
     device(type='cpu')
@@ -7,17 +11,23 @@ Example:
     Traceback (most recent call last):
     ...
     medlabel.errors.MedlabelError: unknown device 'gpu': use auto, cpu or cuda[:N]
+    >>> device_name("cpu")
+    'cpu'
+    >>> import torch
     >>> native_bf16(torch.device("cpu")) in (True, False)
     True
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from medlabel.errors import MedlabelError
 
-__all__ = ["bf16_autocast", "native_bf16", "resolve_device"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["bf16_autocast", "device_name", "native_bf16", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,6 +36,8 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         MedlabelError: an unknown name, or a GPU that torch cannot see.
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -39,12 +51,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def device_name(name: str) -> str:
+    """:func:`resolve_device` as a string (``"cpu"``, ``"cuda:0"``...), checked the same way;
+    ``"cpu"`` needs no torch.
+
+    Raises:
+        MedlabelError: an unknown name, or a GPU that torch cannot see.
+    """
+    return "cpu" if name == "cpu" else str(resolve_device(name))
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively, so that autocast speeds training up.
 
     CPUs need AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32);
     CUDA GPUs need compute capability 8.0 or more.
     """
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -53,4 +77,6 @@ def native_bf16(device: torch.device) -> bool:
 def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """The context a training forward pass runs in: bfloat16 autocast when ``enabled``
     (weights stay float32; cast the output with ``.float()`` before the loss)."""
+    import torch
+
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

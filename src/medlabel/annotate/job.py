@@ -174,18 +174,18 @@ def annotate(
         raise MedlabelError(
             None, f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}"
         )
-    from medlabel.devices import resolve_device  # imports torch
+    from medlabel.devices import device_name
 
     if engine == "ray":
         if device.startswith("cuda"):
             raise MedlabelError(None, "the Ray engine runs on the CPU; use --engine local on a GPU")
         device = "cpu" if device == "auto" else device
-    on = resolve_device(device)
+    on = device_name(device)
     if target.resolve() == src.resolve():
         raise MedlabelError(target, "the output folder must not be the input folder")
     specs = _specs(models)
     chosen = [
-        open_model(name, explicit=explicit, device=str(on), precision=precision)
+        open_model(name, explicit=explicit, device=on, precision=precision)
         for name, explicit in specs
     ]
     found = discover(src, exclude=target)

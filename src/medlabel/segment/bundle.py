@@ -670,6 +670,7 @@ def load_segmentation_bundle(
             ONNX Runtime asked for on a GPU.
         MedlabelError: an unknown device, or a GPU that torch does not see.
     """
+    from medlabel.devices import device_name
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
@@ -678,11 +679,7 @@ def load_segmentation_bundle(
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
     if precision not in PRECISIONS:
         raise BundleError(p, f"precision must be auto, fp32 or bf16, not {precision!r}")
-    on = "cpu"  # the CPU needs no torch: ONNX Runtime predicts without importing it
-    if device != "cpu":
-        from medlabel.devices import resolve_device
-
-        on = str(resolve_device(device))
+    on = device_name(device)  # the CPU needs no torch: ONNX Runtime predicts without it
     if on != "cpu" and engine == "onnx":
         raise BundleError(p, "ONNX Runtime runs on the CPU here; on a GPU use engine torch or auto")
     members = _members(meta)
