@@ -52,6 +52,7 @@ from medlabel.models.files import (
     write_description,
 )
 from medlabel.segment.card import segmentation_card
+from medlabel.segment.fingerprint import axes_in_orientation
 from medlabel.segment.infer import (
     onnx_predictor,
     postprocess,
@@ -433,11 +434,13 @@ class SegmentationBundle:
         return "auto" if several else "fp32"
 
     def _network_size(self, image: MedicalImage) -> list[float]:
-        """The size ``image`` takes on the network grid (ITK order), estimated from the plan
-        without resampling it."""
+        """The size ``image`` takes on the network grid (ITK order, in the plan's
+        orientation), estimated from the plan without resampling it."""
         if self.plan.fit == "size":
             return [float(t) for t in self.plan.target]
-        pairs = zip(image.size, image.spacing, self.plan.target, strict=False)
+        axes = axes_in_orientation(image, self.plan.orientation)
+        size, spacing = [image.size[a] for a in axes], [image.spacing[a] for a in axes]
+        pairs = zip(size, spacing, self.plan.target, strict=False)
         return [n * s / t for n, s, t in pairs]
 
     @property

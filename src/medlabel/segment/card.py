@@ -42,6 +42,8 @@ def segmentation_card(meta: dict[str, Any]) -> str:
         if plan["fit"] == "size"
         else f"resampled to {plan['target']} mm"
     )
+    if plan.get("orientation"):
+        geometry = f"reoriented to {plan['orientation']} (ITK code), {geometry}"
     val = meta.get("metrics", {}).get("validation", {})
     n = len(meta.get("members") or [])
     lines = [

@@ -1,6 +1,8 @@
 """Dataset fingerprint: what self-configuration needs to know about a segmentation data set.
 
-Spacings and sizes of every training case, the physical size of each labelled structure in
+Spacings and sizes of every training case (3D cases measured in :data:`ORIENTATION_3D`, the
+orientation every 3D plan brings its images to, so that cases stored in different axis
+orders agree), the physical size of each labelled structure in
 each case (what :mod:`medlabel.segment.plausibility` checks new segmentations against), and
 intensity statistics of the voxels inside the labelled structures (for CT normalisation), in
 the spirit of nnU-Net's fingerprint.
@@ -25,8 +27,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medlabel.image import MedicalImage
+from medlabel.preprocess.orient import orientation_code, reorient
 
-__all__ = ["Fingerprint", "fingerprint_cases", "fingerprint_dataset", "left_right_axis"]
+__all__ = [
+    "ORIENTATION_3D",
+    "Fingerprint",
+    "axes_in_orientation",
+    "fingerprint_cases",
+    "fingerprint_dataset",
+    "in_orientation",
+    "left_right_axis",
+]
+
+#: Orientation code (ITK/DICOM convention, :mod:`medlabel.preprocess.orient`) that 3D plans
+#: train and predict in: a network learns anatomy in one axis order and direction, so volumes
+#: stored otherwise (LPS DICOM, a flipped NIfTI) are permuted and flipped into it first.
+ORIENTATION_3D = "RAS"
 
 _SAMPLE_PER_CASE = 10_000
 
@@ -73,6 +89,37 @@ class Fingerprint:
         return out
 
 
+def in_orientation(image: MedicalImage, code: str | None) -> MedicalImage:
+    """``image`` permuted and flipped into orientation ``code`` (unchanged when ``code`` is
+    ``None``, the image is not 3D, or it is in that orientation already); every voxel keeps
+    its world position.
+
+    Example:
+        >>> img = MedicalImage(np.zeros((2, 3, 4)))  # identity direction: "LPS"
+        >>> in_orientation(img, "RAS").direction[:5:4], in_orientation(img, None) is img
+        ((-1.0, -1.0), True)
+    """
+    if code is None or image.ndim != 3 or orientation_code(image) == code:
+        return image
+    return reorient(image, code)
+
+
+def axes_in_orientation(image: MedicalImage, code: str | None) -> tuple[int, ...]:
+    """Which stored (ITK-order) axis of ``image`` becomes each axis of
+    ``in_orientation(image, code)``, found from the codes alone (no voxels are moved).
+
+    Example:
+        >>> img = MedicalImage(np.zeros((2, 3, 4)), direction=(0, 0, 1, 1, 0, 0, 0, 1, 0))
+        >>> orientation_code(img), axes_in_orientation(img, "LPS")
+        ('PSL', (2, 0, 1))
+    """
+    if code is None or image.ndim != 3:
+        return tuple(range(image.ndim))
+    stored = orientation_code(image)
+    pair = {ch: k for k, chars in enumerate(("LR", "PA", "SI")) for ch in chars}
+    return tuple(next(i for i, ch in enumerate(stored) if pair[ch] == pair[t]) for t in code)
+
+
 def fingerprint_cases(
     cases: Iterable[tuple[MedicalImage, MedicalImage | None]],
     modality: str | None = None,
@@ -86,7 +133,11 @@ def fingerprint_cases(
     per_case: list[dict[int, float]] = []
     total = 0
     dims, channels = 0, 0
-    for image, mask in tqdm(cases, desc="fingerprint", disable=None if progress else True):
+    for case_image, case_mask in tqdm(
+        cases, desc="fingerprint", disable=None if progress else True
+    ):
+        image = in_orientation(case_image, ORIENTATION_3D)
+        mask = None if case_mask is None else in_orientation(case_mask, ORIENTATION_3D)
         dims, channels = image.ndim, image.channels
         spacings.append(tuple(float(s) for s in image.spacing))
         sizes.append(tuple(int(s) for s in image.size))

@@ -2,6 +2,9 @@
 
 The rules (nnU-Net's spirit, sized for a CPU):
 
+* **orientation**: 3D volumes are permuted and flipped into one orientation (``"RAS"``) before
+  anything else, in training and inference alike, so a volume stored in another axis order
+  (LPS DICOM, a flipped NIfTI) shows the network the anatomy it learnt;
 * **geometry**: 2D images are resized as a whole to a fixed size (the median size, at most
   256 px per side, a multiple of the network's total stride), since a radiograph's field of
   view is the whole chest whatever its pixel size; 3D volumes are resampled to the median
@@ -21,7 +24,7 @@ The rules (nnU-Net's spirit, sized for a CPU):
   radiographs.
 
 Example:
-    >>> from medlabel.segment.fingerprint import Fingerprint
+    >>> from medlabel.segment.fingerprint import ORIENTATION_3D, Fingerprint
     >>> fp = Fingerprint(2, None, 0, [(1.0, 1.0)] * 3, [(224, 224)] * 3, 100.0, 20.0, 60.0, 160.0)
     >>> plan = make_plan(fp, {1: "lung_right", 2: "lung_left", 3: "heart"})
     >>> plan.fit, plan.target, plan.patch_size, plan.mirror_axes
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from medlabel.segment.fingerprint import Fingerprint
+from medlabel.segment.fingerprint import ORIENTATION_3D, Fingerprint
 from medlabel.segment.networks import DEEPLY_SUPERVISED
 
 __all__ = ["MIRROR_CHOICES", "Plan", "make_plan"]
@@ -68,6 +71,9 @@ class Plan:
             decided on validation after training.
         slice_axis: for a 2D network on volumes, the NumPy axis slices are taken across
             (``patch_size`` is 1 along it); ``None`` when the network sees whole patches.
+        orientation: orientation code 3D images are brought to before resampling (every
+            axis above is in it); ``None`` for 2D plans and for bundles made before medlabel
+            recorded it, which take volumes in the axis order they are stored in.
     """
 
     dims: int
@@ -85,6 +91,7 @@ class Plan:
     std: float = 1.0
     postprocess: dict[int, dict[str, bool]] = field(default_factory=dict)
     slice_axis: int | None = None
+    orientation: str | None = None
 
     @property
     def network_dims(self) -> int:
@@ -249,4 +256,5 @@ def make_plan(
         mean=float(mean),
         std=float(std),
         slice_axis=slice_axis,
+        orientation=ORIENTATION_3D if fp.dims == 3 else None,
     )

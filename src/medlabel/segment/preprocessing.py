@@ -1,10 +1,11 @@
 """Applying a plan to an image, and mapping predictions back to the image's own grid.
 
 :func:`to_network` turns any input (any size, spacing, orientation; grey or colour) into the
-normalised array the network was trained on, and remembers the grid it came from;
-:func:`to_native` resamples class probabilities from the network's grid back onto that
-grid (linear interpolation of probabilities, then argmax), so the label map lines up with the
-input voxel for voxel.
+normalised array the network was trained on (a 3D volume first permuted and flipped into the
+plan's orientation), and remembers the grid it came from; :func:`to_native` resamples class
+probabilities from the network's grid back onto that grid (linear interpolation of
+probabilities, then argmax) and undoes the permutation exactly, so the label map lines up with
+the input voxel for voxel.
 
 Example:
     >>> import numpy as np
@@ -28,8 +29,10 @@ import numpy as np
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.preprocess.network import luminance, nonfinite_reason
+from medlabel.preprocess.orient import orientation_code, reorient
 from medlabel.preprocess.resample import resample_to_reference, resample_to_spacing
 from medlabel.preprocess.resize import resize
+from medlabel.segment.fingerprint import in_orientation
 from medlabel.segment.labelmap import label_map
 from medlabel.segment.plan import Plan
 
@@ -65,7 +68,7 @@ def _spatial(image: MedicalImage, plan: Plan) -> MedicalImage:
 
 def work_image(image: MedicalImage, plan: Plan, *, is_label: bool = False) -> MedicalImage:
     """``image`` on the network's grid (before normalisation)."""
-    img = _spatial(image if is_label else _grey(image), plan)
+    img = in_orientation(_spatial(image if is_label else _grey(image), plan), plan.orientation)
     if plan.fit == "size":
         size = [int(s) for s in plan.target]
         if tuple(img.size) == tuple(size):
@@ -94,22 +97,31 @@ def normalize(values: np.ndarray, plan: Plan) -> np.ndarray:
 def to_network(image: MedicalImage, plan: Plan) -> tuple[np.ndarray, MedicalImage]:
     """Normalised spatial array for the network, and the (2D/3D) input grid to map back to."""
     native = _spatial(_grey(image), plan)
-    work = work_image(native, plan)
-    meta = dict(native.metadata)
+    grid = in_orientation(native, plan.orientation)
+    work = work_image(grid, plan)
+    meta = dict(grid.metadata)
     meta["_work_grid"] = work.with_array(np.zeros(work.array.shape, np.uint8))  # geometry only
-    return normalize(work.array, plan), native.with_array(native.array, metadata=meta)
+    if grid is not native:  # to_native permutes the labels back onto the stored grid
+        meta["_native_grid"] = native.with_array(np.zeros(native.array.shape, np.uint8))
+    return normalize(work.array, plan), grid.with_array(grid.array, metadata=meta)
 
 
 def to_native(probs: np.ndarray, grid: MedicalImage, plan: Plan) -> MedicalImage:
-    """Label map on ``grid`` (from :func:`to_network`) from ``(K+1, *work_shape)`` probabilities."""
+    """Label map on the input's grid (from :func:`to_network`) from ``(K+1, *work_shape)``
+    probabilities."""
     work = grid.metadata["_work_grid"]
     if probs.shape[1:] != work.array.shape:
         raise ValueError(f"probabilities of shape {probs.shape[1:]} do not fit {work.array.shape}")
-    if tuple(work.size) == tuple(grid.size) and work.spacing == grid.spacing:
+    same = work.direction == grid.direction and work.origin == grid.origin
+    if same and tuple(work.size) == tuple(grid.size) and work.spacing == grid.spacing:
         labels = np.argmax(probs, axis=0)
     else:
         stacked = work.with_array(np.moveaxis(probs.astype(np.float32), 0, -1))
         back = resample_to_reference(stacked, grid, interpolation="linear")
         labels = np.argmax(back.array, axis=-1)
-    meta = {k: v for k, v in grid.metadata.items() if k != "_work_grid"}
+    meta = {k: v for k, v in grid.metadata.items() if k not in ("_work_grid", "_native_grid")}
+    native = grid.metadata.get("_native_grid")
+    if native is not None:  # a pure permutation and flip: exact, no interpolation
+        stored = reorient(grid.with_array(labels.astype(np.uint16)), orientation_code(native))
+        return label_map(native.with_array(native.array, metadata=meta), stored.array, plan.classes)
     return label_map(grid.with_array(grid.array, metadata=meta), labels, plan.classes)
