@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pytest
 
 from medlabel.models import bundled_models, resolve_model
+from medlabel.models.files import BundleError
 
 
 def test_resolve_prefers_paths_then_user_folder(tmp_path, monkeypatch):
@@ -16,7 +16,10 @@ def test_resolve_prefers_paths_then_user_folder(tmp_path, monkeypatch):
     (mine / "bundle.json").write_text("{}")
     assert resolve_model("my-model") == mine
     assert resolve_model(mine) == mine
-    assert resolve_model("nothing-here") == Path("nothing-here")
+    with pytest.raises(BundleError, match="nothing-here: neither a folder nor a known") as err:
+        resolve_model("nothing-here")
+    assert "my-model" in str(err.value) and "cxr-lungs" in str(err.value)
+    assert "ct-lungs" in str(err.value)  # recipes too
 
 
 def test_bundled_models_are_complete():
@@ -132,6 +135,32 @@ def test_evaluating_a_bundled_model_leaves_out_what_it_trained_on(shared_data, t
                for i in kermany["data"]["train_ids"][:: 500])  # fmt: skip
 
 
+def test_evaluation_knows_training_images_laid_out_anew(shared_data, tmp_path):
+    """Radiographs that trained cxr-pneumonia, moved under ``test/`` with lower-case class
+    folders, are still counted as training images (the ids recorded are class/file)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medlabel.cli import app
+
+    kermany = json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text())
+    trained = [i for i in kermany["data"]["train_ids"] if i.startswith("NORMAL/")][:3]
+    trained += [i for i in kermany["data"]["train_ids"] if i.startswith("PNEUMONIA/")][:3]
+    for sample in trained:
+        cls, name = sample.split("/")
+        link = tmp_path / "data" / "test" / cls.lower() / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared_data / "cxr-pneumonia-224" / "train" / sample)
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model", "cxr-pneumonia", "--data", str(tmp_path / "data"),
+              "--out", str(tmp_path / "ev")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["trained_on"] == 6
+    assert "6 of these images trained cxr-pneumonia" in result.output
+
+
 def test_models_command_lists_user_bundles(tmp_path, monkeypatch):
     import json
 
@@ -241,3 +270,39 @@ def test_segmenting_through_onnx_runtime_never_imports_torch(tmp_path):
     assert (tmp_path / "mask-cxr.png").is_file() and (tmp_path / "mask-brain.nii.gz").is_file()
     masks = sorted(p.name for p in (tmp_path / "job").rglob("*.nii.gz"))
     assert any("cxr-lungs" in m for m in masks) and any("hippocampus" in m for m in masks), masks
+
+
+def test_bundled_hippocampus_model_segments_any_axis_order_alike(shared_data):
+    """The same scan stored as LPS, with its slices reversed, or with its axes permuted gives
+    the same mask in the world, and the orientation the bundle records is that of every case
+    it trained and validated on."""
+    import json
+
+    import SimpleITK as sitk
+
+    from medlabel.io import read_image
+    from medlabel.preprocess.orient import orientation_code, reorient
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    if "mri-hippocampus" not in bundled_models():
+        return
+    folder = shared_data / "msd-hippocampus" / "imagesTr"
+    meta = json.loads((resolve_model("mri-hippocampus") / "bundle.json").read_text())
+    codes = set()
+    for case in meta["data"]["train_ids"] + meta["data"]["val_ids"]:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(folder / f"{case}.nii.gz"))
+        reader.ReadImageInformation()
+        codes.add(
+            sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reader.GetDirection())
+        )
+    assert codes == {meta["plan"]["orientation"]}
+    bundle = load_segmentation_bundle("mri-hippocampus", precision="fp32")
+    image = read_image(folder / f"{sorted(meta['data']['val_ids'])[0]}.nii.gz")
+    reference = bundle.predict(image)
+    assert {1, 2} <= set(np.unique(reference.array).tolist())
+    for code in ("LPS", "RAI", "SAL"):
+        stored = reorient(image, code)
+        seg = bundle.predict(stored)
+        assert orientation_code(seg) == code and seg.size == stored.size
+        np.testing.assert_array_equal(reorient(seg, orientation_code(image)).array, reference.array)

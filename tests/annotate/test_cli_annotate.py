@@ -36,6 +36,19 @@ def test_cli_summary_and_exit_codes(mixed_archive: Path, tmp_path: Path) -> None
     assert bad.exit_code == 1 and bad.output.startswith("error:")
 
 
+def test_an_input_without_images_is_an_error(tmp_path: Path) -> None:
+    """An empty or mistyped folder is not a successful job with 0 items."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("annotate", empty, "--out", tmp_path / "out", "--model", "ct-lungs")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {empty}: no readable images found\n"
+    assert not (tmp_path / "out").exists()
+    (empty / "notes.txt").write_text("not an image")
+    result = run("annotate", empty, "--out", tmp_path / "out", "--model", "ct-lungs")
+    assert result.exit_code == 1 and "(1 file(s) that are not images)" in result.stderr
+
+
 def test_real_mixed_archive(shared_data: Path, tmp_path: Path) -> None:
     """Several real data sets together, plus a corrupt file; default model choice."""
     import highdicom as hd

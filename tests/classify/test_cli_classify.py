@@ -177,3 +177,88 @@ def test_predict_refuses_an_image_with_nan_pixels_and_goes_on(tmp_path):
     assert rows["good.tif"]["label"] and not rows["good.tif"]["error"]
     assert "NaN or infinite values (1 of 4096 pixels)" in rows["bad.tif"]["error"]
     assert not rows["bad.tif"]["label"]
+
+
+def test_predict_fails_when_nothing_could_be_predicted(tmp_path):
+    """An empty folder is no data set, and a run with no prediction at all exits with 1."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("predict", empty, "--model", "cxr-pneumonia", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {empty}: no images found in this folder or below it\n"
+    volume = tmp_path / "ct.nii.gz"
+    write_image(MedicalImage(np.zeros((5, 16, 16), np.int16)), volume)
+    out = tmp_path / "one.csv"
+    result = run("predict", volume, "--model", "cxr-pneumonia", "--out", out)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {volume}: a 2D model takes single images")
+    (row,) = csv.DictReader(out.open())  # the CSV still says why
+    assert row["error"] and not row["label"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.tif", "b.tif"):
+        Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(bad / name)
+    result = run("predict", bad, "--model", "cxr-pneumonia", "--out", out)
+    assert result.exit_code == 1 and "none of the 2 images could be predicted" in result.stderr
+
+
+def test_features_fail_when_no_region_could_be_measured(tmp_path):
+    values = np.zeros((6, 10, 10), np.int16)
+    values[1:5, 2:8, 2:8] = 50
+    image = MedicalImage(values + 5, spacing=(1, 1, 2))
+    img, mask = tmp_path / "img.nii.gz", tmp_path / "mask.nii.gz"
+    write_image(image, img)
+    write_image(image.with_array((values > 0).astype(np.uint8), is_label=True), mask)
+    out = tmp_path / "f.json"
+    result = run("features", img, "--mask", mask, "--label", "3", "--out", out)
+    assert result.exit_code == 1
+    assert f"error: {img}: label 3 is not in the mask" in result.stderr
+    assert json.loads(out.read_text())[0]["error"]  # the output still says why
+    other = tmp_path / "other.nii.gz"
+    write_image(MedicalImage(np.ones((4, 8, 8), np.uint8), spacing=(2, 2, 2), is_label=True), other)
+    result = run("features", img, "--mask", other, "--out", out)
+    assert result.exit_code == 1
+    assert f"error: {img}: mask does not lie on the image grid" in result.stderr
+    garbage = tmp_path / "garbage.nii.gz"
+    garbage.write_bytes(b"not an image")
+    result = run("features", garbage, "--mask", mask, "--out", out)
+    assert result.exit_code == 1 and f"error: {garbage}: cannot read image" in result.stderr
+    # a batch goes on past bad rows, and fails only when no row succeeded
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("image,mask\nimg.nii.gz,mask.nii.gz\nimg.nii.gz,other.nii.gz\n")
+    assert run("features", "--pairs", pairs, "--out", tmp_path / "f.csv").exit_code == 0
+    pairs.write_text("image,mask\nimg.nii.gz,other.nii.gz\ngarbage.nii.gz,mask.nii.gz\n")
+    result = run("features", "--pairs", pairs, "--out", tmp_path / "f.csv")
+    assert result.exit_code == 1
+    assert f"error: {pairs}: no features extracted: all 2 row(s) failed" in result.stderr
+
+
+def test_evaluate_names_the_splits_there_are_and_takes_all(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "cxr"
+    for c in ("NORMAL", "PNEUMONIA"):
+        (data / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (64, 64)).astype(np.uint8)).save(
+                data / c / f"{i}.png"
+            )
+    result = run("evaluate", "--model", "cxr-pneumonia", "--data", data, "--out", tmp_path / "e")
+    assert result.exit_code == 1
+    assert f"error: {data}: data set has no 'test' split, only train (8 images)" in result.stderr
+    assert "--split train" in result.stderr and "--split all" in result.stderr
+    result = run(
+        "evaluate", "--model", "cxr-pneumonia", "--data", data, "--split", "all", "--out", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 8 and metrics["split"] == "all"
+
+
+def test_an_unknown_model_name_lists_those_there_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDLABEL_MODELS", str(tmp_path / "models"))
+    result = run("predict", tmp_path, "--model", "nosuchmodel", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 1
+    line = result.stderr
+    assert line.startswith("error: nosuchmodel: neither a folder nor a known model")
+    assert "cxr-pneumonia" in line and "ct-lungs" in line and str(tmp_path / "models") in line
+    assert line.count("\n") == 1

@@ -93,6 +93,17 @@ def test_split_folders(tmp_path):
     assert len(ds.indices("train")) == 12 and len(ds.indices("test")) == 12
 
 
+def test_a_missing_split_names_those_there_are_and_all_takes_every_image(tmp_path):
+    ds = from_folder(make_folder(tmp_path / "cxr", n=3))
+    assert ds.require_split("all").tolist() == list(range(6)) == ds.indices("all").tolist()
+    with pytest.raises(DatasetError, match=r"no 'test' split, only train \(6 images\)") as err:
+        ds.require_split("test")
+    assert "--split train" in str(err.value) and "--split all" in str(err.value)
+    kermany = open_dataset(make_folder(tmp_path / "k", n=1, split_dirs=["train", "val"]))
+    with pytest.raises(DatasetError, match="--split train or --split val"):
+        kermany.require_split("test")
+
+
 def test_empty_class_folder_is_an_error(tmp_path):
     root = make_folder(tmp_path / "cxr")
     (root / "EMPTY").mkdir()

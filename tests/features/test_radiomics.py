@@ -358,6 +358,25 @@ def test_feature_columns_are_stable() -> None:
     assert feature_columns([]) == ["id", "label", "error"]
 
 
+def test_numbered_columns_come_in_numeric_order(tmp_path: Path) -> None:
+    """Deep features (``deep_0`` .. ``deep_767``) and numbered radiomics names sort as numbers."""
+    rows = [{"id": "x", **{f"deep_{k}": float(k) for k in (100, 2, 10, 0, 1, 11)}}]
+    deep = ["deep_0", "deep_1", "deep_2", "deep_10", "deep_11", "deep_100"]
+    assert feature_columns(rows) == ["id", "label", "error", *deep]
+    write_features(rows, tmp_path / "deep.csv")
+    header, values = (tmp_path / "deep.csv").read_text().splitlines()
+    assert header.split(",")[3:] == deep
+    assert [float(v) for v in values.split(",")[3:]] == [0, 1, 2, 10, 11, 100]
+    write_features(rows, tmp_path / "deep.json")
+    assert list(json.loads((tmp_path / "deep.json").read_text())[0])[3:] == deep
+    names = ["original_firstorder_90Percentile", "log-sigma-10-0-mm-3D_x", "log-sigma-2-0-mm-3D_x"]
+    assert feature_columns([dict.fromkeys(names, 0.0)])[3:] == [
+        "log-sigma-2-0-mm-3D_x",
+        "log-sigma-10-0-mm-3D_x",
+        "original_firstorder_90Percentile",
+    ]
+
+
 def test_write_csv(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "features.csv"
     write_features(ROWS, out)

@@ -155,6 +155,30 @@ def test_modality_travels_in_nrrd_and_mha(tmp_path: Path) -> None:
     assert read_itk(tmp_path / "none.nrrd").modality is None
 
 
+def test_metaimage_placeholder_modality_counts_as_untagged(tmp_path: Path) -> None:
+    """SimpleITK writes no modality and ITK reads MET_MOD_UNKNOWN back: that is no modality;
+    MetaIO's real codes become DICOM codes, and medlabel's own tag still wins."""
+    itk = sitk.GetImageFromArray(_ct().array)
+    sitk.WriteImage(itk, str(tmp_path / "ct.mha"))
+    assert sitk.ReadImage(str(tmp_path / "ct.mha")).GetMetaData("Modality") == "MET_MOD_UNKNOWN"
+    assert read_itk(tmp_path / "ct.mha").modality is None
+    sitk.WriteImage(itk, str(tmp_path / "ct.mhd"), False)
+    header = (tmp_path / "ct.mhd").read_text()
+    for code, expected in [
+        ("MET_MOD_CT", "CT"),
+        ("MET_MOD_MR", "MR"),
+        ("MET_MOD_US", "US"),
+        ("MET_MOD_OTHER", None),
+        ("MET_MOD_UNKNOWN", None),
+    ]:
+        tagged = header.replace("ElementDataFile", f"Modality = {code}\nElementDataFile")
+        (tmp_path / "ct.mhd").write_text(tagged)
+        assert read_itk(tmp_path / "ct.mhd").modality == expected, code
+    for ext in (".mha", ".mhd"):  # medlabel's own tag round-trips
+        write_itk(_ct().with_array(_ct().array, modality="MR"), tmp_path / f"mr{ext}")
+        assert read_itk(tmp_path / f"mr{ext}").modality == "MR"
+
+
 def test_read_with_is_label(tmp_path: Path) -> None:
     write_itk(_label().with_array(_label().array, is_label=False), tmp_path / "m.nii.gz")
     assert read_itk(tmp_path / "m.nii.gz").is_label is False
@@ -268,6 +292,26 @@ def test_truncated_nifti_is_a_read_error_naming_the_file(
     with pytest.raises(ReadError, match=f"truncated{re.escape(ext)}"):
         read_itk(bad)
     _assert_same_image(read_image(good), _ct().with_array(arr))  # the intact file still reads
+
+
+def test_truncated_gzipped_nifti_reports_the_bytes_recovered(tmp_path: Path) -> None:
+    """The count is what the cut stream still decodes to, not 0 (gzip drops its last block)."""
+    import zlib
+
+    data = np.random.default_rng(5).integers(0, 50, (40, 40, 40)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "good.nii.gz")
+    packed = (tmp_path / "good.nii.gz").read_bytes()
+    bad = tmp_path / "cut.nii.gz"
+    bad.write_bytes(packed[: len(packed) // 2])
+    recovered = len(zlib.decompressobj(wbits=31).decompress(bad.read_bytes()))
+    need = 352 + data.size  # NIfTI-1 header and extension flag, then uint8 voxels
+    assert 0 < recovered < need
+    with pytest.raises(ReadError) as info:
+        read_image(bad)
+    assert info.value.reason == (
+        f"file is truncated: its compressed data ends after {recovered} of the {need} bytes "
+        "its header promises"
+    )
 
 
 def test_truncated_small_gzipped_nifti_header_is_a_read_error(tmp_path: Path) -> None:

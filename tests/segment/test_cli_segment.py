@@ -56,7 +56,16 @@ def test_segment_errors_are_one_line(tmp_path: Path) -> None:
     )
     result = run("segment", flat, "--model", "ct-lungs", "--out", tmp_path / "m.nii.gz")
     assert result.exit_code == 1 and "works on 3D images" in result.output
+    assert result.stderr.startswith(f"error: {flat}: ")  # the input is named
     assert not (tmp_path / "m.nii.gz").exists()
+    result = run("segment", src, "--model", "cxr-lungs", "--out", tmp_path / "m.nii.gz")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {src}: this model segments 2D images; the input is 3D\n"
+    gif = tmp_path / "overlay.gif"  # a picture format it cannot write: refused before any work
+    args = ("segment", src, "--model", "ct-body", "--out", tmp_path / "m.nii.gz", "--overlay", gif)
+    result = run(*args)
+    assert result.exit_code == 1 and "cannot write a picture as .gif" in result.stderr
+    assert not (tmp_path / "m.nii.gz").exists() and not gif.exists()
 
 
 def test_models_lists_recipes() -> None:
@@ -225,7 +234,9 @@ def test_evaluate_recipe_on_pairs(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["summary"]["lung_right"]["dice"]["mean"] > 0.9
     assert metrics["inference"] == "recipe"
-    assert "unknown" in metrics["cases_evaluated"]
+    # a recipe has no training data, so nothing is said about the cases' relation to it
+    assert metrics["cases_evaluated"] == "all cases (a recipe has no training data)"
+    assert "unknown" not in result.output
 
 
 def test_segment_writes_a_dicom_seg_for_a_dicom_series(mixed_archive: Path, tmp_path: Path) -> None:

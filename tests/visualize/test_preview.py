@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlabel.errors import GeometryMismatchError
+from medlabel.errors import GeometryMismatchError, WriteError
 from medlabel.image import MedicalImage
-from medlabel.visualize.preview import LABEL_COLOURS, render_preview, to_display
+from medlabel.visualize.preview import (
+    LABEL_COLOURS,
+    render_preview,
+    render_thumbnail,
+    to_display,
+)
 
 
 def _rgb(picture: Image.Image) -> np.ndarray:
@@ -274,3 +279,35 @@ def test_output_replaces_an_existing_file(tmp_path: Path) -> None:
     with Image.open(out) as saved:
         assert saved.format == "PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("o.jpg", "JPEG"),
+        ("o.JPEG", "JPEG"),
+        ("o.png", "PNG"),
+        ("o.tif", "TIFF"),
+        ("o.bmp", "BMP"),
+    ],
+)
+def test_output_format_follows_the_extension(tmp_path: Path, name: str, fmt: str) -> None:
+    vol, labels = _volume_with_mask()
+    picture = render_preview(vol, tmp_path / name, mask=vol.with_array(labels, is_label=True))
+    render_thumbnail(vol, tmp_path / f"thumb_{name}", size=32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, f"thumb_{name}"])
+    with Image.open(tmp_path / name) as saved, Image.open(tmp_path / f"thumb_{name}") as thumb:
+        assert (saved.format, thumb.format) == (fmt, fmt)
+        assert saved.size == picture.size
+        drawn = np.asarray(saved.convert("RGB")).astype(np.int32)
+    limit = 4.0 if fmt == "JPEG" else 0.0  # lossy, but the same picture
+    assert np.abs(drawn - np.asarray(picture).astype(np.int32)).mean() <= limit
+
+
+@pytest.mark.parametrize("name", ["o.nii.gz", "o.gif", "o"])
+def test_output_without_a_picture_extension_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(WriteError, match=r"cannot write a picture as .*; use \.png, \.jpg"):
+        render_preview(_ramp_2d(), tmp_path / name)
+    with pytest.raises(WriteError, match="cannot write a picture"):
+        render_thumbnail(_ramp_2d(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

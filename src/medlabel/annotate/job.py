@@ -158,8 +158,9 @@ def annotate(
             that compute in it natively), ``fp32`` or ``bf16``.
 
     Raises:
-        MedlabelError: the input does not exist, an unknown output format, model, engine or
-            device, a GPU with the Ray engine, or an output folder that is the input itself.
+        MedlabelError: the input does not exist or holds no images, an unknown output format,
+            model, engine or device, a GPU with the Ray engine, or an output folder that is
+            the input itself.
     """
     start = time.perf_counter()
     src, target = Path(source), Path(out)
@@ -189,6 +190,9 @@ def annotate(
         for name, explicit in specs
     ]
     found = discover(src, exclude=target)
+    if not found.items:  # a mistyped or empty folder is no success with 0 items
+        others = f" ({found.ignored} file(s) that are not images)" if found.ignored else ""
+        raise MedlabelError(src, f"no readable images found{others}")
     target.mkdir(parents=True, exist_ok=True)
     journal = Journal(target)
     runner = Runner(target, chosen, formats, tta)

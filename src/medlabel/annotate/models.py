@@ -152,7 +152,8 @@ class AnnotationModel:
     Attributes:
         name: model name (bundle or recipe name).
         kind: ``classification`` or ``segmentation``.
-        dims: spatial dimensionality of its input (2D models take 1-slice volumes too).
+        dims: spatial dimensionality of its input (2D models take 1-slice volumes too, and
+            so do 3D recipes, as ``medlabel segment`` runs them: a single CT slice).
         modalities: DICOM modality codes it is made for (``()``: any).
         version: digest of the bundle description (recipes: the medlabel version).
         explicit: chosen by the user by name (then untagged images are accepted).
@@ -173,6 +174,11 @@ class AnnotationModel:
         return f"{self.name}@{self.version}"
 
     @property
+    def is_recipe(self) -> bool:
+        """Whether it is a classical recipe (not a trained bundle)."""
+        return getattr(self.impl, "recipe", None) is not None
+
+    @property
     def classes(self) -> list[str]:
         """Class names of its output."""
         if self.kind == "classification":
@@ -186,7 +192,10 @@ class AnnotationModel:
         """
         depth = image.array.shape[0] if image.ndim == 3 else 1
         image_dims = 2 if image.ndim == 2 or depth == 1 else 3
-        if image_dims != self.dims:
+        # a one-slice volume (a CT slice keeps its place in space) is 2D to 2D models, and a
+        # volume to the 3D recipes, which run on it as on any volume (as medlabel segment does)
+        one_slice_volume = image.ndim == 3 and depth == 1 and not image.channels
+        if image_dims != self.dims and not (one_slice_volume and self.is_recipe):
             return f"{self.name} takes {self.dims}D images; this is {image_dims}D"
         modality = effective_modality(image) if modality is None else modality
         if self.modalities and modality and modality not in self.modalities:

@@ -126,7 +126,8 @@ def evaluate_bundle(
     tta: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write ``metrics.json`` and ``report.html`` for ``bundle`` on ``dataset[split]``.
+    """Write ``metrics.json`` and ``report.html`` for ``bundle`` on ``dataset[split]``
+    (``split="all"``: every image of the data set).
 
     The data set's classes are matched to the model's by name, in any order and, where
     unambiguous, in any case (``normal`` is ``NORMAL``); single-label data may lack some.
@@ -149,9 +150,7 @@ def evaluate_bundle(
             list(bundle.class_names),
         )
         dataset = aligned
-    idx = dataset.indices(split)
-    if not len(idx):
-        raise DatasetError(dataset.source.get("path"), f"data set has no {split!r} split")
+    idx = dataset.require_split(split)
     arrays = load_arrays(dataset, idx, bundle.spec, progress=progress, desc=f"load {split}")
     probs, distance = bundle.predict_with_ood(arrays.images, tta=tta)
     task = "multiclass" if bundle.task == "ordinal" else bundle.task

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from medlabel.classify.bundle import Bundle
-from medlabel.data.dataset import ClassificationDataset, DatasetError
+from medlabel.data.dataset import ClassificationDataset
 from medlabel.data.sources import open_dataset
 from medlabel.errors import MedlabelError
 from medlabel.io import read_image
@@ -120,9 +120,7 @@ def predict_dataset(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Predict one split of a labelled dataset (rows include ``true_label``)."""
-    idx = dataset.indices(split)
-    if not len(idx):
-        raise DatasetError(dataset.source.get("path"), f"data set has no {split!r} split")
+    idx = dataset.require_split(split)
     rows: list[dict[str, Any]] = []
     bar = tqdm(
         total=len(idx), desc=f"predict {split}", unit="img", disable=None if progress else True
@@ -164,12 +162,20 @@ def predict_source(
 
     A folder that holds image files directly is a folder of images; one that holds only
     sub-folders is read as a class-folder dataset.
+
+    Raises:
+        MedlabelError: ``source`` does not exist, or is a folder without images.
+        DatasetError: a data set that cannot be read, or lacks the split asked for.
     """
     p = Path(source)
     if not p.exists():
         raise MedlabelError(p, "no such file or folder")
     if p.is_file() and p.suffix.lower() not in (".npz", ".csv"):
         return predict_paths(bundle, [p], tta=tta, batch_size=batch_size, progress=progress)
+    if p.is_dir() and not any(
+        f.is_file() and detect_format(f) not in (None, "medmnist") for f in p.rglob("*")
+    ):
+        raise MedlabelError(p, "no images found in this folder or below it")
     holds_images = p.is_dir() and any(
         f.is_file() and detect_format(f) is not None for f in p.iterdir()
     )

@@ -32,6 +32,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Set
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -300,7 +301,7 @@ class _Start:
     mean: float
     std: float
     member: int
-    seen: set[str]
+    seen: Set[str]
 
 
 def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Start:

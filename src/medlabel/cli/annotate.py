@@ -50,7 +50,8 @@ def segment(
         ),
     ],
     overlay: Annotated[
-        Path | None, typer.Option("--overlay", help="Also write a PNG overlay preview.")
+        Path | None,
+        typer.Option("--overlay", help="Also write an overlay preview (.png, .jpg, .tif or .bmp)."),
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time mirroring (bundles).")] = False,
     device: Annotated[
@@ -73,11 +74,20 @@ def segment(
     from medlabel.segment.labelmap import label_names, label_sizes
 
     _refuse_overwrite_input(src, out)
+    if overlay is not None:  # a picture format it cannot write fails before any work
+        from medlabel.visualize.preview import picture_format
+
+        picture_format(overlay)
     segmenter = open_segmenter(model, device=device, precision=_precision(precision))
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     if segmenter.bundle is not None:  # one image: the quickest way to its mask
         segmenter.bundle.precision = segmenter.bundle.precision_for_one(image)
-    seg, findings, notes = segmenter.segment_checked(image, tta=tta)
+    try:
+        seg, findings, notes = segmenter.segment_checked(image, tta=tta)
+    except MedlabelError as err:  # images read from files do not record their path
+        if err.path is not None:
+            raise
+        raise type(err)(src, err.reason) from err
     if out.suffix.lower() == ".dcm":
         _write_dicom_seg(seg, image, model, src, out)
     else:

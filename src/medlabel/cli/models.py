@@ -22,6 +22,7 @@ from medlabel.cli.app import (
     _precision,
     app,
 )
+from medlabel.errors import MedlabelError
 
 
 @app.command()
@@ -36,7 +37,10 @@ def predict(
     ] = False,
     engine: Annotated[str, typer.Option("--engine", help="onnx (fast) or torch.")] = "onnx",
 ) -> None:
-    """Predict labels with calibrated confidences for a file, a folder or a dataset split."""
+    """Predict labels with calibrated confidences for a file, a folder or a dataset split.
+
+    Exits with code 1 when no image could be predicted (the CSV still says why).
+    """
     from medlabel.classify.bundle import load_bundle
     from medlabel.classify.predict import predict_source, write_predictions
 
@@ -45,6 +49,12 @@ def predict(
     write_predictions(rows, out)
     failed = sum(1 for r in rows if r.get("error"))
     typer.echo(f"wrote {out} ({len(rows)} row(s), {failed} failed)")
+    if rows and failed == len(rows):
+        if len(rows) == 1:
+            raise MedlabelError(rows[0]["id"], rows[0]["error"])
+        raise MedlabelError(
+            source, f"none of the {len(rows)} images could be predicted; {out} says why"
+        )
 
 
 @app.command()
@@ -69,7 +79,11 @@ def features(
         "features.csv"
     ),
 ) -> None:
-    """IBSI radiomics (PyRadiomics names) of labelled regions, or deep features with --model."""
+    """IBSI radiomics (PyRadiomics names) of labelled regions, or deep features with --model.
+
+    A batch (--pairs) goes on past failing cases; the command exits with code 1 when no
+    region could be measured (the output still says why).
+    """
     from medlabel.features import extract_many, write_features
     from medlabel.io import read_image, read_label
 
@@ -114,6 +128,15 @@ def features(
             "pixel was assumed, so shape features (and any resampledPixelSpacing) are in pixels",
             err=True,
         )
+    if rows and failed == len(rows):
+        if pairs is not None:
+            raise MedlabelError(
+                pairs, f"no features extracted: all {len(rows)} row(s) failed; {out} says why"
+            )
+        _, img_path, mask_path = triples[0]
+        reason = str(rows[0]["error"])
+        named = reason.startswith((f"{img_path}: ", f"{mask_path}: "))  # a file that failed
+        raise MedlabelError(None if named else img_path, reason)
 
 
 def _pairs_or_single(
@@ -145,7 +168,10 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("evaluation"),
     split: Annotated[
         str | None,
-        typer.Option("--split", help="Split to evaluate (classification default: test)."),
+        typer.Option(
+            "--split",
+            help="Split to evaluate: train, val, test or all (classification default: test).",
+        ),
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation.")] = False,
     labels: Annotated[

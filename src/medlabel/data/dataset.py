@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -113,10 +113,48 @@ class ClassificationDataset:
         return len(self.class_names)
 
     def indices(self, split: str) -> np.ndarray:
-        """Indices of the samples in ``split``."""
+        """Indices of the samples in ``split`` (``"all"``: every sample)."""
+        if split == "all":
+            return np.arange(len(self.ids))
         if split not in SPLITS:
-            raise DatasetError(None, f"unknown split {split!r}; use one of {SPLITS}")
+            raise DatasetError(None, f"unknown split {split!r}; use one of {(*SPLITS, 'all')}")
         return np.flatnonzero(self.splits == split)
+
+    def require_split(self, split: str) -> np.ndarray:
+        """:meth:`indices` of ``split``, which must hold samples.
+
+        Raises:
+            DatasetError: ``split`` is empty; the message names the splits the data set has.
+
+        Example:
+            >>> import numpy as np
+            >>> ds = ClassificationDataset(
+            ...     name="toy", class_names=["a", "b"], ids=["s0", "s1"],
+            ...     labels=np.array([0, 1]), splits=np.array(["train"] * 2),
+            ...     loader=lambda i: None)
+            >>> try:
+            ...     ds.require_split("test")
+            ... except DatasetError as err:
+            ...     print(err.reason.split(": ")[0])
+            data set has no 'test' split, only train (2 images)
+        """
+        idx = self.indices(split)
+        if len(idx):
+            return idx
+        present = [s for s in SPLITS if self.has_split(s)]
+        if not present:
+            raise DatasetError(self.source.get("path"), "data set holds no images")
+        sizes = ", ".join(f"{s} ({len(self.indices(s))} images)" for s in present)
+        choose = (
+            f"choose it with --split {present[0]}"
+            if len(present) == 1
+            else "choose one with " + " or ".join(f"--split {s}" for s in present)
+        )
+        raise DatasetError(
+            self.source.get("path"),
+            f"data set has no {split!r} split, only {sizes}: {choose}, "
+            "or every image with --split all",
+        )
 
     def has_split(self, split: str) -> bool:
         """Whether any sample belongs to ``split``."""
@@ -167,7 +205,7 @@ class ClassificationDataset:
             raise DatasetError(None, f"validation fraction must be in (0, 1), got {fraction}")
         train = self.indices("train")
         if seen:
-            train = train[~self._touches(train, set(seen))]
+            train = train[~self._touches(train, seen if isinstance(seen, Set) else set(seen))]
             if len(train) < 2:
                 raise DatasetError(
                     self.source.get("path"),
@@ -198,7 +236,7 @@ class ClassificationDataset:
         splits[train[val_pos]] = "val"
         return replace(self, splits=splits)
 
-    def _touches(self, idx: np.ndarray, ids: set[str]) -> np.ndarray:
+    def _touches(self, idx: np.ndarray, ids: Set[str]) -> np.ndarray:
         """Which of the samples ``idx`` are in ``ids``, or share a group with one that is."""
         hit = np.array([self.ids[i] in ids for i in idx], dtype=bool)
         if self.groups is not None and hit.any():

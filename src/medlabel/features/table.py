@@ -1,10 +1,11 @@
 """Feature tables: write the rows of :func:`medlabel.features.extract_many` as CSV or JSON.
 
 CSV has one row per (image id, label) and a stable column order: ``id``, ``label``, ``error``,
-then every feature name found in any row, sorted. Missing values are empty cells; floats are
-written with full precision (``repr``), NaN as ``nan``. JSON is a list of objects with the same
-keys in the same order, ``error`` being ``null`` for rows that succeeded and NaN/infinity
-``null`` (strict JSON). Files are written atomically.
+then every feature name found in any row, sorted with numbers in numeric order (``deep_2``
+before ``deep_10``). Missing values are empty cells; floats are written with full precision
+(``repr``), NaN as ``nan``. JSON is a list of objects with the same keys in the same order,
+``error`` being ``null`` for rows that succeeded and NaN/infinity ``null`` (strict JSON).
+Files are written atomically.
 
 Example:
     >>> import pathlib, tempfile
@@ -23,6 +24,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,26 @@ __all__ = ["FIRST_COLUMNS", "feature_columns", "write_features"]
 FIRST_COLUMNS: tuple[str, ...] = ("id", "label", "error")
 
 
+def _natural_key(name: str) -> tuple[list[str | int], str]:
+    """Sort key that compares runs of digits as numbers (``deep_2`` before ``deep_10``)."""
+    parts: list[str | int] = [
+        int(part) if k % 2 else part for k, part in enumerate(re.split(r"(\d+)", name))
+    ]
+    return parts, name  # the name itself breaks ties such as deep_1 / deep_01
+
+
 def feature_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The column order of a feature table: ``id``, ``label``, ``error``, sorted feature names.
+    """The column order of a feature table: ``id``, ``label``, ``error``, then the feature
+    names sorted with numbers in numeric order.
 
     Example:
         >>> feature_columns([{"label": 1, "id": "x", "b": 1.0}, {"id": "y", "a": 2.0}])
         ['id', 'label', 'error', 'a', 'b']
+        >>> feature_columns([{"id": "x", "deep_10": 0.0, "deep_2": 0.0, "deep_1": 0.0}])
+        ['id', 'label', 'error', 'deep_1', 'deep_2', 'deep_10']
     """
     names = {key for row in rows for key in row} - set(FIRST_COLUMNS)
-    return [*FIRST_COLUMNS, *sorted(names)]
+    return [*FIRST_COLUMNS, *sorted(names, key=_natural_key)]
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import re
 import zlib
@@ -76,10 +75,18 @@ def _decoded_length(path: Path, expected: int) -> int:
             fh.seek(-4, os.SEEK_END)
             if int.from_bytes(fh.read(4), "little") == expected % 2**32:
                 return expected
+    # Decode chunk by chunk, counting every byte recovered: ``gzip`` drops the last block it
+    # was decoding when the stream ends early, which undercounts a cut file (to 0 for most).
     count = 0
-    with contextlib.suppress(EOFError, OSError, zlib.error), gzip.open(path, "rb") as gz:
-        while chunk := gz.read(1 << 22):
-            count += len(chunk)
+    decoder = zlib.decompressobj(wbits=31)
+    with contextlib.suppress(OSError, zlib.error), path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                count += len(decoder.decompress(chunk, 1 << 24))
+                chunk = decoder.unconsumed_tail
+                if decoder.eof:  # a next gzip member, if any, follows
+                    chunk = decoder.unused_data.lstrip(b"\0") + chunk
+                    decoder = zlib.decompressobj(wbits=31)
     return count
 
 
@@ -98,9 +105,17 @@ def nifti_truncation(path: Path, nii: Any = None) -> str | None:
         need = int(nii.dataobj.offset) + voxels * nii.header.get_data_dtype().itemsize
     except (AttributeError, OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):
         return None  # ITK could read it; nothing more to check
-    have = _decoded_length(path, need) if full_suffix(path) == ".nii.gz" else path.stat().st_size
+    if full_suffix(path) != ".nii.gz":
+        have = path.stat().st_size
+        if have < need:
+            return f"file is truncated: {have} of the {need} bytes its header promises"
+        return None
+    have = _decoded_length(path, need)
     if have < need:
-        return f"file is truncated: {have} of the {need} bytes its header promises"
+        return (
+            f"file is truncated: its compressed data ends after {have} of the {need} bytes "
+            "its header promises"
+        )
     return None
 
 
@@ -136,10 +151,34 @@ def read_itk(
     for key in image.GetMetaDataKeys():
         if key in ("descrip", "intent_name", "modality", "Modality"):
             meta[key] = image.GetMetaData(key)
-    modality = meta.get("modality") or meta.get("Modality")
+    modality = meta.get("modality") or _metaio_modality(meta.get("Modality"))
     return MedicalImage.from_sitk(
         image, modality=modality or None, metadata=meta, is_label=is_label
     )
+
+
+#: MetaImage's own ``Modality`` values as DICOM codes. ITK reports ``MET_MOD_UNKNOWN`` for
+#: every MetaImage whose header does not say (SimpleITK writes no modality), so it and
+#: ``MET_MOD_OTHER`` say nothing: such images are untagged.
+_METAIO_MODALITIES: dict[str, str | None] = {
+    "MET_MOD_CT": "CT",
+    "MET_MOD_MR": "MR",
+    "MET_MOD_NM": "NM",
+    "MET_MOD_US": "US",
+    "MET_MOD_OTHER": None,
+    "MET_MOD_UNKNOWN": None,
+}
+
+
+def _metaio_modality(value: str | None) -> str | None:
+    """The DICOM modality code of a MetaImage ``Modality`` value (``None``: not said).
+
+    Example:
+        >>> _metaio_modality("MET_MOD_CT"), _metaio_modality("MET_MOD_UNKNOWN")
+        ('CT', None)
+    """
+    text = (value or "").strip()
+    return _METAIO_MODALITIES.get(text.upper(), text) or None
 
 
 def _one_volume(path: Path, image: sitk.Image, index: int | None) -> tuple[sitk.Image, int, int]:

@@ -36,9 +36,12 @@ def bundled_models() -> list[str]:
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """A bundle folder from a path, a user model name, or a bundled model name.
 
-    A path that exists wins; otherwise the name is looked up in the user model folder, then
-    among the bundled models. Returns the path unchanged when nothing matches (the loader then
-    reports it as not a bundle).
+    A path that exists wins (the loader checks that it is a bundle); otherwise the name is
+    looked up in the user model folder, then among the bundled models.
+
+    Raises:
+        BundleError: neither an existing path nor a known model name; the message lists the
+            models and recipes there are.
     """
     path = Path(name_or_path)
     if path.exists():
@@ -47,7 +50,19 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         candidate = folder / str(name_or_path)
         if (candidate / "bundle.json").is_file():
             return candidate
-    return path
+    from medlabel.models.files import BundleError
+    from medlabel.segment.recipes import RECIPES
+
+    user = user_model_dir()
+    mine = [p.name for p in sorted(user.iterdir())] if user.is_dir() else []
+    mine = [name for name in mine if (user / name / "bundle.json").is_file()]
+    raise BundleError(
+        path,
+        "neither a folder nor a known model; bundled models: "
+        f"{', '.join(bundled_models()) or 'none'}; user models ({user}): "
+        f"{', '.join(mine) or 'none'}; recipes: {', '.join(sorted(RECIPES))} "
+        "(medlabel models describes them)",
+    )
 
 
 def list_models(recipes: bool = False) -> list[dict[str, Any]]:

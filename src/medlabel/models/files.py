@@ -24,7 +24,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,13 @@ from medlabel.errors import MedlabelError
 __all__ = [
     "BUNDLE_FORMAT",
     "BundleError",
+    "SampleIds",
     "cpu_threads",
     "export_onnx",
     "half_weights",
     "json_default",
     "read_description",
+    "sample_key",
     "staging",
     "trained_ids",
     "write_description",
@@ -236,8 +238,45 @@ def half_weights(proto: Any, min_elements: int = 256) -> Any:
     return proto
 
 
-def trained_ids(meta: dict[str, Any]) -> set[str]:
-    """Ids of the samples (cases) some member of a bundle was trained on, from its description.
+def sample_key(sample_id: str) -> str:
+    """What a sample id is recognised by wherever its data set is laid out: the last two
+    parts of its path (class folder and file name, or split and index), in lower case.
+
+    Example:
+        >>> sample_key("chest/test/NORMAL/IM-0001.jpeg"), sample_key("hippocampus_003")
+        ('normal/im-0001.jpeg', 'hippocampus_003')
+    """
+    parts = [p for p in str(sample_id).replace("\\", "/").split("/") if p]
+    return "/".join(parts[-2:]).lower()
+
+
+class SampleIds(frozenset[str]):
+    """Sample ids that also recognise the same samples laid out differently: an id is in it
+    when it is, or when its :func:`sample_key` is that of one that is (a class folder moved
+    under ``test/``, written in lower case, or named by an absolute path in a CSV).
+
+    Example:
+        >>> ids = SampleIds(["NORMAL/IM-0001.jpeg"])
+        >>> "data/test/normal/IM-0001.jpeg" in ids, "PNEUMONIA/IM-0001.jpeg" in ids
+        (True, False)
+    """
+
+    _keys: frozenset[str]
+
+    def __new__(cls, ids: Iterable[str] = ()) -> SampleIds:
+        out = super().__new__(cls, ids)
+        out._keys = frozenset(sample_key(i) for i in out)
+        return out
+
+    def __contains__(self, item: object) -> bool:
+        if frozenset.__contains__(self, item):
+            return True
+        return isinstance(item, str) and sample_key(item) in self._keys
+
+
+def trained_ids(meta: dict[str, Any]) -> SampleIds:
+    """Ids of the samples (cases) some member of a bundle was trained on, from its description
+    (as :class:`SampleIds`, so a data set laid out anew still shows which they are).
 
     Fine-tuning never validates on them.
 
@@ -250,5 +289,6 @@ def trained_ids(meta: dict[str, Any]) -> set[str]:
     """
     data = meta.get("data") or {}
     if "train_ids" in data:
-        return set(data["train_ids"])
-    return set(data.get("val_ids") or []) if len(meta.get("members") or []) > 1 else set()
+        return SampleIds(data["train_ids"])
+    several = len(meta.get("members") or []) > 1
+    return SampleIds(data.get("val_ids") or [] if several else [])

@@ -79,10 +79,10 @@ _TUNABLE = {"segment": "segmentation", "classify": "cnn"}  # bundle kinds that f
 def _bundle_kind(model: str) -> str | None:
     from medlabel.models import resolve_model
 
-    description = resolve_model(model) / "bundle.json"
-    try:
+    try:  # a recipe, or a model no longer there, is no bundle
+        description = resolve_model(model) / "bundle.json"
         return str(json.loads(description.read_text()).get("kind", "cnn"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, MedlabelError):
         return None
 
 

@@ -3,7 +3,8 @@
 Which cases: the ``test`` split when the data has one; otherwise, when some case ids are
 among those the bundle recorded as trained on, every other case; otherwise, for an older
 bundle trained on this same data, its recorded validation cases; otherwise every case, with a
-note in ``metrics.json`` that their relation to training is unknown. Cases that trained the
+note in ``metrics.json`` that their relation to training is unknown (a recipe, which has no
+training data, is scored on every case without that note). Cases that trained the
 bundle and are evaluated anyway (a split asked for by name) are counted in ``trained_on``,
 and the report warns.
 
@@ -28,7 +29,7 @@ from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.evaluate.segreport import write_segmentation_report
 from medlabel.image import MedicalImage
-from medlabel.models.files import trained_ids
+from medlabel.models.files import SampleIds, trained_ids
 from medlabel.segment.api import Segmenter
 from medlabel.segment.dataset import SegmentationDataset
 from medlabel.visualize.preview import render_preview
@@ -38,10 +39,10 @@ __all__ = ["choose_cases", "evaluate_segmenter"]
 log = logging.getLogger(__name__)
 
 
-def _trained_on(segmenter: Segmenter) -> set[str]:
+def _trained_on(segmenter: Segmenter) -> SampleIds:
     """Ids of the cases a bundle trained on (empty for recipes and bundles that did not record
     them)."""
-    return set() if segmenter.bundle is None else trained_ids(segmenter.bundle.meta)
+    return SampleIds() if segmenter.bundle is None else trained_ids(segmenter.bundle.meta)
 
 
 def choose_cases(
@@ -75,6 +76,8 @@ def choose_cases(
         idx = [i for i, c in enumerate(ds.cases) if c.id in wanted]
         if idx:
             return idx, "the bundle's validation cases (held out from its training)"
+    if segmenter.bundle is None:
+        return list(range(len(ds.cases))), "all cases (a recipe has no training data)"
     return list(range(len(ds.cases))), (
         "all cases; their relation to the model's training data is unknown"
     )

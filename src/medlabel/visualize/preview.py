@@ -25,13 +25,31 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from medlabel.errors import WriteError
 from medlabel.image import MedicalImage
 from medlabel.io import check_same_grid
 from medlabel.io.atomic import atomic_output
 from medlabel.preprocess.orient import reorient
 from medlabel.preprocess.window import WINDOW_PRESETS
 
-__all__ = ["LABEL_COLOURS", "render_preview", "render_thumbnail", "to_display"]
+__all__ = [
+    "LABEL_COLOURS",
+    "PICTURE_FORMATS",
+    "picture_format",
+    "render_preview",
+    "render_thumbnail",
+    "to_display",
+]
+
+#: Extensions a preview or thumbnail can be written with, and the format each one gets.
+PICTURE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
 
 #: Colours for labels 1, 2, 3, ... (cycled), chosen to stay apart on grey images.
 LABEL_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -67,6 +85,33 @@ def to_display(array: np.ndarray, window: str | tuple[float, float] | None = Non
         level, width = (lo + hi) / 2, max(hi - lo, 1e-6)
     out = (data - (level - width / 2)) / width
     return (np.clip(np.nan_to_num(out), 0, 1) * 255).astype(np.uint8)
+
+
+def picture_format(path: str | os.PathLike[str]) -> str:
+    """The picture format (Pillow's name) that ``path``'s extension asks for.
+
+    Raises:
+        WriteError: the extension is not one of :data:`PICTURE_FORMATS`.
+
+    Example:
+        >>> picture_format("overlay.png"), picture_format("overlay.JPG")
+        ('PNG', 'JPEG')
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in PICTURE_FORMATS:
+        raise WriteError(
+            path,
+            f"cannot write a picture as {suffix or '(no extension)'}; "
+            f"use {', '.join(PICTURE_FORMATS)}",
+        )
+    return PICTURE_FORMATS[suffix]
+
+
+def _save_picture(picture: Image.Image, out: str | os.PathLike[str]) -> None:
+    """Write ``picture`` atomically in the format its extension asks for."""
+    fmt = picture_format(out)
+    with atomic_output(out) as tmp:
+        picture.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
 
 
 def _pick_slices(n: int, count: int, mask: np.ndarray | None) -> list[int]:
@@ -126,7 +171,8 @@ def render_preview(
 
     Args:
         image: the image; volumes are reoriented to LPS for display.
-        out: PNG path to write (atomically); ``None`` only returns the picture.
+        out: picture to write (atomically), in the format of its extension (``.png``,
+            ``.jpg``/``.jpeg``, ``.tif``/``.tiff``, ``.bmp``); ``None`` only returns the picture.
         mask: label map on the same grid as ``image`` (checked).
         window: CT window preset name, ``(level, width)``, or ``None`` for 0.5-99.5 percentiles.
         slices: how many slices of a volume to show (slices holding the mask when given).
@@ -135,7 +181,10 @@ def render_preview(
 
     Raises:
         GeometryMismatchError: the mask is not on the image grid.
+        WriteError: ``out`` has no picture extension (checked before drawing).
     """
+    if out is not None:
+        picture_format(out)
     if mask is not None:
         check_same_grid(image, mask, (mask.metadata.get("source_files") or [None])[0])
     if image.ndim == 3:
@@ -176,9 +225,7 @@ def render_preview(
             draw.text((x + 13, rows * th + 3), text, fill=(255, 255, 255))
             x += 20 + 7 * len(text)
     if out is not None:
-        target = Path(out)
-        with atomic_output(target) as tmp:
-            sheet.save(tmp, format="PNG")
+        _save_picture(sheet, out)
     return sheet
 
 
@@ -189,7 +236,8 @@ def render_thumbnail(
     size: int = 128,
     window: str | tuple[float, float] | None = None,
 ) -> None:
-    """A small grey picture (the middle axial slice of a volume, in LPS), written atomically.
+    """A small grey picture (the middle axial slice of a volume, in LPS), written atomically
+    in the format of ``out``'s extension (as :func:`render_preview`).
 
     Example:
         >>> import numpy as np, tempfile, pathlib
@@ -212,5 +260,4 @@ def render_thumbnail(
     pic = pic.resize(
         (max(1, round(w * sx * scale)), max(1, round(h * sy * scale))), Image.Resampling.BILINEAR
     )
-    with atomic_output(out) as tmp:
-        pic.save(tmp, format="PNG")
+    _save_picture(pic, out)

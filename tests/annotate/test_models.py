@@ -1,0 +1,65 @@
+"""Which annotation model applies to which image (medlabel.annotate.models)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medlabel.annotate.job import annotate
+from medlabel.annotate.models import open_model
+from medlabel.image import MedicalImage
+from medlabel.io import read_image, read_label
+from medlabel.segment.api import open_segmenter
+from medlabel.segment.recipes.ct import chest_phantom
+
+
+def _one_slice(modality: str | None = "CT") -> MedicalImage:
+    """The middle slice of the chest phantom as a one-slice volume, like a single DICOM slice."""
+    ct, _ = chest_phantom()
+    middle = ct.array.shape[0] // 2
+    return ct.with_array(ct.array[middle : middle + 1], modality=modality)
+
+
+@pytest.mark.parametrize("recipe", ["ct-lungs", "ct-bone", "ct-body"])
+def test_3d_recipes_take_a_single_ct_slice_as_segment_does(recipe: str) -> None:
+    image = _one_slice()
+    for explicit in (True, False):
+        assert open_model(recipe, explicit=explicit).skip_reason(image) is None
+    mask = open_model(recipe).segment(image).mask
+    np.testing.assert_array_equal(mask.array, open_segmenter(recipe).segment(image).array)
+    # an untagged slice says nothing about its modality: only when asked for by name
+    untagged = _one_slice(modality=None)
+    assert open_model(recipe).skip_reason(untagged) is None
+    assert open_model(recipe, explicit=False).skip_reason(untagged) == (
+        f"modality unknown; {recipe} is made for CT"
+    )
+
+
+def test_3d_recipes_still_refuse_2d_pictures_and_other_modalities() -> None:
+    model = open_model("ct-lungs")
+    picture = MedicalImage(np.zeros((32, 32), np.int16), modality="CT")
+    assert model.skip_reason(picture) == "ct-lungs takes 3D images; this is 2D"
+    assert model.skip_reason(_one_slice("DX")) == "ct-lungs is made for CT; this is DX"
+
+
+def test_job_segments_a_single_dicom_ct_slice(ct_small: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(ct_small, folder / "CT_small.dcm")
+    out = tmp_path / "out"
+    summary = annotate(folder, out, models=["ct-body", "ct-bone"], progress=False)
+    assert (summary.done, summary.failed) == (1, 0)
+    with (out / "manifest.csv").open() as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    image = read_image(folder / "CT_small.dcm")
+    for name in ("ct-body", "ct-bone"):
+        assert rows[name]["status"] == "done", rows[name]["error"]
+        mask = read_label(out / rows[name]["mask"])
+        expected = open_segmenter(name).segment(image)
+        assert mask.size == image.size == (128, 128, 1)
+        np.testing.assert_array_equal(mask.array, expected.array)
+    assert rows["ct-body"]["label"] == "body" and rows["ct-bone"]["label"] == "bone"
