@@ -63,3 +63,25 @@ def test_job_segments_a_single_dicom_ct_slice(ct_small: Path, tmp_path: Path) ->
         assert mask.size == image.size == (128, 128, 1)
         np.testing.assert_array_equal(mask.array, expected.array)
     assert rows["ct-body"]["label"] == "body" and rows["ct-bone"]["label"] == "bone"
+
+
+def test_a_thresholded_classifier_measures_uncertainty_from_its_threshold(monkeypatch) -> None:
+    """cxr-pneumonia decides at its validation threshold (about 0.857), not at 0.5: an image
+    whose p_PNEUMONIA sits at the threshold is the least certain, one labelled NORMAL though
+    pneumonia is the more probable class says why its confidence is low, and a sure one is sure."""
+    model = open_model("cxr-pneumonia")
+    bundle = model.impl
+    t = float(bundle.threshold)
+    assert 0.5 < t < 1
+    p1 = np.array([t, 0.80, 0.5, 0.02, 0.999])
+    fixed = np.stack([1 - p1, p1], axis=1)
+    monkeypatch.setattr(bundle, "predict_with_ood", lambda x, tta=False: (fixed, None))
+    image = MedicalImage(np.full((224, 224), 100, np.uint8), spacing=(1, 1))
+    results = model.classify([image] * len(p1))
+    assert [r.label for r in results] == ["PNEUMONIA", "NORMAL", "NORMAL", "NORMAL", "PNEUMONIA"]
+    u = [r.uncertainty for r in results]
+    assert u[0] == pytest.approx(1.0) and results[0].extra["margin"] == pytest.approx(0.0)
+    assert u[0] > u[1] > u[2] > u[3] and u[4] < 0.1
+    assert results[1].confidence == pytest.approx(0.20)  # calibrated, left as it is
+    assert "threshold chosen on validation" in results[1].extra["notes"][0]
+    assert "notes" not in results[2].extra and "notes" not in results[4].extra

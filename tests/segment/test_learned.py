@@ -109,7 +109,7 @@ def test_dynunets_train_with_deep_supervision_and_infer_one_output(
     _assert_engines_agree(bundle.probabilities(image)[0], torch_bundle.probabilities(image)[0])
 
 
-def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
+def test_plan_mirrors_only_left_right_in_any_stored_axis_order() -> None:
     from medlabel.image import MedicalImage
     from medlabel.segment.fingerprint import fingerprint_cases
 
@@ -120,9 +120,12 @@ def test_plan_mirrors_only_left_right_and_only_when_every_case_agrees() -> None:
     )
     one = fingerprint_cases([(axial, None)] * 2)
     assert make_plan(one, {1: "hippocampus"}).mirror_axes == (2,)
-    assert make_plan(fingerprint_cases([(sagittal, None)]), {1: "x"}).mirror_axes == (0,)
+    # plans work in one orientation (RAS), where left-right is always the last NumPy axis,
+    # so cases stored in other axis orders agree once reoriented
+    assert make_plan(fingerprint_cases([(sagittal, None)]), {1: "x"}).mirror_axes == (2,)
     mixed = fingerprint_cases([(axial, None), (sagittal, None)])
-    assert mixed.lr_axis is None and make_plan(mixed, {1: "x"}).mirror_axes == ()
+    assert mixed.lr_axis == 2 and make_plan(mixed, {1: "x"}).mirror_axes == (2,)
+    assert make_plan(one, {1: "lung_left"}).mirror_axes == ()  # lateral classes: never
     # asked for: every axis (nnU-Net's choice), even with lateral classes, or none at all
     assert make_plan(one, {1: "lung_left"}, mirror="all").mirror_axes == (0, 1, 2)
     assert make_plan(one, {1: "x"}, mirror="none").mirror_axes == ()

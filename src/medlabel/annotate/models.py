@@ -219,10 +219,11 @@ class AnnotationModel:
         small, record = bundle.low_resolution(np.array(sizes)), bundle.training_sizes
         decided = bundle.decide(probs)
         multilabel = bundle.task == "multilabel"
+        threshold = bundle.threshold if bundle.task == "binary" else None
         out = []
         for k in range(len(images)):
             p = probs[k]
-            figures = classification_uncertainty(p, multilabel=multilabel)
+            figures = classification_uncertainty(p, multilabel=multilabel, threshold=threshold)
             if multilabel:
                 label = "|".join(
                     c for c, v in zip(bundle.class_names, decided[k], strict=True) if v
@@ -233,6 +234,14 @@ class AnnotationModel:
                 confidence = float(p[int(decided[k])])
             extra: dict[str, Any] = {"margin": figures["margin"]}
             uncertainty = figures["entropy"]
+            if threshold is not None and not multilabel and confidence < 0.5:
+                # the validation-chosen threshold overrules the more probable class: the
+                # calibrated confidence stays what it is, and the note says why it is low
+                positive = bundle.class_names[1]
+                extra["notes"] = [
+                    f"labelled {label} by the threshold chosen on validation ({positive} from "
+                    f"p_{positive} {threshold:.3f}; here {p[1]:.3f})"
+                ]
             if distance is not None:
                 # out of the training distribution: the calibrated probabilities say nothing,
                 # so the result is as uncertain as it gets (and first in the review queue)
@@ -240,10 +249,10 @@ class AnnotationModel:
                 extra.update(ood=ood, ood_distance=round(float(distance[k]), 3))
                 if ood:
                     uncertainty = 1.0
-                    extra["notes"] = [
+                    extra.setdefault("notes", []).append(
                         f"out of distribution: deep-feature distance {distance[k]:.1f} > "
                         f"{bundle.ood_check.threshold:.1f}, so the label is not meaningful"
-                    ]
+                    )
             if small is not None and record is not None and small[k]:
                 # less detail than any training image: worth a note, not a meaningless label
                 extra["low_resolution"] = True

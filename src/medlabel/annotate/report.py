@@ -161,7 +161,8 @@ def write_annotation_report(
     lines.append("<h2>Review queue</h2>")
     lines.append(
         "<p class='small'>Per model, most uncertain first (classification: normalised "
-        "entropy of the calibrated probabilities, 0 sure, 1 a uniform guess; segmentation: "
+        "entropy of the calibrated probabilities, 0 sure, 1 a uniform guess, measured from "
+        "the decision threshold of a binary model that has one; segmentation: "
         "mean voxel entropy inside the structures). Recipes are rule-based and give no "
         "uncertainty; their results are listed by item.</p>"
     )

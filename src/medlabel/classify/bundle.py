@@ -16,7 +16,7 @@ and the threshold apply. Bundles are written to a temporary folder and renamed i
 
 Example:
     >>> import json, tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "no-bundle"
+    >>> path = pathlib.Path(tempfile.mkdtemp())  # a folder, but no bundle
     >>> try:
     ...     load_bundle(path)
     ... except BundleError as err:

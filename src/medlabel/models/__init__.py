@@ -40,8 +40,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     looked up in the user model folder, then among the bundled models.
 
     Raises:
-        BundleError: neither an existing path nor a known model name; the message lists the
-            models and recipes there are.
+        BundleError: a path that does not exist, or neither an existing path nor a known
+            model name (the message then lists the models and recipes there are).
     """
     path = Path(name_or_path)
     if path.exists():
@@ -52,6 +52,9 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
             return candidate
     from medlabel.models.files import BundleError
     from medlabel.segment.recipes import RECIPES
+
+    if path.is_absolute() or len(path.parts) > 1:  # a path, not a name: nothing to list
+        raise BundleError(path, "no such model folder")
 
     user = user_model_dir()
     mine = [p.name for p in sorted(user.iterdir())] if user.is_dir() else []
