@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medlabel.image import MedicalImage
-from medlabel.preprocess.orient import orientation_code, reorient
-from medlabel.segment.fingerprint import ORIENTATION_3D, axes_in_orientation, fingerprint_cases
+from medlabel.preprocess.orient import axes_in_orientation, orientation_code, reorient
+from medlabel.segment.fingerprint import ORIENTATION_3D, fingerprint_cases
 from medlabel.segment.plan import Plan, make_plan
 from medlabel.segment.preprocessing import to_native, to_network
 

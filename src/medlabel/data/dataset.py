@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence, Set
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -205,7 +205,7 @@ class ClassificationDataset:
             raise DatasetError(None, f"validation fraction must be in (0, 1), got {fraction}")
         train = self.indices("train")
         if seen:
-            train = train[~self._touches(train, seen if isinstance(seen, Set) else set(seen))]
+            train = train[~self._touches(train, seen)]
             if len(train) < 2:
                 raise DatasetError(
                     self.source.get("path"),
@@ -236,7 +236,7 @@ class ClassificationDataset:
         splits[train[val_pos]] = "val"
         return replace(self, splits=splits)
 
-    def _touches(self, idx: np.ndarray, ids: Set[str]) -> np.ndarray:
+    def _touches(self, idx: np.ndarray, ids: Collection[str]) -> np.ndarray:
         """Which of the samples ``idx`` are in ``ids``, or share a group with one that is."""
         hit = np.array([self.ids[i] in ids for i in idx], dtype=bool)
         if self.groups is not None and hit.any():

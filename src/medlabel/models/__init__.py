@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundled_models", "list_models", "resolve_model", "user_model_dir"]
+__all__ = ["bundled_models", "list_models", "resolve_model", "user_model_dir", "user_models"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -31,6 +31,14 @@ def user_model_dir() -> Path:
 def bundled_models() -> list[str]:
     """Names of the bundles shipped inside the package."""
     return sorted(p.name for p in _HERE.iterdir() if (p / "bundle.json").is_file())
+
+
+def user_models() -> list[str]:
+    """Names of the bundles in :func:`user_model_dir` (none when it does not exist)."""
+    user = user_model_dir()
+    if not user.is_dir():
+        return []
+    return sorted(p.name for p in user.iterdir() if (p / "bundle.json").is_file())
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
@@ -56,14 +64,11 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     if path.is_absolute() or len(path.parts) > 1:  # a path, not a name: nothing to list
         raise BundleError(path, "no such model folder")
 
-    user = user_model_dir()
-    mine = [p.name for p in sorted(user.iterdir())] if user.is_dir() else []
-    mine = [name for name in mine if (user / name / "bundle.json").is_file()]
     raise BundleError(
         path,
         "neither a folder nor a known model; bundled models: "
-        f"{', '.join(bundled_models()) or 'none'}; user models ({user}): "
-        f"{', '.join(mine) or 'none'}; recipes: {', '.join(sorted(RECIPES))} "
+        f"{', '.join(bundled_models()) or 'none'}; user models ({user_model_dir()}): "
+        f"{', '.join(user_models()) or 'none'}; recipes: {', '.join(sorted(RECIPES))} "
         "(medlabel models describes them)",
     )
 
@@ -76,9 +81,7 @@ def list_models(recipes: bool = False) -> list[dict[str, Any]]:
     """
     rows: list[dict[str, Any]] = []
     folders = [("bundled", _HERE / name) for name in bundled_models()]
-    user = user_model_dir()
-    if user.is_dir():
-        folders += [("user", p) for p in sorted(user.iterdir()) if (p / "bundle.json").is_file()]
+    folders += [("user", user_model_dir() / name) for name in user_models()]
     for origin, folder in folders:
         try:
             meta = json.loads((folder / "bundle.json").read_text())

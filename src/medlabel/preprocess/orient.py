@@ -28,7 +28,7 @@ from medlabel.errors import PreprocessError
 from medlabel.image import MedicalImage
 from medlabel.preprocess._common import from_sitk_like, map_channel_images
 
-__all__ = ["orientation_code", "reorient"]
+__all__ = ["axes_in_orientation", "orientation_code", "reorient"]
 
 _PAIRS = ("LR", "PA", "SI")
 
@@ -78,6 +78,23 @@ def orientation_code(image: MedicalImage) -> str:
         direction.ravel().tolist()
     )
     return str(code)[: image.ndim]
+
+
+def axes_in_orientation(image: MedicalImage, code: str | None) -> tuple[int, ...]:
+    """Which stored (ITK-order) axis of a 3D ``image`` becomes each axis of
+    ``reorient(image, code)``, found from the codes alone (no voxels are moved); the stored
+    order for ``code=None`` or a 2D image.
+
+    Example:
+        >>> img = MedicalImage(np.zeros((2, 3, 4)), direction=(0, 0, 1, 1, 0, 0, 0, 1, 0))
+        >>> orientation_code(img), axes_in_orientation(img, "LPS")
+        ('PSL', (2, 0, 1))
+    """
+    if code is None or image.ndim != 3:
+        return tuple(range(image.ndim))
+    stored = orientation_code(image)
+    pair = {ch: k for k, chars in enumerate(_PAIRS) for ch in chars}
+    return tuple(next(i for i, ch in enumerate(stored) if pair[ch] == pair[t]) for t in code)
 
 
 def _validate(code: str, ndim: int) -> str:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import softmax
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
@@ -51,9 +50,10 @@ from medlabel.models.files import (
     staging,
     write_description,
 )
+from medlabel.preprocess.orient import axes_in_orientation
 from medlabel.segment.card import segmentation_card
-from medlabel.segment.fingerprint import axes_in_orientation
 from medlabel.segment.infer import (
+    class_probabilities,
     onnx_predictor,
     postprocess,
     predict_probabilities,
@@ -610,7 +610,7 @@ class SegmentationBundle:
             return [self.predict_detailed(im) for im in images]
         runners = self._predictors()
         # an ensemble averages its members' probabilities, as the one-image path does
-        probs = np.mean([softmax(run(batch), axis=1) for run in runners], axis=0)
+        probs = np.mean([class_probabilities(run(batch)) for run in runners], axis=0)
         out = []
         for im, (_, grid), p in zip(images, prepared, probs, strict=True):
             labels = self._to_labels(im, p, grid)

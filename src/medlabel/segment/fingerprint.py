@@ -32,7 +32,6 @@ from medlabel.preprocess.orient import orientation_code, reorient
 __all__ = [
     "ORIENTATION_3D",
     "Fingerprint",
-    "axes_in_orientation",
     "fingerprint_cases",
     "fingerprint_dataset",
     "in_orientation",
@@ -102,22 +101,6 @@ def in_orientation(image: MedicalImage, code: str | None) -> MedicalImage:
     if code is None or image.ndim != 3 or orientation_code(image) == code:
         return image
     return reorient(image, code)
-
-
-def axes_in_orientation(image: MedicalImage, code: str | None) -> tuple[int, ...]:
-    """Which stored (ITK-order) axis of ``image`` becomes each axis of
-    ``in_orientation(image, code)``, found from the codes alone (no voxels are moved).
-
-    Example:
-        >>> img = MedicalImage(np.zeros((2, 3, 4)), direction=(0, 0, 1, 1, 0, 0, 0, 1, 0))
-        >>> orientation_code(img), axes_in_orientation(img, "LPS")
-        ('PSL', (2, 0, 1))
-    """
-    if code is None or image.ndim != 3:
-        return tuple(range(image.ndim))
-    stored = orientation_code(image)
-    pair = {ch: k for k, chars in enumerate(("LR", "PA", "SI")) for ch in chars}
-    return tuple(next(i for i, ch in enumerate(stored) if pair[ch] == pair[t]) for t in code)
 
 
 def fingerprint_cases(

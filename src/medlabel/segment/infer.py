@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "class_probabilities",
     "onnx_predictor",
     "postprocess",
     "predict_probabilities",
@@ -125,7 +126,7 @@ def predict_probabilities(
     for flips in combos:
         axes = tuple(a + 2 for a in flips)
         xi = np.ascontiguousarray(np.flip(inputs, axes)) if axes else inputs
-        probs = _softmax(logits_of(xi))
+        probs = class_probabilities(logits_of(xi))
         probs = np.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs
     assert total is not None
@@ -134,9 +135,15 @@ def predict_probabilities(
     return np.ascontiguousarray(out[crop], np.float32)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the class axis, in place where the logits allow it: a CT volume's maps
-    take hundreds of MB, and out-of-place arithmetic would need three copies of them."""
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis (axis 1 of ``(B, K+1, ...)`` logits), in place where the
+    logits allow it: a CT volume's maps take hundreds of MB, and out-of-place arithmetic would
+    need three copies of them.
+
+    Example:
+        >>> class_probabilities(np.zeros((1, 2, 3), np.float32))[0, :, 0].tolist()
+        [0.5, 0.5]
+    """
     out = np.require(logits, np.float32, ["W"])
     out -= out.max(axis=1, keepdims=True)
     np.exp(out, out=out)
