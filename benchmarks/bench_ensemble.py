@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pneumoniamnist import headline
 from common import machine, save_results
 from medlabel.classify.bundle import load_bundle
-from medlabel.classify.ensemble import calibrate_logits, mean_logits
+from medlabel.classify.ensemble import mean_logits
 from medlabel.classify.logits import probabilities
+from medlabel.classify.train import calibrate_logits
 from medlabel.data.arrays import load_arrays
 from medlabel.data.sources import open_dataset
 from medlabel.evaluate import classification_metrics

@@ -59,3 +59,31 @@ def test_content_hash_follows_the_bytes(mixed_archive: Path) -> None:
     assert content_hash(item) == before
     Path(item.files[0]).write_bytes(Path(item.files[0]).read_bytes() + b"\0")
     assert content_hash(item) != before
+
+
+def test_files_are_absolute_for_a_relative_input(
+    mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources and ids stay relative to the input; the files can be read from any folder."""
+    absolute = discover(mixed_archive)
+    link = tmp_path / "linked"
+    link.symlink_to(mixed_archive, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    found = discover(Path("archive"))
+    assert [(i.id, i.source) for i in found.items] == [(i.id, i.source) for i in absolute.items]
+    assert all(Path(f).is_absolute() for i in found.items for f in i.files)
+    by_source = {i.source: i for i in found.items}
+    assert by_source["png/photo.png"].files == (str(mixed_archive / "png" / "photo.png"),)
+    # symbolic links are kept (not resolved), as given
+    linked = {i.source: i for i in discover(Path("linked")).items}
+    assert linked["png/photo.png"].files == (str(link / "png" / "photo.png"),)
+    # a CSV with relative entries, read relative to the CSV's folder
+    Path("list.csv").write_text("path\narchive/png/photo.png\n")
+    (listed,) = discover(Path("list.csv")).items
+    assert listed.source == "archive/png/photo.png"
+    assert listed.files == (str(mixed_archive / "png" / "photo.png"),)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert read_item(by_source["dicom/series1"]).array.shape == (24, 64, 64)
+    assert read_item(by_source["png/photo.png"]).array.shape == (64, 64)

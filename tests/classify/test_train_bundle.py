@@ -15,7 +15,7 @@ from medlabel.classify.bundle import BundleError, load_bundle, save_bundle, save
 from medlabel.classify.classic import train_classic
 from medlabel.classify.ensemble import calibrate_ensemble
 from medlabel.classify.evaluation import evaluate_bundle
-from medlabel.classify.train import TrainConfig, train_classifier
+from medlabel.classify.train import TrainConfig, fit_calibration, train_classifier
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import DatasetError
 from medlabel.image import MedicalImage
@@ -332,3 +332,36 @@ def test_fine_tuning_an_ensemble_starts_each_member_from_its_own(trained, tmp_pa
         expected = dict(pair.torch_member(k % 2).net.named_parameters())
         for name, value in tuned.net.named_parameters():
             torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)
+
+
+def test_calibration_is_fitted_only_where_validation_can_carry_it():
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    sign = labels * 2.0 - 1
+    logits = np.stack([-sign + rng.normal(0, 1, 60), sign + rng.normal(0, 1, 60)], 1)
+    t, threshold, note = fit_calibration(logits, labels, "binary")
+    assert note is None and t != 1.0 and 0 < threshold < 1
+    t, threshold, note = fit_calibration(logits[:10], labels[:10], "binary")
+    assert (t, threshold) == (1.0, 0.5) and note.startswith("not calibrated: 10 validation")
+    one_class = fit_calibration(logits[labels == 1], labels[labels == 1], "binary")
+    assert one_class[2] and "5 of each class" in one_class[2]
+    separable = np.stack([-50 * sign, 50 * sign], 1)  # the fit runs to its bound
+    t, threshold, note = fit_calibration(separable, labels, "binary", fallback=(0.7, 0.6))
+    assert (t, threshold) == (0.7, 0.6) and "search bound" in note and "starting bundle" in note
+
+
+def test_fine_tuning_keeps_the_start_calibration_and_knows_its_training_images(trained, tmp_path):
+    first = save_bundle(trained, tmp_path / "v1", licence="CC0", command="test")
+    start = load_bundle(first)
+    few = make_dataset(n=24, seed=3)
+    few = replace(few, ids=[f"new{i}" for i in range(24)])  # images the start never saw
+    tuned = train_classifier(few, quick_config(epochs=1, init_from=str(first)), progress=False)
+    assert tuned.val_metrics["n"] < 30
+    assert (tuned.temperature, tuned.threshold) == (start.temperature, start.threshold)
+    assert "kept from the starting bundle" in tuned.val_metrics["calibration"]
+    assert set(trained.data["train_ids"]) <= set(tuned.data["train_ids"])
+    assert tuned.data["init_train_ids"] == len(set(trained.data["train_ids"]))
+    # evaluating the tuned bundle on the start's training images says they trained it
+    v2 = load_bundle(save_bundle(tuned, tmp_path / "v2"))
+    report = evaluate_bundle(v2, make_dataset(), split="train", out_dir=tmp_path / "ev")
+    assert report["trained_on"] == len(trained.data["train_ids"])  # every one the start saw

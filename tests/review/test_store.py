@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -43,7 +45,7 @@ def test_migrations_create_the_schema_once(tmp_path: Path) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"items", "predictions", "annotations", "reviews", "users", "audit"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
     again = open_store(tmp_path)  # reopening migrates nothing and loses nothing
     assert (tmp_path / ".medlabel" / "review.db").is_file() and again.url == store.url
 
@@ -151,3 +153,108 @@ def test_the_same_store_on_postgresql(postgres_url: str, tmp_path: Path) -> None
     assert store.latest_annotation("p1", "cls")["label"] == "b"
     assert store.progress()["corrected"] == 1
     assert open_store(postgres_url).progress()["total"] == 2  # reopened: migrated once
+
+
+def test_reimport_repairs_where_the_files_are(tmp_path: Path) -> None:
+    """A rerun of annotate (absolute paths now) updates files, thumbnail and modality of an
+    item imported before; its id, source and the human work stay."""
+    store = open_store(tmp_path / "db")
+    job = _job(tmp_path / "job", [_row("i1", files=["in/i1.png"])])
+    store.import_job(job)
+    store.add_user("ana", "reviewer", "long enough pw")
+    store.decide("i1", "cls", "corrected", "ana", label="b")
+    fixed = str(tmp_path / "in" / "i1.png")
+    _job(job, [_row("i1", files=[fixed], thumbnail="thumbs/new.png", modality="DX")])
+    assert store.import_job(job)["items"] == 0
+    item = store.item("i1")
+    assert item is not None and item["files"]["paths"] == [fixed]
+    assert (item["thumbnail"], item["modality"], item["source"]) == (
+        "thumbs/new.png",
+        "DX",
+        "i1.png",
+    )
+    assert item["results"][0]["status"] == "corrected"
+    assert store.latest_annotation("i1", "cls")["label"] == "b"
+
+
+def test_accepting_after_a_correction_keeps_the_correction(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    store.import_job(_job(tmp_path / "job", [_row("i1"), _row("i2")]))
+    store.add_user("ana", "reviewer", "long enough pw")
+    assert store.decide("i1", "cls", "corrected", "ana", mask="masks/i1/cls.v1.nii.gz") == (
+        "corrected"
+    )
+    assert store.decide("i1", "cls", "accepted", "ana") == "corrected"
+    kept = store.latest_annotation("i1", "cls")
+    assert kept is not None and (kept["version"], kept["mask"]) == (1, "masks/i1/cls.v1.nii.gz")
+    entry = store.audit(1)[0]
+    assert entry["action"] == "review:accepted" and entry["detail"]["kept"] == 1
+    # the same after a label correction set back to pending
+    store.decide("i2", "cls", "corrected", "ana", label="b")
+    store.decide("i2", "cls", "pending", "ana")
+    assert store.decide("i2", "cls", "accepted", "ana") == "corrected"
+    assert store.latest_annotation("i2", "cls")["label"] == "b"
+    p = store.progress()
+    assert (p["accepted"], p["corrected"], p["agreement"]) == (0, 2, 0.0)
+
+
+def test_correction_labels_are_the_models_classes(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    # i2 without class probabilities: nothing to check its labels against
+    rows = [_row("i1"), {k: v for k, v in _row("i2").items() if not k.startswith("p_")}]
+    store.import_job(_job(tmp_path / "job", rows))
+    store.add_user("ana", "reviewer", "long enough pw")
+    with pytest.raises(StoreError, match=r"'BANANA' is not a class of model 'cls'.*a, b"):
+        store.decide("i1", "cls", "corrected", "ana", label="BANANA")
+    assert store.latest_annotation("i1", "cls") is None
+    assert store.decide("i2", "cls", "corrected", "ana", label="BANANA") == "corrected"
+
+
+def test_correcting_to_the_models_label_is_accepting(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    store.import_job(_job(tmp_path / "job", [_row("i1"), _row("i2")]))
+    store.add_user("ana", "reviewer", "long enough pw")
+    assert store.decide("i1", "cls", "corrected", "ana", label="a") == "accepted"
+    entry = store.audit(1)[0]
+    assert entry["action"] == "review:accepted" and entry["detail"]["requested"] == "corrected"
+    # after a correction to b, correcting back to the model's a stores a, accepted
+    store.decide("i2", "cls", "corrected", "ana", label="b")
+    assert store.decide("i2", "cls", "corrected", "ana", label="a") == "accepted"
+    latest = store.latest_annotation("i2", "cls")
+    assert latest is not None and (latest["label"], latest["version"]) == ("a", 2)
+    p = store.progress()
+    assert (p["accepted"], p["corrected"], p["agreement"]) == (2, 0, 1.0)
+
+
+def test_labelled_items_are_those_decided_now(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "db")
+    rows = [_row("i1"), _row("i1", model="other"), _row("i2"), _row("i3")]
+    store.import_job(_job(tmp_path / "job", rows))
+    store.add_user("ana", "reviewer", "long enough pw")
+    store.decide("i1", "cls", "accepted", "ana")
+    store.decide("i2", "cls", "corrected", "ana", label="b")
+    store.decide("i2", "cls", "pending", "ana")  # set back: labelled no more
+    store.decide("i3", "cls", "rejected", "ana")
+    assert {i["id"]: i["labelled"] for i in store.items()} == {
+        "i1": True,
+        "i2": False,
+        "i3": False,
+    }
+    p = store.progress()
+    assert (p["items"], p["total"], p["pending"]) == (3, 4, 2)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_the_database_file_is_private(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "job")
+    store.add_user("ana", "reviewer", "long enough pw")
+    db = tmp_path / "job" / ".medlabel" / "review.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):  # SQLite copies the mode
+        assert not extra.exists() or stat.S_IMODE(extra.stat().st_mode) & 0o077 == 0
+    open_store(f"sqlite:///{tmp_path}/other.db")
+    assert stat.S_IMODE((tmp_path / "other.db").stat().st_mode) == 0o600
+    (tmp_path / "old.db").touch()
+    os.chmod(tmp_path / "old.db", 0o640)  # an existing file keeps its mode
+    open_store(f"sqlite:///{tmp_path}/old.db")
+    assert stat.S_IMODE((tmp_path / "old.db").stat().st_mode) == 0o640

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -576,6 +577,17 @@ def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_
     assert SegTrainConfig(init_from="x").learning_rate() == pytest.approx(2e-4)
     card = (save_segmentation_bundle(tuned, tmp_path / "v2") / "MODEL_CARD.md").read_text()
     assert f"Fine-tuned from: {first}" in card
+    # tuned on other cases, it still counts the start's training cases as its own
+    fewer = tmp_path / "fewer"
+    keep = [*v1["val_ids"], v1["train_ids"][0]]
+    for part in ("images", "masks"):
+        (fewer / part).mkdir(parents=True)
+        for case in keep:
+            name = f"{Path(case).name}.png" if not case.endswith(".png") else Path(case).name
+            shutil.copy(tmp_path / "pairs" / part / name, fewer / part / name)
+    small = open_segmentation_dataset(fewer, "100=disc,200=square")
+    again = train_segmenter(small, replace(still, init_from=str(first)), progress=False)
+    assert set(v1["train_ids"]) <= set(again.data["train_ids"])
     other = open_segmentation_dataset(png_pairs(8), "100=disc,200=box")
     with pytest.raises(MedlabelError, match="fine-tuning needs the bundle's classes"):
         train_segmenter(other, replace(still, init_from=str(first)), progress=False)

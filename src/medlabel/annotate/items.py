@@ -8,7 +8,8 @@ counted; files that look like images but cannot even be scanned become items tha
 their reason, so that nothing the user gave disappears silently.
 
 Ids are stable across runs: the path relative to the input root, made filename-safe, plus a
-short hash that keeps different sources with similar names apart.
+short hash that keeps different sources with similar names apart. The files of an item are
+absolute paths (symbolic links kept), so a job's manifest can be read from any folder.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -22,6 +23,8 @@ Example:
     (['a b.png'], 1)
     >>> found.items[0].id.startswith("a_b.png-")
     True
+    >>> pathlib.Path(found.items[0].files[0]).is_absolute()
+    True
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +179,23 @@ def discover(
     Paths in a CSV are relative to the CSV's folder; a listed folder contributes every item
     below it; a listed path that does not exist becomes a failed item. Files below
     ``exclude`` (the job's own output folder, when it lies inside the input) are passed over.
+    Item files are absolute paths (:meth:`pathlib.Path.absolute`: symbolic links are kept);
+    ids and sources are relative to the input, as given.
 
     Raises:
         ReadError: ``source`` does not exist, or a CSV without a ``path`` column.
     """
+    found = _discover(source, exclude=exclude)
+    found.items = [
+        replace(i, files=tuple(str(Path(f).absolute()) for f in i.files)) for i in found.items
+    ]
+    return found
+
+
+def _discover(
+    source: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None
+) -> Discovery:
+    """:func:`discover` with the files as found (relative when ``source`` is)."""
     src = Path(source)
     skip = Path(exclude).resolve() if exclude is not None else None
     if not src.exists():

@@ -64,6 +64,15 @@ def model_card(meta: dict[str, Any]) -> str:
         "",
         *(
             [
+                "No out-of-distribution check: too few training or validation images to fit "
+                "one, so `medlabel annotate` cannot flag images unlike the training data.",
+                "",
+            ]
+            if not meta.get("ood") and meta.get("kind") == "cnn"
+            else []
+        ),
+        *(
+            [
                 "## Out-of-distribution check",
                 f"Images whose deep features lie farther from the training images' than "
                 f"{meta['ood']['quantile']:.1%} of the validation images' (Mahalanobis distance "

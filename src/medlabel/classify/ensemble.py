@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medlabel.classify.train import TrainedClassifier, calibrate_logits
+from medlabel.classify.train import TrainedClassifier, fit_calibration
 from medlabel.errors import MedlabelError
 
-__all__ = ["calibrate_ensemble", "calibrate_logits", "mean_logits"]
+__all__ = ["calibrate_ensemble", "mean_logits"]
 
 
 def mean_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
@@ -40,4 +40,9 @@ def calibrate_ensemble(members: Sequence[TrainedClassifier]) -> tuple[float, flo
     ):
         raise MedlabelError(None, "ensemble members were validated on different cases")
     logits = mean_logits([m.val_logits for m in members])
-    return calibrate_logits(logits, first.val_labels, first.task, first.config.threshold_criterion)
+    temperature, threshold, note = fit_calibration(
+        logits, first.val_labels, first.task, first.config.threshold_criterion
+    )
+    if note:  # too few validation images, or a degenerate fit: keep the first member's
+        return first.temperature, first.threshold
+    return temperature, threshold

@@ -236,6 +236,57 @@ def calibrate_logits(
     return temperature, threshold
 
 
+#: Fewest validation images a temperature and threshold are fitted on (at least 5 of each
+#: class for a binary task): fewer keep the calibration of the bundle being fine-tuned, or
+#: none (temperature 1, threshold 0.5).
+MIN_CALIBRATION_IMAGES = 30
+
+
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    criterion: str = "youden",
+    *,
+    fallback: tuple[float, float | None] | None = None,
+) -> tuple[float, float | None, str | None]:
+    """:func:`calibrate_logits` where the validation set can carry it, else ``fallback`` (the
+    starting bundle's temperature and threshold) or no calibration; the third value says
+    why a fit was not used (``None`` when it was).
+
+    A fitted temperature at the search bound (separable or degenerate data) is not used
+    either: it would make every confidence near 0.5 or near 1.
+
+    Example:
+        >>> logits = np.array([[2.0, -2.0], [-1.0, 1.0]])
+        >>> t, threshold, note = fit_calibration(
+        ...     logits, np.array([0, 1]), "binary", fallback=(0.5, 0.8))
+        >>> t, threshold, note.split(":")[0]
+        (0.5, 0.8, 'kept from the starting bundle')
+    """
+    n = len(labels)
+    counts = np.bincount(np.asarray(labels).astype(int).ravel()) if task == "binary" else None
+    reason = None
+    if task == "multilabel":
+        return 1.0, None, None
+    if n < MIN_CALIBRATION_IMAGES or (counts is not None and (len(counts) < 2 or counts.min() < 5)):
+        reason = (
+            f"{n} validation images are too few to fit it (need {MIN_CALIBRATION_IMAGES}"
+            + (", 5 of each class" if task == "binary" else "")
+            + ")"
+        )
+    else:
+        temperature, threshold = calibrate_logits(logits, labels, task, criterion)
+        low, high = TemperatureScaler().bounds  # within a step of its search grid's ends
+        if not low * 1.2 < temperature < high / 1.2:
+            reason = f"the fitted temperature {temperature:.3g} lies at its search bound"
+        else:
+            return temperature, threshold, None
+    if fallback is not None:
+        return fallback[0], fallback[1], f"kept from the starting bundle: {reason}"
+    return 1.0, (0.5 if task == "binary" else None), f"not calibrated: {reason}"
+
+
 def _prepare(x: torch.Tensor, mode: str, mean: float, std: float) -> torch.Tensor:
     return normalise(x.float() / 255.0, mode, mean, std)
 
@@ -302,6 +353,7 @@ class _Start:
     std: float
     member: int
     seen: Set[str]
+    calibration: tuple[float, float | None]
 
 
 def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Start:
@@ -345,6 +397,7 @@ def _starting_point(config: TrainConfig, dataset: ClassificationDataset) -> _Sta
         std=normalised.std,
         member=member,
         seen=trained_ids(bundle.meta),
+        calibration=(float(bundle.temperature), bundle.threshold),
     )
 
 
@@ -509,11 +562,19 @@ def train_classifier(
     net.to("cpu").eval()
     with capture_features(net) as val_features:  # kept for the out-of-distribution check
         val_logits = predict_logits(net, val.images, mean, std, mode=config.normalize)
-    temperature, threshold = calibrate_logits(
-        val_logits, val.labels, task, config.threshold_criterion
+    temperature, threshold, calibration_note = fit_calibration(
+        val_logits,
+        val.labels,
+        task,
+        config.threshold_criterion,
+        fallback=start.calibration if start is not None else None,
     )
+    if calibration_note:
+        log.warning("calibration %s", calibration_note)
     val_probs = probabilities(val_logits / temperature, task)
-    val_metrics = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
+    val_metrics: dict[str, Any] = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
+    if calibration_note:
+        val_metrics["calibration"] = calibration_note
     ood = _fit_ood(net, train.images, val_features, mean, std, config.normalize)
     if task != "multilabel":
         pred = (
@@ -538,7 +599,9 @@ def train_classifier(
             **ds.summary(),
             "train_used": len(train.ids),
             "val_used": len(val.ids),
-            "train_ids": list(train.ids),
+            # a fine-tuned model has also seen what its starting bundle trained on
+            "train_ids": list(train.ids) + sorted(set(seen) - set(train.ids)),
+            **({"init_train_ids": len(set(seen) - set(train.ids))} if seen else {}),
             "val_ids": list(val.ids),
             **({"native_size": size_record(train.sizes)} if train.sizes is not None else {}),
         },

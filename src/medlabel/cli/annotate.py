@@ -226,7 +226,7 @@ def next_(
     strategy: Annotated[
         str, typer.Option("--strategy", help="uncertainty, margin, random or diversity.")
     ] = "uncertainty",
-    n: Annotated[int, typer.Option("--n", help="How many items.")] = 20,
+    n: Annotated[int, typer.Option("--n", help="How many items (at least 1).")] = 20,
     model: Annotated[str | None, typer.Option("--model", help="Only this model's results.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random strategy.")] = 0,
     db: Annotated[
@@ -238,12 +238,16 @@ def next_(
     from medlabel.review.active import STRATEGIES
     from medlabel.review.queue import next_items
 
+    if n < 1:
+        raise typer.BadParameter(f"must be at least 1, not {n}", param_hint="--n")
     rows = next_items(
         folder, _choice(strategy, STRATEGIES, "--strategy"), n, model=model, seed=seed, db=db
     )
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    if not rows:
+        typer.echo("nothing pending for review")
     for r in rows:
         u = r.get("uncertainty")
         typer.echo(
@@ -272,8 +276,10 @@ def review(
 ) -> None:
     """Start the review web UI for an annotation job (sign in with a user made by --add-user)."""
     from medlabel.review.schema import ROLES
-    from medlabel.review.store import open_store
+    from medlabel.review.store import job_manifest, open_store
 
+    if db is None:
+        job_manifest(folder)  # no store file in a folder that holds no job
     if add_user:
         password = sys.stdin.readline().rstrip("\n")
         open_store(db or folder).add_user(add_user, _choice(role, ROLES, "--role"), password)

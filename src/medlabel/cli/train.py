@@ -132,7 +132,7 @@ def train_classify(
     )
     from medlabel.classify.classic import train_classic
     from medlabel.classify.recipe import auto_config
-    from medlabel.classify.train import train_classifier
+    from medlabel.classify.train import MIN_CALIBRATION_IMAGES, train_classifier
     from medlabel.data.sources import open_dataset
     from medlabel.devices import resolve_device
 
@@ -190,12 +190,21 @@ def train_classify(
         members, out, temperature=temperature, threshold=threshold, licence=licence, command=command
     )
     skipped = sum(len(m.failures) for m in members)
+    val = members[0].val_metrics
     typer.echo(
         f"wrote {path} ({cfg.model} {'x'.join(map(str, cfg.size))}, "
-        f"validation AUC {members[0].val_metrics['auc']:.4f}"
+        f"validation AUC {val['auc']:.4f} on {val['n']} images"
+        + (" (too few to judge)" if val["n"] < MIN_CALIBRATION_IMAGES else "")
         + (f", {skipped} unreadable image(s) skipped" if skipped else "")
         + ")"
     )
+    if val.get("calibration"):
+        typer.echo(f"note: calibration {val['calibration']}")
+    if members[0].ood is None:
+        typer.echo(
+            "note: no out-of-distribution check (it needs at least 10 training and 10 "
+            "validation images): annotate cannot flag images unlike the training data"
+        )
 
 
 @train_app.command("segment")

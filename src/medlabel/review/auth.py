@@ -1,14 +1,18 @@
 """Sessions for the review server: signed, expiring tokens in an HTTP-only cookie.
 
-A token is ``user.expiry.signature`` with an HMAC-SHA256 signature under a secret kept in the
-job folder (``.medlabel/secret``, created with owner-only permissions), so sessions survive a
-server restart and cannot be forged. Passwords are checked by the store (scrypt hashes).
+A token is ``user.issued.signature`` (issue time in milliseconds) with an HMAC-SHA256
+signature under a secret kept in the job folder (``.medlabel/secret``, created with
+owner-only permissions), so sessions survive a server restart and cannot be forged. A token
+lives ``lifetime_s`` from its issue; the server also refuses tokens issued before the user's
+last sign-out or password reset (:meth:`Sessions.claims` gives the issue time to compare).
+Passwords are checked by the store (scrypt hashes).
 
 Example:
     >>> keys = Sessions(b"0" * 32)
     >>> token = keys.issue("ana")
     >>> keys.user(token), keys.user(token + "x"), keys.user("ana.1.forged")
     ('ana', None, None)
+    >>> Sessions(b"0" * 32, lifetime_s=-1).user(token)  # expired
 """
 
 from __future__ import annotations
@@ -52,22 +56,28 @@ class Sessions:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def issue(self, user: str) -> str:
-        """A token for ``user`` valid for ``lifetime_s`` seconds."""
+        """A token for ``user`` valid for ``lifetime_s`` seconds from now."""
         name = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
-        payload = f"{name}.{int(time.time()) + self.lifetime_s}"
+        payload = f"{name}.{int(time.time() * 1000)}"
         return f"{payload}.{self._sign(payload)}"
 
-    def user(self, token: str | None) -> str | None:
-        """The user of a valid, unexpired token (``None`` otherwise)."""
+    def claims(self, token: str | None) -> tuple[str, float] | None:
+        """The user of a valid, unexpired token and when it was issued (epoch seconds),
+        ``None`` otherwise."""
         if not token or token.count(".") != 2:
             return None
-        name, expiry, signature = token.split(".")
-        if not hmac.compare_digest(self._sign(f"{name}.{expiry}"), signature):
+        name, issued, signature = token.split(".")
+        if not hmac.compare_digest(self._sign(f"{name}.{issued}"), signature):
             return None
-        if not expiry.isdigit() or int(expiry) < time.time():
+        if not issued.isdigit() or int(issued) / 1000 + self.lifetime_s < time.time():
             return None
         padded = name + "=" * (-len(name) % 4)
         try:
-            return base64.urlsafe_b64decode(padded).decode()
+            return base64.urlsafe_b64decode(padded).decode(), int(issued) / 1000
         except (ValueError, UnicodeDecodeError):
             return None
+
+    def user(self, token: str | None) -> str | None:
+        """The user of a valid, unexpired token (``None`` otherwise)."""
+        found = self.claims(token)
+        return None if found is None else found[0]

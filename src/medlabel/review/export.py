@@ -19,6 +19,7 @@ Example:
     >>> store.add_user("ana", "reviewer", "long enough pw")
     >>> item = store.predictions()[0]["item"]
     >>> store.decide(item, "ct-lungs", "accepted", "ana")
+    'accepted'
     >>> e = export_reviewed(root / "out", "ct-lungs")
     >>> e.task, e.rows, e.labels
     ('segmentation', 1, '1=lung_right,2=lung_left')
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from medlabel.annotate.models import SIZE_KEYS
 from medlabel.io.atomic import atomic_output
-from medlabel.review.store import StoreError, open_store, source_item
+from medlabel.review.store import StoreError, job_manifest, open_store, source_item
 
 __all__ = ["Export", "export_reviewed", "model_classes"]
 
@@ -78,9 +79,12 @@ def export_reviewed(
     ``JOB/.medlabel/reviewed-<model>.csv``).
 
     Raises:
-        StoreError: no accepted or corrected result of that model.
+        StoreError: no annotation job in ``job``, or no accepted or corrected result of that
+            model.
     """
     folder = Path(job).resolve()
+    if db is None:
+        job_manifest(folder)  # no store file in a folder that holds no job
     store = open_store(db or folder)
     store.import_job(folder)
     rows = [r for r in store.predictions(None) if r["model"] == model]

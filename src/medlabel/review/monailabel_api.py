@@ -9,8 +9,11 @@ user's name and password.
 
 * The **datastore** is the annotation job: its items are the images; a label is the newest
   human mask of an item (tag ``final``), or the model's mask (tag ``original``).
-* **Infer** runs a job model (bundled model, user bundle or recipe) on a stored image and
-  replies with the mask (NIfTI) and/or a JSON ``params`` part.
+* **Infer** runs a model of the job (bundled model, user bundle or recipe) on a stored image
+  and replies with the mask (NIfTI) and/or a JSON ``params`` part; it writes files, so it
+  needs a reviewer.
+* **Label uploads** must be masks on the item's grid with the model's classes; the model is
+  ``params.model``, or the item's only segmentation model when the client names none.
 * **Active learning** returns the next pending item by the chosen strategy, ``{}`` when none.
 * **Train** runs ``medlabel train ... --from-review`` in a subprocess on the reviewed labels,
   writing ``JOB/models/<model>-v<N>``; it can be polled and stopped. A segmentation bundle is
@@ -26,8 +29,10 @@ Example (the multipart reply of ``/infer``):
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,12 +43,32 @@ from starlette.datastructures import UploadFile
 
 from medlabel import __version__
 from medlabel.errors import MedlabelError
+from medlabel.image import same_grid
 from medlabel.review.active import STRATEGIES
 from medlabel.review.export import model_classes
 from medlabel.review.queue import rank_pending
 from medlabel.review.store import source_item
 
 __all__ = ["add_monailabel_routes", "train_command"]
+
+_TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+async def _json_params(request: Request) -> dict[str, Any]:
+    """A request's JSON object body (``{}`` when empty); another content type is refused, so
+    a cross-site form cannot pass for JSON."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    if "json" not in request.headers.get("content-type", ""):
+        raise HTTPException(status_code=415, detail="send the parameters as application/json")
+    try:
+        params = json.loads(body)
+    except ValueError as err:
+        raise HTTPException(status_code=422, detail=f"not JSON: {err}") from err
+    if not isinstance(params, dict):
+        raise HTTPException(status_code=422, detail="the parameters are a JSON object")
+    return params
 
 
 def train_command(
@@ -162,9 +187,9 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
 
     @router.get("/info/")
     def info(user: str = Depends(current_user)) -> dict[str, Any]:
+        app.state.refresh()
         models = job_models()
         labels = sorted({name for m in models.values() for name in m["labels"]})
-        progress = store.progress()
         return {
             "name": f"medlabel: {folder.name}",
             "description": "medlabel annotation job served with MONAI Label's API",
@@ -183,10 +208,7 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
                 for m in models
             },
             "train_stats": {m: training.get("stats", {}).get(m, {}) for m in models},
-            "datastore": {
-                "total": progress["total"],
-                "completed": progress["accepted"] + progress["corrected"],
-            },
+            "datastore": datastore_stats(),
         }
 
     @router.post("/activelearning/{strategy}")
@@ -195,10 +217,8 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
     ) -> dict[str, Any]:
         if strategy not in STRATEGIES:
             raise HTTPException(status_code=404, detail=f"strategy: one of {STRATEGIES}")
-        try:
-            params = await request.json()
-        except (json.JSONDecodeError, ValueError):
-            params = {}
+        params = await _json_params(request)
+        app.state.refresh()
         rows = store.predictions("pending")
         if not rows:
             return {}
@@ -213,17 +233,21 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
 
     @router.post("/infer/{model}")
     def infer(
-        model: str, image: str, output: str = "all", user: str = Depends(current_user)
+        model: str, image: str, output: str = "all", user: str = Depends(reviewer)
     ) -> Response:
         from medlabel.io import write_image
 
         if output not in ("image", "json", "all"):
             raise HTTPException(status_code=422, detail="output: image, json or all")
+        if model not in job_models():
+            raise HTTPException(status_code=404, detail=f"no model {model!r} in this job")
+        img = item_image(image)
         try:
             m = model_of(model)
         except MedlabelError as err:
-            raise HTTPException(status_code=404, detail=str(err)) from err
-        img = item_image(image)
+            raise HTTPException(
+                status_code=404, detail=f"model {model!r} is not installed"
+            ) from err
         start = time.perf_counter()
         if m.kind == "classification":
             res = m.classify([img])[0]
@@ -254,17 +278,23 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
             )
         return _multipart(params, out.name, data)
 
+    def datastore_stats() -> dict[str, Any]:
+        items = store.items()
+        done = sum(1 for i in items if i["labelled"])
+        return {
+            "total": len(items),
+            "completed": done,
+            "label_tags": {"final": done},
+            "train": done,
+        }
+
     @router.get("/datastore/")
     def datastore(output: str = "stats", user: str = Depends(current_user)) -> Any:
+        app.state.refresh()
+        if output == "stats":
+            return datastore_stats()
         items = store.items()
         done = [i for i in items if i["labelled"]]
-        if output == "stats":
-            return {
-                "total": len(items),
-                "completed": len(done),
-                "label_tags": {"final": len(done)},
-                "train": len(done),
-            }
         if output == "train":
             out = []
             for i in done:
@@ -319,6 +349,48 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
     ) -> dict[str, Any]:
         return await put_image(request, image, user)
 
+    def label_model(item: dict[str, Any], params: dict[str, Any]) -> str:
+        """The segmentation model an uploaded label belongs to (named, or the item's only)."""
+        segmenters = sorted(r["model"] for r in item["results"] if r["task"] == "segmentation")
+        named = params.get("model")
+        if named is None and len(segmenters) == 1:
+            return segmenters[0]
+        if named is None or named not in model_classes(folder):
+            known = ", ".join(segmenters or sorted(model_classes(folder))) or "none"
+            raise HTTPException(
+                status_code=422,
+                detail=f"name the segmentation model in params.model (this job's: {known})",
+            )
+        return str(named)
+
+    def checked_label(path: Path, item: dict[str, Any], model: str) -> None:
+        """Refuse an upload that is not a mask of ``model`` on the item's grid."""
+        from medlabel.io import read_image
+
+        try:
+            mask = read_image(path, is_label=True)
+        except MedlabelError as err:
+            raise HTTPException(
+                status_code=422, detail=f"not a readable mask: {err.reason}"
+            ) from err
+        image = item_image(item["id"])
+        if not same_grid(mask, image):
+            raise HTTPException(
+                status_code=422,
+                detail=f"the mask's grid (size {mask.size}, spacing {mask.spacing}) is not "
+                f"the image's (size {image.size}, spacing {image.spacing}) or their origin "
+                "or direction differ",
+            )
+        import numpy as np
+
+        values = set(np.unique(np.asarray(mask.array)).tolist())
+        known = set(model_classes(folder).get(model, {})) | {0}
+        if not values <= known:
+            raise HTTPException(
+                status_code=422,
+                detail=f"label values {sorted(values - known)} are not classes of {model}",
+            )
+
     @router.put("/datastore/label")
     async def upload_label(
         request: Request, image: str, tag: str = "final", user: str = Depends(reviewer)
@@ -327,24 +399,40 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
         upload = form.get("label")
         if not isinstance(upload, UploadFile):
             raise HTTPException(status_code=422, detail="send the mask as the 'label' part")
-        params = json.loads(str(form.get("params") or "{}"))
-        if store.item(image) is None:
+        if not _TAG.fullmatch(tag):
+            raise HTTPException(status_code=422, detail="tags are 1-32 letters, digits, - or _")
+        try:
+            params = json.loads(str(form.get("params") or "{}"))
+        except ValueError as err:
+            raise HTTPException(status_code=422, detail=f"params: not JSON: {err}") from err
+        item = store.item(image)
+        if item is None:
             raise HTTPException(status_code=404, detail=f"no image {image!r}")
-        model = params.get("model") or "label"
-        current = store.latest_annotation(image, model)
-        version = (current["version"] if current else 0) + 1
-        rel = f"masks/{image}/{model}.{tag}.v{version}.nii.gz"
-        await _save_upload(upload, folder / rel)
-        store.add_label(image, model, rel, user)
+        model = label_model(item, params if isinstance(params, dict) else {})
+        staging = folder / ".medlabel" / "uploads"
+        staging.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=staging) as tmp:
+            suffix = "".join(Path(upload.filename or "label.nii.gz").suffixes[-2:]) or ".nii.gz"
+            received = Path(tmp) / f"label{suffix}"
+            await _save_upload(upload, received)
+            checked_label(received, item, model)
+            with app.state.saving:
+                current = store.latest_annotation(image, model)
+                version = (current["version"] if current else 0) + 1
+                rel = f"masks/{image}/{model}.{tag}.v{version}{suffix}"
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                received.replace(folder / rel)
+                store.add_label(image, model, rel, user)
         return {"image": image, "label": rel, "tag": tag}
 
     @router.get("/datastore/image")
     def download_image(image: str, user: str = Depends(current_user)) -> Response:
         from medlabel.io import write_image
 
+        img = item_image(image)  # a known item, or 404: ids are never paths
         out = folder / ".medlabel" / "images" / f"{image}.nii.gz"
-        if not out.is_file():
-            write_image(item_image(image), out)
+        if not out.resolve().is_relative_to(folder) or not out.is_file():
+            write_image(img, out)
         return FileResponse(out, media_type="application/octet-stream", filename=out.name)
 
     @router.get("/datastore/label")
@@ -374,10 +462,7 @@ def add_monailabel_routes(app: FastAPI, current_user: Any, reviewer: Any) -> Non
     async def train(model: str, request: Request, user: str = Depends(reviewer)) -> dict[str, Any]:
         if running():
             raise HTTPException(status_code=409, detail="a training run is already going on")
-        try:
-            params = await request.json()
-        except (json.JSONDecodeError, ValueError):
-            params = {}
+        params = await _json_params(request)
         models = job_models()
         if model not in models:
             raise HTTPException(status_code=404, detail=f"no model {model!r} in this job")

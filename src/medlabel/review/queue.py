@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medlabel.review.active import rank
-from medlabel.review.store import open_store
+from medlabel.review.store import StoreError, job_manifest, open_store
 
 __all__ = ["next_items", "rank_pending", "thumbnail_features"]
 
@@ -41,7 +41,13 @@ def rank_pending(
     job: Path, rows: list[dict[str, Any]], strategy: str, n: int, seed: int = 0
 ) -> list[dict[str, Any]]:
     """:func:`~medlabel.review.active.rank` with the items' thumbnails as the features of
-    the diversity strategy (rows as :meth:`Store.predictions` gives them)."""
+    the diversity strategy (rows as :meth:`Store.predictions` gives them).
+
+    Raises:
+        ValueError: ``n`` is less than 1.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, not {n}")
     return rank(
         rows,
         strategy,
@@ -63,11 +69,28 @@ def next_items(
     """The ``n`` pending results of the job in ``folder`` a person should review next.
 
     The job's manifest is imported into the store first (idempotent), so the answer always
-    reflects the latest run. ``db`` is a SQLAlchemy URL (default: the folder's SQLite file).
+    reflects the latest run. ``db`` is a SQLAlchemy URL (default: the folder's SQLite file,
+    created only when the folder holds a job).
+
+    Raises:
+        ValueError: ``n`` is less than 1.
+        StoreError: the folder holds no annotation job, or ``model`` is none of its models.
     """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, not {n}")
     job = Path(folder)
+    if db is None:
+        job_manifest(job)  # before the store file is created
     store = open_store(db or job)
     store.import_job(job)
+    if model is not None:
+        models = sorted({r["model"] for r in store.predictions(None)})
+        if model not in models:
+            raise StoreError(
+                job,
+                f"the job has no results of model {model!r}; "
+                f"its models: {', '.join(models) or '(none)'}",
+            )
     rows = store.predictions("pending")
     if model is not None:
         rows = [r for r in rows if r["model"] == model]

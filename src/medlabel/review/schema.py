@@ -8,7 +8,8 @@
   prediction it confirms or corrects. Mask corrections are new rows (versions), never edits.
 * ``reviews``: the review state of an (item, model) pair: pending, accepted, corrected or
   rejected, by whom and when.
-* ``users``: reviewers with a role (admin, reviewer, viewer) and a password hash.
+* ``users``: reviewers with a role (admin, reviewer, viewer), a password hash, and the time
+  from which their sign-ins count (earlier sessions are revoked).
 * ``audit``: every change, who made it and when.
 
 The schema is created and upgraded by Alembic migrations (:mod:`medlabel.review.migrations`),
@@ -138,6 +139,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(Text)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: sessions (sign-ins) from before this time (epoch seconds) are no longer valid
+    sessions_from: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Audit(Base):

@@ -1,8 +1,13 @@
 """``medlabel review``: a FastAPI server with a web UI to accept, correct or reject results.
 
 Everything except the login page needs a logged-in user (signed session cookie); reviewers
-and admins may decide, viewers may only look. URLs carry item ids, never paths: files are
-looked up in the store and must lie inside the job folder. Request bodies are limited in size.
+and admins may decide, viewers may only look. Signing out, or an admin resetting a password,
+ends every session of that user. URLs carry item ids, never paths: files are looked up in the
+store and must lie inside the job folder. Request bodies are limited in size (counted as they
+arrive) and state-changing requests from another origin are refused
+(:mod:`medlabel.review.guards`). A mask edit names the version it was drawn on, so two
+reviewers saving the same mask cannot silently overwrite each other (409). A rerun of
+``medlabel annotate`` into the job folder shows up without restarting the server.
 Slices are rendered on the server (:mod:`medlabel.review.render`); the page's JavaScript is
 written for this project and served from the package.
 
@@ -28,14 +33,16 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
 from medlabel.annotate.items import read_item
@@ -45,6 +52,7 @@ from medlabel.preprocess.window import WINDOW_PRESETS
 from medlabel.review.active import STRATEGIES
 from medlabel.review.auth import COOKIE, Sessions, load_secret
 from medlabel.review.export import model_classes
+from medlabel.review.guards import BodyLimit, SameOrigin
 from medlabel.review.queue import rank_pending
 from medlabel.review.render import View, decode_rle, encode_rle
 from medlabel.review.store import Store, StoreError, open_store, source_item
@@ -89,6 +97,8 @@ class MaskEdit(BaseModel):
     width: int
     height: int
     rle: list[int]
+    #: the mask version the edit was drawn on (0: the model's mask); ``None`` skips the check
+    base: int | None = None
 
 
 def _login_page(message: str = "") -> str:
@@ -113,35 +123,51 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         StoreError: the folder holds no annotation job.
     """
     folder = Path(job).resolve()
+    if db is None and not (folder / "manifest.jsonl").is_file():
+        raise StoreError(folder, "no manifest.jsonl here: run medlabel annotate first")
     store: Store = open_store(db or folder)
     store.import_job(folder)
     sessions = Sessions(load_secret(folder))
     classes = model_classes(folder)
+    manifest = folder / "manifest.jsonl"
+    seen = {"manifest": manifest.stat().st_mtime_ns}
     views: OrderedDict[str, View] = OrderedDict()
     masks: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+    saving = threading.Lock()
     app = FastAPI(title="medlabel review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.folder = folder
     app.state.sessions = sessions
+    app.state.saving = saving
+    app.state.refresh = lambda: refresh()
+    app.add_middleware(SameOrigin)
+    app.add_middleware(
+        BodyLimit,
+        limit=lambda path: MAX_UPLOAD_BYTES if path.startswith("/datastore") else MAX_BODY_BYTES,
+    )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        limit = MAX_UPLOAD_BYTES if request.url.path.startswith("/datastore") else MAX_BODY_BYTES
-        if length and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
-        response: Response = await call_next(request)
-        return response
+    def refresh() -> None:
+        """Import the job anew when ``medlabel annotate`` has rewritten its manifest."""
+        try:
+            mtime = manifest.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != seen["manifest"]:
+            seen["manifest"] = mtime
+            store.import_job(folder)
+            classes.clear()
+            classes.update(model_classes(folder))
 
     def current_user(request: Request) -> str:
         token = request.cookies.get(COOKIE)
         bearer = request.headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):  # MONAI Label clients
             token = bearer[7:].strip()
-        user = sessions.user(token)
-        if user is None or store.role(user) is None:
+        claims = sessions.claims(token)
+        account = None if claims is None else store.account(claims[0])
+        if claims is None or account is None or claims[1] < account[1]:
             raise HTTPException(status_code=401, detail="sign in first")
-        return user
+        return claims[0]
 
     def reviewer(user: str = Depends(current_user)) -> str:
         if store.role(user) not in ("admin", "reviewer"):
@@ -153,9 +179,13 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
             raise HTTPException(status_code=403, detail="only admins manage users")
         return user
 
-    def inside(rel: str) -> Path:
+    def in_job(rel: str) -> Path | None:
         path = (folder / rel).resolve()
-        if not rel or not path.is_relative_to(folder) or not path.is_file():
+        return path if rel and path.is_relative_to(folder) and path.is_file() else None
+
+    def inside(rel: str) -> Path:
+        path = in_job(rel)
+        if path is None:
             raise HTTPException(status_code=404, detail="no such file")
         return path
 
@@ -211,7 +241,10 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         return response
 
     @app.post("/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        user = sessions.user(request.cookies.get(COOKIE))
+        if user is not None and store.account(user) is not None:
+            store.revoke_sessions(user, by=user)  # the cookie may have been copied
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -244,6 +277,9 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     ) -> list[dict[str, Any]]:
         if strategy not in STRATEGIES:
             raise HTTPException(status_code=422, detail=f"strategy: one of {STRATEGIES}")
+        if n < 1:
+            raise HTTPException(status_code=422, detail="n: at least 1")
+        refresh()
         rows = store.predictions(None if status == "all" else status)
         if model:
             rows = [r for r in rows if r["model"] == model]
@@ -253,6 +289,7 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
 
     @app.get("/api/progress")
     def progress(user: str = Depends(current_user)) -> dict[str, Any]:
+        refresh()
         return store.progress()
 
     @app.get("/api/items/{item_id}")
@@ -281,6 +318,8 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     def slice_png(
         item_id: str, index: int, level: float, width: float, user: str = Depends(current_user)
     ) -> Response:
+        if not (math.isfinite(level) and math.isfinite(width) and width > 0):
+            raise HTTPException(status_code=422, detail="level and width: finite, width > 0")
         return Response(view(item_id).slice_png(index, level, width), media_type="image/png")
 
     @app.get("/api/items/{item_id}/overlay/{model}/{index}.png")
@@ -304,11 +343,25 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
 
     @app.post("/api/items/{item_id}/review")
     def review(item_id: str, decision: Decision, user: str = Depends(reviewer)) -> dict[str, Any]:
-        try:
-            store.decide(item_id, decision.model, decision.status, user, label=decision.label)
-        except StoreError as err:
-            raise HTTPException(status_code=422, detail=err.reason) from err
-        return {"ok": True, "progress": store.progress()}
+        if decision.status == "accepted":
+            result = next(
+                (r for r in item_or_404(item_id)["results"] if r["model"] == decision.model), None
+            )
+            rel = result and ((result["annotation"] or {}).get("mask") or result["mask"])
+            if rel and in_job(rel) is None:
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"the mask of {decision.model} is missing ({rel}): "
+                    "correct it or reject the result",
+                )
+        with saving:
+            try:
+                status = store.decide(
+                    item_id, decision.model, decision.status, user, label=decision.label
+                )
+            except StoreError as err:
+                raise HTTPException(status_code=422, detail=err.reason) from err
+        return {"ok": True, "status": status, "progress": store.progress()}
 
     @app.post("/api/items/{item_id}/mask/{model}")
     def save_mask(
@@ -316,6 +369,9 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
     ) -> dict[str, Any]:
         labels = mask_labels(item_id, model)
         shape = labels.shape if labels.ndim == 2 else labels.shape[1:]
+        slices = 1 if labels.ndim == 2 else len(labels)
+        if not 0 <= edit.index < slices:
+            raise HTTPException(status_code=422, detail=f"index: 0 to {slices - 1}")
         if (edit.height, edit.width) != tuple(shape):
             raise HTTPException(status_code=422, detail=f"slice must be {shape[1]}x{shape[0]}")
         try:
@@ -325,11 +381,21 @@ def create_app(job: str | os.PathLike[str], *, db: str | None = None) -> FastAPI
         known = set(classes.get(model, {})) | {0}
         if not set(np.unique(plane).tolist()) <= known:
             raise HTTPException(status_code=422, detail="labels outside the model's classes")
-        current = store.latest_annotation(item_id, model)
-        version = (current["version"] if current else 0) + 1
-        rel = f"masks/{item_id}/{model}.v{version}.nii.gz"
-        view(item_id).save_edit(labels, edit.index, plane, folder / rel, classes.get(model, {}))
-        store.decide(item_id, model, "corrected", user, mask=rel)
+        with saving:  # one save at a time: versions and files never collide
+            current = store.latest_annotation(item_id, model)
+            have = current["version"] if current else 0
+            if edit.base is not None and edit.base != have:
+                by = current["author"] if current else "someone"
+                raise HTTPException(
+                    status_code=409,
+                    detail=f"{by} saved version {have} of this mask after you opened it "
+                    f"(you drew on version {edit.base}): reload the item and redo the edit",
+                )
+            labels = mask_labels(item_id, model)  # the newest mask, under the lock
+            version = have + 1
+            rel = f"masks/{item_id}/{model}.v{version}.nii.gz"
+            view(item_id).save_edit(labels, edit.index, plane, folder / rel, classes.get(model, {}))
+            store.decide(item_id, model, "corrected", user, mask=rel)
         return {"ok": True, "mask": rel, "version": version}
 
     @app.get("/api/export/{model}.csv")

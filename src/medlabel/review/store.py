@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medlabel.annotate.items import Item as JobItem
@@ -40,7 +40,7 @@ from medlabel.review.schema import (
 )
 from medlabel.review.users import UserAccounts
 
-__all__ = ["Store", "StoreError", "default_url", "open_store", "source_item"]
+__all__ = ["Store", "StoreError", "default_url", "job_manifest", "open_store", "source_item"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -58,11 +58,38 @@ def source_item(item: dict[str, Any]) -> JobItem:
     )
 
 
+def job_manifest(folder: str | os.PathLike[str]) -> Path:
+    """The ``manifest.jsonl`` of the annotation job in ``folder`` (nothing is created).
+
+    Raises:
+        StoreError: the folder does not exist or holds no ``manifest.jsonl``.
+    """
+    manifest = Path(folder) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise StoreError(folder, "no manifest.jsonl here: run medlabel annotate first")
+    return manifest
+
+
 def default_url(folder: str | os.PathLike[str]) -> str:
     """``sqlite:///FOLDER/.medlabel/review.db`` (the folder of a ``medlabel annotate`` job)."""
     path = Path(folder).resolve() / ".medlabel" / "review.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def _create_private(url: str) -> None:
+    """Create the file of a SQLite URL readable by its owner only (it holds password hashes)
+    before SQLite creates it with the default mode; existing files are left as they are."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:") or parsed.query.get("uri"):
+        return  # SQLite URI filenames: leave them to SQLite
+    path = Path(database)
+    if path.exists() or not path.parent.is_dir():
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _migrate(engine: Engine) -> None:
@@ -105,14 +132,14 @@ class Store(UserAccounts):
         """Load ``folder/manifest.jsonl`` of an annotation job: items, predictions (updated
         when the model version changes), and a pending review per (item, model) result.
 
-        Human annotations and decided reviews are never touched. Returns counts.
+        An item imported before keeps its id and source; its files, thumbnail and modality
+        follow the manifest (a rerun of ``medlabel annotate`` repairs them). Human annotations
+        and decided reviews are never touched. Returns counts.
 
         Raises:
             StoreError: the folder holds no ``manifest.jsonl``.
         """
-        manifest = Path(folder) / "manifest.jsonl"
-        if not manifest.is_file():
-            raise StoreError(folder, "no manifest.jsonl here: run medlabel annotate first")
+        manifest = job_manifest(folder)
         counts = {"items": 0, "predictions": 0, "reviews": 0}
         rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
         with self.session() as s:
@@ -120,21 +147,30 @@ class Store(UserAccounts):
                 if row.get("status") != "done":
                     continue
                 item = s.get(Item, row["item"])
+                files = {
+                    "job": str(Path(folder).resolve()),
+                    "kind": row.get("kind", "file"),
+                    "paths": row.get("files", []),
+                    "series_uid": row.get("series_uid", ""),
+                }
+                modality, thumbnail = row.get("modality") or "", row.get("thumbnail") or ""
                 if item is None:
                     item = Item(
                         id=row["item"],
                         source=row.get("source", ""),
-                        modality=row.get("modality") or "",
-                        files={
-                            "job": str(Path(folder).resolve()),
-                            "kind": row.get("kind", "file"),
-                            "paths": row.get("files", []),
-                            "series_uid": row.get("series_uid", ""),
-                        },
-                        thumbnail=row.get("thumbnail") or "",
+                        modality=modality,
+                        files=files,
+                        thumbnail=thumbnail,
                     )
                     s.add(item)
                     counts["items"] += 1
+                else:  # where the files are is no human work: follow the newest run
+                    if dict(item.files or {}) != files:
+                        item.files = files
+                    if item.thumbnail != thumbnail:
+                        item.thumbnail = thumbnail
+                    if item.modality != modality:
+                        item.modality = modality
                 pred = s.scalar(
                     select(Prediction).where(
                         Prediction.item_id == row["item"], Prediction.model == row["model"]
@@ -191,15 +227,21 @@ class Store(UserAccounts):
         *,
         label: str | None = None,
         mask: str | None = None,
-    ) -> None:
+    ) -> str:
         """Record a review decision: ``accepted`` (the prediction is right), ``corrected``
         (with the right ``label`` and/or a new ``mask`` file), ``rejected`` (unusable), or
-        back to ``pending``. Accepting and correcting store a human annotation (a new
-        version); every decision is audited.
+        back to ``pending``. Every decision is audited. Returns the state recorded:
+
+        * accepting stores the prediction as a human annotation (a new version), unless the
+          newest annotation differs from the prediction (a person's correction, or a label
+          a person gave before the model changed): that annotation is kept as it is and the
+          state is ``corrected``, since the result is not the model's;
+        * correcting stores a new annotation version; a correction to exactly what the model
+          gave is recorded as ``accepted``.
 
         Raises:
-            StoreError: unknown state, no such prediction, a viewer, or a correction without
-                a label or mask.
+            StoreError: unknown state, no such prediction, a viewer, a correction without
+                a label or mask, or a label that is none of the classifier's classes.
         """
         if status not in REVIEW_STATES:
             raise StoreError(None, f"status must be one of {', '.join(REVIEW_STATES)}")
@@ -209,36 +251,50 @@ class Store(UserAccounts):
             raise StoreError(None, "a correction needs a label or a mask")
         with self.session() as s:
             pred = self._prediction(s, item_id, model)
+            classes = sorted(pred.probs or {}) if pred.task == "classification" else []
+            if status == "corrected" and label and classes and label not in classes:
+                raise StoreError(
+                    None,
+                    f"label {label!r} is not a class of model {model!r}; "
+                    f"choose one of {', '.join(classes)}",
+                )
+            new_label = pred.label if label is None else label
+            new_mask = pred.mask if mask is None else mask
+            detail: dict[str, Any] = {"model": model, "label": label, "mask": mask}
+            if status == "corrected" and (new_label, new_mask) == (pred.label, pred.mask):
+                status, detail["requested"] = "accepted", "corrected"
+            elif status == "accepted":
+                latest = s.scalar(
+                    select(Annotation)
+                    .where(Annotation.item_id == item_id, Annotation.model == model)
+                    .order_by(Annotation.version.desc())
+                )
+                if latest is not None and (latest.label, latest.mask) != (pred.label, pred.mask):
+                    status, detail["kept"] = "corrected", latest.version
             review = s.scalar(
                 select(Review).where(Review.item_id == item_id, Review.model == model)
             )
             if review is None:
                 review = Review(item_id=item_id, model=model)
                 s.add(review)
-            before = review.status
+            detail["before"] = review.status
             review.status, review.reviewer = status, user
             review.updated = dt.datetime.now(dt.timezone.utc)
-            if status in ("accepted", "corrected"):
-                version = _next_version(s, item_id, model)
+            if status in ("accepted", "corrected") and "kept" not in detail:
                 s.add(
                     Annotation(
                         item_id=item_id,
                         model=model,
-                        label=pred.label if label is None else label,
-                        mask=pred.mask if mask is None else mask,
-                        version=version,
+                        label=new_label,
+                        mask=new_mask,
+                        version=_next_version(s, item_id, model),
                         author=user,
                         prediction_id=pred.id,
                     )
                 )
-            s.add(
-                Audit(
-                    user=user,
-                    action=f"review:{status}",
-                    item_id=item_id,
-                    detail={"model": model, "before": before, "label": label, "mask": mask},
-                )
-            )
+            action = "review:accepted" if "kept" in detail else f"review:{status}"
+            s.add(Audit(user=user, action=action, item_id=item_id, detail=detail))
+        return status
 
     def add_item(self, item_id: str, source: str, paths: list[str], user: str) -> None:
         """Register an image that did not come from an annotation job (an upload)."""
@@ -301,9 +357,14 @@ class Store(UserAccounts):
             s.add(Audit(user=user, action=action, item_id=item_id, detail=detail))
 
     def items(self) -> list[dict[str, Any]]:
-        """Every item with whether a person has labelled it (any model)."""
+        """Every item with whether it is labelled: a result of it (any model) is accepted or
+        corrected now (an item set back to pending is not)."""
         with self.session() as s:
-            labelled = set(s.scalars(select(Annotation.item_id)).all())
+            labelled = set(
+                s.scalars(
+                    select(Review.item_id).where(Review.status.in_(("accepted", "corrected")))
+                ).all()
+            )
             return [
                 {"id": i.id, "source": i.source, "labelled": i.id in labelled}
                 for i in s.scalars(select(Item).order_by(Item.id)).all()
@@ -328,15 +389,18 @@ class Store(UserAccounts):
             }
 
     def progress(self) -> dict[str, Any]:
-        """Counts per review state, and how often reviewers agreed with the model
+        """Counts per review state of the (item, model) results, their ``total``, the number
+        of ``items``, and how often reviewers agreed with the model
         (accepted / (accepted + corrected))."""
         with self.session() as s:
             counts = dict(
                 s.execute(select(Review.status, func.count()).group_by(Review.status)).all()
             )
+            items = s.scalar(select(func.count()).select_from(Item))
         out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in REVIEW_STATES}
         decided = out["accepted"] + out["corrected"]
         out["total"] = sum(out[k] for k in REVIEW_STATES)
+        out["items"] = int(items or 0)
         out["agreement"] = out["accepted"] / decided if decided else None
         return out
 
@@ -441,6 +505,7 @@ def open_store(url_or_folder: str | os.PathLike[str]) -> Store:
     text = str(url_or_folder)
     url = text if "://" in text else default_url(text)
     try:
+        _create_private(url)
         engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
 

@@ -1,7 +1,9 @@
 """People of the annotation store: accounts, roles, scrypt password hashes.
 
 :class:`UserAccounts` is the part of :class:`medlabel.review.store.Store` that manages who may
-review and decide. Every change is audited; the last admin can never lose the role.
+review and decide. Every change is audited; the last admin can never lose the role. A user's
+``sessions_from`` time revokes the sessions (sign-ins) made before it: signing out everywhere
+and password resets set it.
 
 Example:
     >>> import tempfile
@@ -12,6 +14,8 @@ Example:
     Traceback (most recent call last):
     ...
     medlabel.errors.StoreError: ana is the only admin; make another admin first
+    >>> store.account("ana")[0], store.account("nobody")
+    ('admin', None)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -29,7 +34,27 @@ from sqlalchemy.orm import Session
 from medlabel.errors import StoreError
 from medlabel.review.schema import ROLES, Audit, User
 
-__all__ = ["UserAccounts"]
+__all__ = ["NAME_CHARACTERS", "UserAccounts", "valid_name"]
+
+#: what a new user name may hold besides letters and digits (any script)
+NAME_CHARACTERS = "._@-"
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a new user: 1-120 letters, digits or ``._@-`` (so it is safe
+    in a URL path and a log line).
+
+    Example:
+        >>> valid_name("ana.maria@lab-2"), valid_name("José"), valid_name("a/b"), valid_name("")
+        (True, True, False, False)
+    """
+    return 0 < len(name) <= 120 and all(c.isalnum() or c in NAME_CHARACTERS for c in name)
+
+
+_NAME_RULE = (
+    "user names are 1-120 letters, digits or the characters . _ @ - "
+    "(no spaces, slashes or other symbols)"
+)
 
 
 def _hash_password(password: str, salt: bytes | None = None) -> str:
@@ -57,16 +82,19 @@ class UserAccounts:
         raise NotImplementedError
 
     def add_user(self, name: str, role: str, password: str, *, by: str | None = None) -> None:
-        """Create a user (or reset an existing user's role and password).
+        """Create a user (or reset an existing user's role and password, which also revokes
+        their sessions).
 
-        ``by`` is the admin who did it (recorded in the audit; default: the user).
+        ``by`` is the admin who did it (recorded in the audit; default: the user). New names
+        are 1-120 letters, digits or ``._@-`` (:func:`valid_name`); users whose names an
+        older medlabel accepted can still be reset.
 
         Raises:
             StoreError: an invalid name, an unknown role, a password shorter than 8
                 characters, or the last admin losing the role.
         """
         if not name or len(name) > 120 or not name.isprintable() or name != name.strip():
-            raise StoreError(None, "user names are 1-120 printable characters, no outer spaces")
+            raise StoreError(None, _NAME_RULE)
         if role not in ROLES:
             raise StoreError(None, f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if len(password) < 8:
@@ -74,11 +102,35 @@ class UserAccounts:
         with self.session() as s:
             user = s.get(User, name)
             if user is None:
+                if not valid_name(name):
+                    raise StoreError(None, _NAME_RULE)
                 s.add(User(name=name, role=role, password_hash=_hash_password(password)))
             else:
                 self._keep_an_admin(s, user, role)
                 user.role, user.password_hash = role, _hash_password(password)
+                user.sessions_from = time.time()  # a reset password ends the old sessions
             s.add(Audit(user=by or name, action="user", detail={"name": name, "role": role}))
+
+    def revoke_sessions(self, name: str, *, by: str | None = None) -> None:
+        """End every session of ``name`` made until now (sign out everywhere); ``by`` is who
+        did it (recorded in the audit; default: the user).
+
+        Raises:
+            StoreError: an unknown user.
+        """
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                raise StoreError(None, f"no user {name!r}")
+            user.sessions_from = time.time()
+            s.add(Audit(user=by or name, action="user:signed-out", detail={"name": name}))
+
+    def account(self, name: str) -> tuple[str, float] | None:
+        """A user's role and the time (epoch seconds) before which their sessions are revoked
+        (``0.0`` when never), or ``None`` for unknown users."""
+        with self.session() as s:
+            user = s.get(User, name)
+            return None if user is None else (user.role, float(user.sessions_from or 0.0))
 
     def set_role(self, name: str, role: str, *, by: str) -> None:
         """Change a user's role.

@@ -424,7 +424,9 @@ def train_segmenter(
             "name": ds.name,
             "n_train": len(train_idx),
             "n_val": len(val_idx),
-            "train_ids": [ds.cases[i].id for i in train_idx],
+            # a fine-tuned model has also seen what its starting bundle trained on
+            "train_ids": [ds.cases[i].id for i in train_idx]
+            + sorted(set(seen) - {ds.cases[i].id for i in train_idx}),
             "val_ids": [ds.cases[i].id for i in val_idx],
         },
         seconds=time.perf_counter() - start_all,

@@ -287,7 +287,10 @@ async function saveMask() {
   const id = encodeURIComponent(state.item.id);
   const res = await api(`/api/items/${id}/mask/${encodeURIComponent(r.model)}`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ index: state.slice, width: L.width, height: L.height, rle }),
+    body: JSON.stringify({
+      index: state.slice, width: L.width, height: L.height, rle,
+      base: r.annotation ? r.annotation.version : 0,
+    }),
   });
   state.labelsDirty = false;
   say(`Saved mask version ${res.version}.`);
@@ -308,10 +311,11 @@ async function decide(status, label) {
   if (!r) return;
   if (state.role === "viewer") { say("Viewers cannot change annotations."); return; }
   const id = encodeURIComponent(state.item.id);
-  await api(`/api/items/${id}/review`, {
+  const res = await api(`/api/items/${id}/review`, {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ model: r.model, status, label: label ?? null }),
   });
+  status = res.status || status;
   say(`${r.model}: ${status}${label ? " as " + label : ""}`);
   await refreshProgress();
   const pos = state.pos;
@@ -461,6 +465,8 @@ async function init() {
 }
 
 init().catch((e) => say(String(e)));
+// errors of key and button actions (a refused save, a conflict) are shown, not swallowed
+window.addEventListener("unhandledrejection", (ev) => say(String(ev.reason?.message || ev.reason)));
 
 // ------------------------------------------------------------------ users (admins only)
 function renderUsers(users) {
