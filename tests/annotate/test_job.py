@@ -121,6 +121,30 @@ def test_rerun_resumes_and_redoes_changed_and_failed_items(
     assert (out / row["mask"]).is_file()
 
 
+def test_a_job_that_recorded_relative_paths_resumes_and_records_them_absolute(
+    mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medlabel.annotate.items import Item, content_hash
+
+    out = tmp_path / "out"
+    annotate(mixed_archive, out, models=["ct-lungs"], progress=False)
+    # the journal as earlier versions wrote it: file names relative to the shell's folder
+    monkeypatch.chdir(tmp_path)
+    journal = out / ".medlabel" / "journal.jsonl"
+    old = []
+    for line in journal.read_text().splitlines():
+        row = json.loads(line)
+        rel = [str(Path(f).relative_to(tmp_path)) for f in row["files"]]
+        item = Item(row["item"], row["source"], row["kind"], tuple(rel))
+        old.append(json.dumps({**row, "files": rel, "hash": content_hash(item)}))
+    journal.write_text("\n".join(old) + "\n")
+    again = annotate(Path("archive"), out, models=["ct-lungs"], progress=False)
+    assert again.resumed == 3 and again.failed == 1
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all(Path(f).is_absolute() for r in manifest for f in r["files"])
+    assert annotate(mixed_archive, out, models=["ct-lungs"], progress=False).resumed == 3
+
+
 def test_a_killed_job_loses_nothing_finished(
     mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,6 +105,9 @@ def _run_local(
         read_seconds += loaded.seconds
         if loaded.resumed:
             summary.resumed += 1
+            journal.relocate(
+                loaded.item.id, loaded.item.files, loaded.hash, [m.id for m in runner.models]
+            )
             bar.update(1)
             continue
         if not is_2d(loaded.image):

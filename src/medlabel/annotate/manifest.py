@@ -82,6 +82,23 @@ class Journal:
                 return None
         return row
 
+    def recorded_files(self, item: str) -> list[str] | None:
+        """The file names an earlier run recorded for ``item`` (``None``: no row)."""
+        row = next((r for (i, _), r in self.rows.items() if i == item), None)
+        return None if row is None else list(row.get("files") or [])
+
+    def relocate(
+        self, item: str, files: Sequence[str], content: str, model_ids: Sequence[str]
+    ) -> None:
+        """Record the current file names (and their content hash) for finished rows that
+        named the same files differently (relative paths of older versions)."""
+        moved = [
+            {**row, "files": list(files), "hash": content}
+            for m in model_ids
+            if (row := self.rows.get((item, m))) is not None and row.get("files") != list(files)
+        ]
+        self.extend(moved)
+
     def append(self, row: dict[str, Any]) -> None:
         """Record a finished pair (written through to the operating system at once)."""
         self.extend([row])

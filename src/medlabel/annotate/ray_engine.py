@@ -64,7 +64,18 @@ class _Worker:
             if not is_2d(x.image):
                 rows += runner.process([x])
         out += [json.dumps({"row": r}, default=str) for r in rows]
-        out += [json.dumps({"resumed": x.item.id}) for x in loaded if x.resumed]
+        out += [
+            json.dumps(
+                {
+                    "resumed": x.item.id,
+                    "files": x.item.files,
+                    "hash": x.hash,
+                    "models": [m.id for m in runner.models],
+                }
+            )
+            for x in loaded
+            if x.resumed
+        ]
         timing = {"read": sum(x.seconds for x in loaded), **runner.timing}
         out.append(json.dumps({"timing": timing, "items": len(loaded)}))
         return {"record": out}
@@ -132,6 +143,7 @@ def run_ray(
                 journal.append(data["row"])
             elif "resumed" in data:
                 summary.resumed += 1
+                journal.relocate(data["resumed"], data["files"], data["hash"], data["models"])
             else:
                 for key, value in data["timing"].items():
                     timing[key] = timing.get(key, 0.0) + float(value)

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,20 @@ class Runner:
         return outputs, notes
 
 
+def _finished_as_named_before(
+    item: Item, journal: Journal, models: Sequence[AnnotationModel], formats: Sequence[str]
+) -> bool:
+    """Whether an earlier run finished ``item`` naming the same files by relative paths (as
+    earlier medlabel versions recorded them): the content decides, not the spelling."""
+    old = journal.recorded_files(item.id)
+    if not old or tuple(old) == item.files or len(old) != len(item.files):
+        return False
+    if any(Path(o).absolute() != Path(n) for o, n in zip(old, item.files, strict=True)):
+        return False
+    legacy = content_hash(replace(item, files=tuple(old)))
+    return all(journal.finished(item.id, m.id, legacy, formats) is not None for m in models)
+
+
 def load_item(
     item: Item, journal: Journal, models: Sequence[AnnotationModel], formats: Sequence[str]
 ) -> LoadedItem:
@@ -296,7 +310,9 @@ def load_item(
     start = time.perf_counter()
     digest = content_hash(item)
     earlier = [journal.finished(item.id, m.id, digest, formats) for m in models]
-    if all(r is not None for r in earlier):
+    if all(r is not None for r in earlier) or _finished_as_named_before(
+        item, journal, models, formats
+    ):
         return LoadedItem(item, digest, resumed=True)
     try:
         image = read_item(item)
