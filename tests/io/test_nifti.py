@@ -134,3 +134,31 @@ def test_garbage_file_is_refused(tmp_path):
     path.write_bytes(b"not a nifti at all" * 10)
     with pytest.raises(ReadError, match=r"junk\.nii\.gz"):
         read_nifti(path)
+
+
+@pytest.mark.parametrize(
+    ("shape", "slope"), [((64, 48), 1.0), ((5, 6, 7), 2.0), ((5, 6, 7, 2), 1.0)]
+)
+def test_nan_and_infinite_values_are_kept_where_simpleitk_reads_zero(
+    tmp_path: Path, shape: tuple[int, ...], slope: float
+) -> None:
+    data = np.random.default_rng(0).random(shape).astype(np.float32)
+    rest = (0,) * (len(shape) - 2)
+    data[(1, 2, *rest)] = np.nan
+    data[(0, 3, *rest)] = np.inf
+    img = nib.Nifti1Image(data, np.diag([1.0, 2.0, 3.0, 1.0]))
+    img.header.set_slope_inter(slope, 0.0)
+    path = tmp_path / "holes.nii.gz"
+    nib.save(img, path)
+    itk = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    assert np.isfinite(itk).all()  # what SimpleITK alone gives: the holes read as numbers
+    back = read_nifti(path, index=0 if len(shape) == 4 else None)
+    stored = np.asarray(nib.load(path).dataobj)  # scaled as the file says
+    expected = stored[..., 0] if len(shape) == 4 else stored
+    if len(shape) == 4:  # a 4D volume picked by index: SimpleITK's values, no NaN put back
+        assert back.array.shape == expected.T.shape
+        return
+    assert np.isnan(back.array).sum() == np.isnan(expected).sum() > 0
+    assert np.isinf(back.array).sum() == 1
+    finite = np.isfinite(expected.T)
+    np.testing.assert_allclose(back.array[finite], expected.T[finite], rtol=1e-6)

@@ -4,7 +4,9 @@ nibabel decodes small compressed volumes several times faster than SimpleITK. Th
 it when the file's geometry is unambiguous (qform and sform absent, equal, or only one of them
 set without shear; no intensity scaling; 3D scalar data) and converts nibabel's RAS affine to
 the LPS geometry SimpleITK reports. Anything else (disagreeing qform/sform, scaled data,
-2D, vector or 4D files) goes through SimpleITK itself, so the result is always SimpleITK's.
+2D, vector or 4D files) goes through SimpleITK itself, so the result is always SimpleITK's,
+except that NaN and infinite values of floating-point files are kept (SimpleITK reads NaN
+as 0, which would hide them from the checks that refuse such images).
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -56,6 +58,23 @@ def _affine(header: Any) -> np.ndarray | None:
     return None
 
 
+def _with_non_finite(image: MedicalImage, nii: Any, dtype: np.dtype[Any]) -> MedicalImage:
+    """``image`` (read by SimpleITK, whose NIfTI reader turns NaN into 0) with the file's NaN
+    and infinite values put back, so they are refused downstream instead of read as 0."""
+    if dtype.kind != "f" or image.is_label:
+        return image
+    try:
+        data = np.asanyarray(nii.dataobj)
+    except (OSError, ValueError, EOFError, zlib.error):
+        return image
+    bad = ~np.isfinite(data)
+    if not bad.any() or bad.T.shape != image.array.shape:
+        return image
+    array = np.array(image.array, dtype=np.result_type(image.array.dtype, np.float32))
+    array[bad.T] = data.T[bad.T]
+    return image.with_array(array)
+
+
 def read_nifti(
     path: str | os.PathLike[str], *, is_label: bool = False, index: int | None = None
 ) -> MedicalImage:
@@ -85,7 +104,8 @@ def read_nifti(
     ):
         return read_itk(p, is_label=is_label, index=index)  # SimpleITK's error, or it reads it
     if len(shape) != 3 or int(header["dim"][0]) != 3:
-        return read_itk(p, is_label=is_label, index=index)  # 2D, 4D, vector: SimpleITK's rules
+        # 2D, 4D, vector: SimpleITK's rules
+        return _with_non_finite(read_itk(p, is_label=is_label, index=index), nii, dtype)
     affine = _affine(header)
     if affine is not None and not np.allclose(
         np.linalg.norm(affine[:3, :3], axis=0), header.get_zooms()[:3], rtol=1e-5
@@ -93,7 +113,7 @@ def read_nifti(
         affine = None  # pixdim disagrees with the affine: leave the reconciling to ITK
     scaled = slope != 1.0 or inter != 0.0
     if affine is None or scaled or dtype.kind not in _SCALAR_KINDS or dtype.names is not None:
-        return read_itk(p, is_label=is_label)
+        return _with_non_finite(read_itk(p, is_label=is_label), nii, dtype)
     reason = nifti_truncation(p, nii)
     if reason:
         raise ReadError(p, reason)
