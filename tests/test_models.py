@@ -20,6 +20,12 @@ def test_resolve_prefers_paths_then_user_folder(tmp_path, monkeypatch):
         resolve_model("nothing-here")
     assert "my-model" in str(err.value) and "cxr-lungs" in str(err.value)
     assert "ct-lungs" in str(err.value)  # recipes too
+    # listed by the name --model takes (the folder), not the name it was trained under
+    (mine / "bundle.json").write_text('{"kind": "cnn", "name": "trained-as"}')
+    from medlabel.models import list_models
+
+    listed = [r["name"] for r in list_models() if r["origin"] == "user"]
+    assert listed == ["my-model"] and resolve_model(listed[0]) == mine
 
 
 def test_bundled_models_are_complete():

@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -248,9 +249,22 @@ def test_evaluate_names_the_splits_there_are_and_takes_all(tmp_path):
     assert "--split train" in result.stderr and "--split all" in result.stderr
     result = run(
         "evaluate", "--model", "cxr-pneumonia", "--data", data, "--split", "all", "--out", tmp_path
+    )  # a folder of other files (here the data set) is never written into
+    assert result.exit_code == 1 and "not an earlier evaluation" in result.stderr
+    assert not (tmp_path / "metrics.json").exists()
+    result = run(
+        "evaluate",
+        "--model",
+        "cxr-pneumonia",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--out",
+        tmp_path / "e",
     )
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["n"] == 8 and metrics["split"] == "all"
 
 
@@ -262,3 +276,73 @@ def test_an_unknown_model_name_lists_those_there_are(tmp_path, monkeypatch):
     assert line.startswith("error: nosuchmodel: neither a folder nor a known model")
     assert "cxr-pneumonia" in line and "ct-lungs" in line and str(tmp_path / "models") in line
     assert line.count("\n") == 1
+
+
+def _no_training(monkeypatch):
+    """Fail the test if a command reads data or trains: refusals come first."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the data was read or training started")
+
+    monkeypatch.setattr("medlabel.data.sources.open_dataset", boom)
+    monkeypatch.setattr("medlabel.classify.train.train_classifier", boom)
+
+
+def test_train_refuses_an_out_it_would_destroy_before_training(blob_folder, tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    keep = tmp_path / "keepdir"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("important")
+    plain = tmp_path / "f.txt"
+    plain.write_text("important")
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "bundle.json").write_text(
+        '{"format": "medlabel.bundle", "format_version": 1, "kind": "segmentation"}'
+    )
+    images = sorted(p.relative_to(blob_folder) for p in blob_folder.rglob("*.png"))
+    cases = [
+        (keep, "no bundle.json"),
+        (plain, "a file, not a bundle folder"),
+        (seg, "kind 'segmentation'"),
+        (blob_folder, "is the training data"),
+        (blob_folder / "normal", "lies inside the training data"),
+        (tmp_path, "contains the training data"),
+    ]
+    for out, reason in cases:
+        result = run("train", "classify", "--data", blob_folder, "--out", out, "--epochs", "1")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {out}: ") and reason in result.stderr
+        assert "wrote" not in result.output
+    assert (keep / "notes.txt").read_text() == plain.read_text() == "important"
+    assert json.loads((seg / "bundle.json").read_text())["kind"] == "segmentation"
+    assert sorted(p.relative_to(blob_folder) for p in blob_folder.rglob("*.png")) == images
+
+
+@pytest.mark.slow
+def test_train_fills_an_empty_folder_and_replaces_its_own_bundle(blob_folder, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    args = ("train", "classify", "--data", blob_folder, "--out", out, "--model", "compact")
+    quick = ("--size", "16", "--epochs", "1", "--budget-minutes", "1")
+    result = run(*args, *quick)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "bundle.json").read_text())["train_config"]["seed"] == 0
+    (out / "stale.txt").write_text("left from v1")
+    result = run(*args, *quick, "--seed", "1")  # retrain: the bundle is replaced
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["train_config"]["seed"] == 1 and not (out / "stale.txt").exists()
+    # a segmentation run may not replace this classifier
+    result = run("train", "segment", "--data", blob_folder, "--out", out)
+    assert result.exit_code == 1 and "kind 'cnn', not segmentation" in result.stderr
+    assert json.loads((out / "bundle.json").read_text()) == meta
+
+
+@pytest.mark.parametrize(
+    "option", [["--ensemble", "0"], ["--epochs", "0"], ["--budget-minutes", "0"], ["--size", "-5"]]
+)
+def test_training_options_out_of_range_are_refused(tmp_path, option):
+    result = run("train", "classify", "--data", tmp_path, "--out", tmp_path / "m", *option)
+    assert result.exit_code == 2 and option[0] in result.output
+    assert not (tmp_path / "m").exists()

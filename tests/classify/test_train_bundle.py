@@ -226,6 +226,54 @@ def test_classic_bundle(tmp_path):
     assert bundle.low_resolution(np.array([[8, 8], [16, 16]])).tolist() == [True, False]
 
 
+def test_classic_refuses_a_class_with_one_image_before_training():
+    ds = make_dataset(n=25, k=3)
+    ds.labels = np.array([0, 1] * 12 + [2])
+    ds.class_names = ["c0", "c1", "OTHER"]
+    ds.splits[:] = "train"
+    ds.loader = lambda i: pytest.fail("an image was read")
+    message = "class 'OTHER' has 1 image: each class needs at least 2"
+    with pytest.raises(DatasetError, match=message):
+        train_classic(ds, estimator="logistic", size=(16, 16), progress=False)
+    # two images: one validates, the other is all cross-validation could train on
+    ds.labels[-2] = 2
+    with pytest.raises(DatasetError, match="'OTHER' has 1 training image once validation"):
+        train_classic(ds, estimator="logistic", size=(16, 16), progress=False)
+
+
+def test_every_class_is_validated_and_bundle_json_is_strict_json(tmp_path):
+    ds = make_dataset(n=24, k=3)
+    ds.labels = np.array([0, 1] * 11 + [2, 2])  # a class of 2 images
+    ds.splits[:] = "train"
+    out = train_classifier(ds, quick_config(epochs=1), progress=False)
+    assert out.data["counts"]["val"]["c2"] == 1 and out.val_metrics["auc"] is not None
+    bundle = save_bundle(out, tmp_path / "b")
+    text = (bundle / "bundle.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in bundle.json"))
+    # the source's own validation split lacks a class: refused, naming the class and split
+    own = make_dataset(n=24)
+    own.splits = np.array(["train"] * 20 + ["val"] * 4, dtype=object)
+    own.labels = np.array([0, 1] * 10 + [0] * 4)
+    with pytest.raises(DatasetError, match=r"class 'c1' has 10 training image.* none in the 'val'"):
+        train_classifier(own, quick_config(epochs=1), progress=False)
+
+
+def test_skipped_files_are_recorded_in_the_bundle_and_its_card(tmp_path):
+    ds = make_dataset()
+    ds.skipped = [("notes.txt", "not an image file medlabel reads")]
+    good = ds.loader
+    ds.loader = lambda i: (_ for _ in ()).throw(OSError("disk says no")) if i == 3 else good(i)
+    out = train_classifier(ds, quick_config(epochs=1), progress=False)
+    assert out.data["skipped"] == 2
+    assert {"path": "img3", "reason": "OSError: disk says no"} in out.data["skipped_files"]
+    assert out.data["train_used"] + out.data["val_used"] == 35  # 36 found, one unreadable
+    bundle = save_bundle(out, tmp_path / "b")
+    assert json.loads((bundle / "bundle.json").read_text())["data"]["skipped"] == 2
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "## Skipped files" in card and "`img3`: OSError: disk says no" in card
+    assert "`notes.txt`" in card
+
+
 def test_bad_bundles(trained, tmp_path):
     with pytest.raises(BundleError, match=r"no bundle\.json"):
         load_bundle(tmp_path)
@@ -365,3 +413,34 @@ def test_fine_tuning_keeps_the_start_calibration_and_knows_its_training_images(t
     v2 = load_bundle(save_bundle(tuned, tmp_path / "v2"))
     report = evaluate_bundle(v2, make_dataset(), split="train", out_dir=tmp_path / "ev")
     assert report["trained_on"] == len(trained.data["train_ids"])  # every one the start saw
+
+
+def test_save_refuses_what_is_not_a_classification_bundle(trained, tmp_path):
+    keep = tmp_path / "keepdir"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("important")
+    with pytest.raises(BundleError, match=r"no bundle\.json") as err:
+        save_bundle(trained, keep)
+    assert err.value.path == keep and [p.name for p in keep.iterdir()] == ["notes.txt"]
+    assert (keep / "notes.txt").read_text() == "important"
+    plain = tmp_path / "f.txt"
+    plain.write_text("important")
+    with pytest.raises(BundleError, match="a file, not a bundle folder"):
+        save_bundle(trained, plain)
+    assert plain.read_text() == "important"
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    record = '{"format": "medlabel.bundle", "format_version": 1, "kind": "segmentation"}'
+    (seg / "bundle.json").write_text(record)
+    with pytest.raises(BundleError, match="kind 'segmentation', not cnn/sklearn"):
+        save_classic_bundle(None, seg)  # refused before the model is looked at
+    assert (seg / "bundle.json").read_text() == record
+
+
+def test_save_replaces_a_classification_bundle_and_fills_an_empty_folder(trained, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert load_bundle(save_bundle(trained, empty)).name == "empty"
+    (empty / "stale.txt").write_text("left from v1")
+    again = load_bundle(save_bundle(trained, empty, name="v2"))  # the retrain flow
+    assert again.name == "v2" and not (empty / "stale.txt").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,6 +135,22 @@ def test_csv_manifest_with_splits_and_groups(tmp_path):
     assert not set(val.groups[tr]) & set(val.groups[va])
 
 
+def test_csv_rows_whose_file_is_missing_are_warned_about_and_summarised(tmp_path, caplog):
+    make_folder(tmp_path / "imgs", n=2)
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "path,label\nimgs/NORMAL/NORMAL_0.png,a\nimgs/gone.png,a\nimgs/NORMAL/NORMAL_1.png,b\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="medlabel"):
+        ds = from_csv(path)
+    assert "skipped 1 listed file(s)" in caplog.text and "gone.png" in caplog.text
+    summary = ds.summary([("imgs/NORMAL/NORMAL_1.png", "file is truncated")])
+    assert summary["skipped"] == 2
+    assert summary["skipped_files"][0]["path"].endswith("gone.png")
+    assert "line 3 of m.csv" in summary["skipped_files"][0]["reason"]
+    assert summary["skipped_files"][1]["reason"] == "file is truncated"
+
+
 def test_csv_bad_split_name(tmp_path):
     make_folder(tmp_path / "imgs")
     path = tmp_path / "m.csv"
@@ -192,6 +210,48 @@ def test_fine_tuning_never_validates_on_what_the_model_was_trained_on():
     assert not val & {58, 59, 60, 61} and val
     with pytest.raises(DatasetError, match="new to the model being fine-tuned"):
         ds.with_validation_split(0.25, seen={str(i) for i in range(99)})
+
+
+def test_every_class_is_trained_on_and_validated_or_refused():
+    def toy(labels, names=("a", "b"), groups=None, splits=None):
+        return ClassificationDataset(
+            "toy",
+            list(names),
+            [str(i) for i in range(len(labels))],
+            np.array(labels),
+            np.array(splits or ["train"] * len(labels)),
+            loader=lambda i: MedicalImage(np.zeros((4, 4))),
+            groups=None if groups is None else np.array(groups, dtype=object),
+            source={"path": "man.csv"},
+        )
+
+    # 2 images of a rare class: one is validated, one trained on (stratifying alone gave none)
+    labels = np.array([0] * 50 + [1] * 2)
+    for seed in range(5):
+        split = toy(labels).with_validation_split(0.1, seed=seed)
+        assert labels[split.indices("val")].tolist().count(1) == 1
+    # grouped: two patients with the rare class, one on each side
+    groups = [f"p{i}" for i in range(50)] + ["q0", "q0", "q1"]
+    rare = np.array([0] * 50 + [1] * 3)
+    for seed in range(5):
+        split = toy(rare, groups=groups).with_validation_split(0.1, seed=seed)
+        assert 1 in rare[split.indices("val")] and 1 in rare[split.indices("train")]
+    # one image (or one patient) of a class: refused before anything is trained
+    one = toy([0, 1] * 10 + [2], names=("a", "b", "OTHER"))
+    message = (
+        "class 'OTHER' has 1 image: each class needs at least 2 (one to train on, one to validate)"
+    )
+    with pytest.raises(DatasetError, match=re.escape(message)) as err:
+        one.with_validation_split(0.1)
+    assert str(err.value).startswith("man.csv: ")
+    with pytest.raises(DatasetError, match=r"'b' has 2 image\(s\), all of one group"):
+        toy(
+            [0] * 10 + [1, 1], groups=[f"p{i}" for i in range(10)] + ["q", "q"]
+        ).with_validation_split(0.1)
+    # a validation split of the source's own that lacks a class
+    own = toy([0, 1, 0, 1, 0], splits=["train"] * 4 + ["val"])
+    with pytest.raises(DatasetError, match=r"'b' has 2 training image\(s\) but none in the 'val'"):
+        own.with_validation_split(0.1)
 
 
 def test_unknown_label_value_is_refused():

@@ -185,7 +185,7 @@ def test_train_segment_then_segment_and_evaluate(
     )
     assert result.exit_code == 0, result.output
     table = (compare / "comparison.md").read_text().splitlines()
-    assert table[0].startswith("| model | n | Dice disc | Dice square")
+    assert table[0].startswith("| model | n | trained on | Dice disc | Dice square")
     assert table[2].split("|")[3:] == table[3].split("|")[3:]  # same model: same figures
     result = run(
         "train",
@@ -362,3 +362,35 @@ def test_train_segment_names_the_case_whose_image_holds_nan(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "c3.nii.gz: the image holds NaN or infinite values (2 of 3072 pixels)" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_train_segment_refuses_an_out_it_would_destroy_before_training(
+    png_pairs: Callable[[int], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = png_pairs(4)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read before --out was checked")
+
+    monkeypatch.setattr("medlabel.segment.dataset.open_segmentation_dataset", boom)
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    record = '{"format": "medlabel.bundle", "format_version": 1, "kind": "cnn"}'
+    (classifier / "bundle.json").write_text(record)
+    keep = tmp_path / "keepdir"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("important")
+    cases = [
+        (classifier, "kind 'cnn', not segmentation"),
+        (keep, "no bundle.json"),
+        (data, "is the training data"),
+        (data / "images", "lies inside the training data"),  # an existing sub-folder
+        (data / "model", "lies inside the training data"),
+    ]
+    for out, reason in cases:
+        result = run("train", "segment", "--data", data, "--out", out, "--labels", "100=disc")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {out}: ") and reason in result.stderr
+    assert (classifier / "bundle.json").read_text() == record
+    assert (keep / "notes.txt").read_text() == "important"
+    assert len(list((data / "images").iterdir())) == len(list((data / "masks").iterdir())) == 4

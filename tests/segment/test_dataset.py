@@ -11,7 +11,11 @@ from PIL import Image
 
 from medlabel.data.dataset import DatasetError
 from medlabel.errors import GeometryMismatchError
-from medlabel.segment.dataset import open_segmentation_dataset, parse_labels
+from medlabel.segment.dataset import (
+    SegmentationDataset,
+    open_segmentation_dataset,
+    parse_labels,
+)
 
 
 def test_paired_folders_need_and_apply_an_explicit_mapping(png_pairs: Callable[..., Path]) -> None:
@@ -27,7 +31,13 @@ def test_paired_folders_need_and_apply_an_explicit_mapping(png_pairs: Callable[.
 
 
 def test_undeclared_mask_values_are_named(png_pairs: Callable[..., Path]) -> None:
-    ds = open_segmentation_dataset(png_pairs(2), "100=disc")
+    # in most masks: the mapping is wrong, so the whole data set is refused on opening
+    with pytest.raises(DatasetError, match=r"mask values \[200\] are not declared.*2 of 2"):
+        open_segmentation_dataset(png_pairs(2), "100=disc")
+    ds = SegmentationDataset.from_pairs(  # unchecked: refused when loaded
+        [(png_pairs(2) / "images" / "case00.png", png_pairs(2) / "masks" / "case00.png")],
+        labels={100: "disc"},
+    )
     with pytest.raises(DatasetError, match=r"mask values \[200\] are not declared"):
         ds.load(0)
 
@@ -82,9 +92,16 @@ def test_fine_tuning_validates_and_folds_only_new_cases(png_pairs: Callable[...,
 def test_mask_on_another_grid_is_refused(png_pairs: Callable[..., Path]) -> None:
     root = png_pairs(2)
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / "case00.png")
-    ds = open_segmentation_dataset(root, "100=disc,200=square")
+    ds = SegmentationDataset.from_pairs(
+        [(root / "images" / "case00.png", root / "masks" / "case00.png")],
+        labels={100: "disc", 200: "square"},
+    )
     with pytest.raises(GeometryMismatchError):
         ds.load(0)
+    # opened as a data set, the case is skipped (tests/segment/test_unusable_cases.py)
+    assert [c.id for c in open_segmentation_dataset(root, "100=disc,200=square").cases] == [
+        "case01"
+    ]
 
 
 def test_labels_syntax_and_unknown_layout(tmp_path: Path) -> None:

@@ -591,3 +591,13 @@ def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_
     other = open_segmentation_dataset(png_pairs(8), "100=disc,200=box")
     with pytest.raises(MedlabelError, match="fine-tuning needs the bundle's classes"):
         train_segmenter(other, replace(still, init_from=str(first)), progress=False)
+
+
+def test_save_refuses_a_classifier_bundle(tmp_path: Path) -> None:
+    cnn = tmp_path / "classifier"
+    cnn.mkdir()
+    record = '{"format": "medlabel.bundle", "format_version": 1, "kind": "cnn"}'
+    (cnn / "bundle.json").write_text(record)
+    with pytest.raises(BundleError, match="kind 'cnn', not segmentation") as err:
+        save_segmentation_bundle([], cnn)  # refused before the members are looked at
+    assert err.value.path == cnn and (cnn / "bundle.json").read_text() == record

@@ -44,8 +44,10 @@ from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BUNDLE_FORMAT,
     BundleError,
+    check_bundle_target,
     cpu_threads,
     export_onnx,
+    file_checksums,
     half_state,
     json_default,
     read_description,
@@ -65,6 +67,7 @@ if TYPE_CHECKING:  # training needs scikit-learn and torch, the torch engine tor
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "KINDS",
     "Bundle",
     "BundleError",
     "add_ood_check",
@@ -74,6 +77,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The ``kind`` of a classification bundle's description: one replaces another on retraining.
+KINDS = ("cnn", "sklearn")
 
 
 def _with_features_output(path: str) -> bytes:
@@ -121,7 +127,8 @@ def save_bundle(
 
     Args:
         members: one trained classifier, or several (an ensemble; same classes and input).
-        out: the bundle folder (replaced if it exists).
+        out: the bundle folder: new, empty, or a classification bundle, which is replaced
+            (anything else is refused: see :func:`~medlabel.models.files.check_bundle_target`).
         name: bundle name (default: the folder name).
         temperature: ensemble temperature (default: the single member's).
         threshold: ensemble binary threshold (default: the single member's).
@@ -131,6 +138,9 @@ def save_bundle(
         extra: more metadata (e.g. benchmark metrics).
         half: store the weights in half precision, in both engines' files (half the size,
             for bundles that ship inside the package); they are computed in float32.
+
+    Raises:
+        BundleError: ensemble members that differ, or ``out`` is not a place for a bundle.
     """
     import torch
 
@@ -141,7 +151,7 @@ def save_bundle(
     first = items[0]
     if any(m.class_names != first.class_names or m.spec != first.spec for m in items):
         raise BundleError(out, "ensemble members differ in classes or input size")
-    target = Path(out)
+    target = check_bundle_target(out, KINDS)
     with staging(target) as tmp:
         member_meta = []
         for i, m in enumerate(items):
@@ -224,10 +234,14 @@ def save_classic_bundle(
     licence: str | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write a bundle for a classic (feature + scikit-learn) model, atomically."""
+    """Write a bundle for a classic (feature + scikit-learn) model, atomically.
+
+    Raises:
+        BundleError: ``out`` is not a place for a bundle (see :func:`save_bundle`).
+    """
     import joblib
 
-    target = Path(out)
+    target = check_bundle_target(out, KINDS)
     with staging(target) as tmp:
         joblib.dump(model.search.best_estimator_, tmp / "model.joblib")
         _write_description(
@@ -280,6 +294,7 @@ def add_ood_check(path: str | os.PathLike[str], dataset: ClassificationDataset) 
         feats.append(bundle.member_features(images, 0))
     check = OODCheck.fit(feats[0], feats[1])
     meta = {**bundle.meta, "ood": _save_ood(check, bundle.path)}
+    meta["checksums"] = file_checksums(bundle.path)
     with atomic_output(bundle.path / "bundle.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
     with atomic_output(bundle.path / "MODEL_CARD.md") as tmp:
@@ -546,7 +561,7 @@ def load_bundle(path: str | os.PathLike[str], *, engine: str = "onnx") -> Bundle
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
-    meta = read_description(p, kinds=("cnn", "sklearn"))
+    meta = read_description(p, kinds=KINDS)
     kind = meta["kind"]
     if engine not in ("onnx", "torch"):
         raise BundleError(p, f"engine must be onnx or torch, not {engine!r}")

@@ -47,6 +47,11 @@ def model_card(meta: dict[str, Any]) -> str:
         f"- Licence: {meta.get('licence') or source.get('licence', 'unknown')}",
         f"- Counts per split: {json.dumps(data.get('counts', {}))}",
         *(
+            [f"- Images used: {data['train_used']} for training, {data['val_used']} to validate"]
+            if "train_used" in data and "val_used" in data
+            else []
+        ),
+        *(
             [
                 f"- Native size of the training images: {_size_range(data['native_size'])} "
                 "pixels. Smaller inputs, which the network sees enlarged beyond any training "
@@ -57,6 +62,7 @@ def model_card(meta: dict[str, Any]) -> str:
             else []
         ),
         "",
+        *_skipped_section(data),
         "## Metrics (validation split, never test)",
         "```",
         json.dumps(metrics, indent=2),
@@ -98,3 +104,28 @@ def _size_range(record: dict[str, list[int]]) -> str:
     """``224 x 224`` or ``200 x 180 to 512 x 512`` (width first)."""
     low, high = describe_size(record["min"]), describe_size(record["max"])
     return low if low == high else f"{low} to {high}"
+
+
+def _skipped_section(data: dict[str, Any]) -> list[str]:
+    """Lines of the "Skipped files" section (none when nothing was skipped).
+
+    Example:
+        >>> files = [{"path": "a.png", "reason": "file is truncated"}]
+        >>> print("\\n".join(_skipped_section({"skipped": 3, "skipped_files": files})))
+        ## Skipped files
+        3 input file(s) were not used (missing, unreadable or not an image):
+        - `a.png`: file is truncated
+        - ... and 2 more
+        <BLANKLINE>
+    """
+    total = int(data.get("skipped") or 0)
+    if not total:
+        return []
+    listed = data.get("skipped_files") or []
+    return [
+        "## Skipped files",
+        f"{total} input file(s) were not used (missing, unreadable or not an image):",
+        *(f"- `{f['path']}`: {f['reason']}" for f in listed),
+        *([f"- ... and {total - len(listed)} more"] if total > len(listed) else []),
+        "",
+    ]

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from medlabel.classify.logits import probabilities
 from medlabel.classify.resolution import size_record
 from medlabel.data.arrays import load_arrays
-from medlabel.data.dataset import ClassificationDataset
+from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
 from medlabel.preprocess.network import InputSpec
@@ -155,8 +155,13 @@ def fit_classic(
 ) -> GridSearchCV:
     """Fit scaler + estimator, choosing hyper-parameters by stratified CV (ROC-AUC).
 
+    ``folds`` drops to the size of the smallest class, so that every fold trains on every
+    class.
+
     Raises:
-        MedlabelError: unknown estimator, or multi-label labels (not supported here).
+        MedlabelError: unknown estimator, multi-label labels (not supported here), or a
+            class with fewer than 2 samples (no cross-validation can train on it in every
+            fold).
     """
     if estimator not in ESTIMATORS:
         raise MedlabelError(
@@ -164,6 +169,13 @@ def fit_classic(
         )
     if labels.ndim != 1:
         raise MedlabelError(None, "classic models support single-label tasks")
+    counts = np.bincount(labels)
+    least = int(counts[counts > 0].min())
+    if least < 2:
+        raise MedlabelError(
+            None,
+            f"a class has {least} training sample: cross-validation needs at least 2 of each",
+        )
     base, grid = ESTIMATORS[estimator]
     pipe = Pipeline([("scale", StandardScaler()), ("clf", base)])
     scoring = "roc_auc" if len(np.unique(labels)) == 2 else "roc_auc_ovr"
@@ -171,7 +183,7 @@ def fit_classic(
         pipe,
         grid,
         scoring=scoring,
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        cv=StratifiedKFold(min(folds, least), shuffle=True, random_state=seed),
         n_jobs=1,
         refit=True,
     )
@@ -212,9 +224,19 @@ def train_classic(
     val_fraction: float = 0.1,
     progress: bool = True,
 ) -> ClassicModel:
-    """Fit a classic model on ``train`` (CV for hyper-parameters), calibrate on ``val``."""
+    """Fit a classic model on ``train`` (CV for hyper-parameters), calibrate on ``val``.
+
+    Metrics that cannot be computed are ``None``; ``data["skipped_files"]`` lists the inputs
+    the source or the image loading skipped.
+
+    Raises:
+        DatasetError: before any training, a class with a single image, missing from the
+            data set's own ``val`` split, or left with a single training image (see
+            :meth:`~medlabel.data.dataset.ClassificationDataset.with_validation_split`).
+    """
     start = time.perf_counter()
     ds = dataset.with_validation_split(val_fraction, seed=seed)
+    _refuse_thin_training(ds)
     spec = InputSpec(size, channels)
     train = load_arrays(ds, ds.indices("train"), spec, progress=progress)
     val = load_arrays(ds, ds.indices("val"), spec, progress=progress, desc="val")
@@ -231,7 +253,7 @@ def train_classic(
         None,
         {},
         {
-            **ds.summary(),
+            **ds.summary(train.failures + val.failures),
             "train_used": len(train.ids),
             "val_used": len(val.ids),
             "native_size": size_record(train.sizes) if train.sizes is not None else None,
@@ -245,14 +267,46 @@ def train_classic(
     if model.task == "binary":
         model.threshold = float(choose_threshold(val.labels, probs[:, 1], "youden"))
     model.val_metrics = {
-        "auc": float(
-            roc_auc_score(val.labels, probs[:, 1])
-            if model.task == "binary"
-            else roc_auc_score(val.labels, probs, multi_class="ovr")
-        ),
-        "cv_auc": float(search.best_score_),
+        "auc": _val_auc(val.labels, probs, model.task),
+        "cv_auc": float(search.best_score_) if np.isfinite(search.best_score_) else None,
         "best_params": {k: v for k, v in search.best_params_.items()},
         "n": len(val.labels),
     }
     model.seconds = time.perf_counter() - start
     return model
+
+
+def _refuse_thin_training(ds: ClassificationDataset) -> None:
+    """Refuse a class with a single training image once validation is set aside: the
+    cross-validation that chooses hyper-parameters must train on every class in every fold."""
+    counts = ds.counts().get("train", {})
+    thin = [f"class {c!r} has {n} training image" for c, n in counts.items() if n == 1]
+    if thin:
+        raise DatasetError(
+            ds.source.get("path"),
+            f"{', '.join(thin)} once validation images are set aside: classic models choose "
+            "their settings by cross-validation on the training images and need at least 2 "
+            "of each class; add images, or train a CNN (e.g. --model compact)",
+        )
+
+
+def _val_auc(labels: np.ndarray, probs: np.ndarray, task: str) -> float | None:
+    """Validation ROC-AUC over the classes present (one-vs-rest for more than 2), or
+    ``None`` when fewer than 2 classes are present.
+
+    Example:
+        >>> probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1]])
+        >>> _val_auc(np.array([0, 1, 1]), probs, "multiclass")
+        1.0
+        >>> _val_auc(np.array([1, 1]), probs[:2], "binary") is None
+        True
+    """
+    present = np.unique(labels)
+    if len(present) < 2:
+        return None
+    if task == "binary":
+        return float(roc_auc_score(labels, probs[:, 1]))
+    sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True).clip(1e-12)
+    if len(present) == 2:
+        return float(roc_auc_score(labels == present[1], sub[:, 1]))
+    return float(roc_auc_score(labels, sub, multi_class="ovr", labels=present))

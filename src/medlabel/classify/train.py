@@ -179,7 +179,7 @@ class TrainedClassifier:
     temperature: float
     threshold: float | None
     config: TrainConfig
-    history: list[dict[str, float]]
+    history: list[dict[str, float | None]]
     val_metrics: dict[str, Any]
     data: dict[str, Any]
     seconds: float
@@ -211,6 +211,16 @@ def _auc(labels: np.ndarray, probs: np.ndarray, task: str) -> float:
         )
     except ValueError:
         return float("nan")
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or ``None`` for NaN or infinity (which JSON cannot hold).
+
+    Example:
+        >>> _finite(0.5), _finite(float("nan"))
+        (0.5, None)
+    """
+    return float(value) if math.isfinite(value) else None
 
 
 def calibrate_logits(
@@ -413,6 +423,13 @@ def train_classifier(
 
     ``val`` is carved from ``train`` (stratified, grouped by patient when groups exist) when
     the data set has none. ``train_arrays``/``val_arrays`` may pass preloaded images.
+    Metrics that cannot be computed are ``None``; ``data["skipped_files"]`` lists the inputs
+    the source or the image loading skipped.
+
+    Raises:
+        DatasetError: a class with a single image (or group), or missing from the data set's
+            own ``val`` split, before any training (see
+            :meth:`~medlabel.data.dataset.ClassificationDataset.with_validation_split`).
     """
     if config.mixup < 0:  # before any data is loaded
         raise ValueError(f"mixup must be >= 0, not {config.mixup}")
@@ -572,7 +589,10 @@ def train_classifier(
     if calibration_note:
         log.warning("calibration %s", calibration_note)
     val_probs = probabilities(val_logits / temperature, task)
-    val_metrics: dict[str, Any] = {"auc": _auc(val.labels, val_probs, task), "n": len(val.labels)}
+    val_metrics: dict[str, Any] = {
+        "auc": _finite(_auc(val.labels, val_probs, task)),  # null, not NaN, in bundle.json
+        "n": len(val.labels),
+    }
     if calibration_note:
         val_metrics["calibration"] = calibration_note
     ood = _fit_ood(net, train.images, val_features, mean, std, config.normalize)
@@ -582,7 +602,7 @@ def train_classifier(
             if threshold is not None
             else val_probs.argmax(1)
         )
-        val_metrics["accuracy"] = float((pred == val.labels).mean())
+        val_metrics["accuracy"] = _finite(float((pred == val.labels).mean()))
     return TrainedClassifier(
         net=net,
         spec=spec,
@@ -593,10 +613,10 @@ def train_classifier(
         temperature=temperature,
         threshold=threshold,
         config=config,
-        history=history,
+        history=[{key: _finite(v) for key, v in record.items()} for record in history],
         val_metrics=val_metrics,
         data={
-            **ds.summary(),
+            **ds.summary(train.failures + val.failures),
             "train_used": len(train.ids),
             "val_used": len(val.ids),
             # a fine-tuned model has also seen what its starting bundle trained on

@@ -44,6 +44,8 @@ def predict(
     from medlabel.classify.bundle import load_bundle
     from medlabel.classify.predict import predict_source, write_predictions
 
+    if out.is_dir():
+        raise MedlabelError(out, "--out is a folder; give a .csv file path")
     bundle = load_bundle(model, engine=engine)
     rows = predict_source(bundle, source, split=split, tta=tta)
     write_predictions(rows, out)
@@ -180,25 +182,75 @@ def evaluate(
     ] = None,
     precision: PrecisionOpt = "auto",
 ) -> None:
-    """Evaluate a model (or compare several): metrics.json and report.html per model."""
+    """Evaluate a model (or compare several): metrics.json and report.html per model.
+
+    ``--out`` must be new, empty or an earlier evaluation's folder (it holds metrics.json or
+    comparison.md); an annotation job folder or other files are refused.
+    """
     rows = []
     _precision(precision)
+    _check_report_folder(out)
+    if len({_is_segmenter(name) for name in model}) > 1:
+        raise MedlabelError(
+            None, "compare models of one task: these mix classifiers and segmenters"
+        )
     for k, name in enumerate(model):
         target = out if len(model) == 1 else out / f"{k + 1}-{Path(name).name}"
         rows.append((name, _evaluate_one(name, data, target, split, tta, labels, precision)))
     if len(model) > 1:
         lines = [
-            "| model | n | " + " | ".join(rows[0][1][1]) + " |",
-            "|---|---|" + "---|" * len(rows[0][1][1]),
+            "| model | n | trained on | " + " | ".join(rows[0][1][1]) + " |",
+            "|---|---|---|" + "---|" * len(rows[0][1][1]),
         ]
-        for name, (n, figures) in rows:
+        for name, (n, figures, seen) in rows:
             lines.append(
-                f"| {name} | {n} | " + " | ".join(f"{v:.4f}" for v in figures.values()) + " |"
+                f"| {name} | {n} | {seen} | "
+                + " | ".join(f"{v:.4f}" for v in figures.values())
+                + " |"
             )
+        flattered = [name for name, (_, _, seen) in rows if seen]
+        if flattered:
+            lines += [
+                "",
+                f"Warning: {', '.join(flattered)} trained on some of these images or cases "
+                "('trained on'): their figures flatter them against the others.",
+            ]
         table = "\n".join(lines)
         out.mkdir(parents=True, exist_ok=True)
         (out / "comparison.md").write_text(table + "\n")
         typer.echo(table)
+
+
+def _check_report_folder(out: Path) -> None:
+    """Refuse an ``--out`` whose files an evaluation would overwrite: a file, an annotation
+    job folder, or a non-empty folder that is not an earlier evaluation's output.
+
+    Example:
+        >>> import tempfile
+        >>> job = Path(tempfile.mkdtemp())
+        >>> _ = (job / "manifest.jsonl").write_text("{}")
+        >>> try:
+        ...     _check_report_folder(job)
+        ... except MedlabelError as err:
+        ...     print(err.reason.split(";")[0])
+        holds an annotation job (manifest.jsonl), whose report.html would be overwritten
+    """
+    hint = "give a new or empty folder, or an earlier evaluation's output"
+    if out.exists() and not out.is_dir():
+        raise MedlabelError(out, f"--out is a file, not a report folder; {hint}")
+    if not out.is_dir():
+        return
+    if (out / "manifest.jsonl").exists():
+        raise MedlabelError(
+            out,
+            f"holds an annotation job (manifest.jsonl), whose report.html would be "
+            f"overwritten; {hint}",
+        )
+    earlier = (out / "metrics.json").is_file() or (out / "comparison.md").is_file()
+    if not earlier and any(out.iterdir()):
+        raise MedlabelError(
+            out, f"holds other files, not an earlier evaluation (no metrics.json); {hint}"
+        )
 
 
 def _evaluate_one(
@@ -209,8 +261,9 @@ def _evaluate_one(
     tta: bool,
     labels: str | None,
     precision: str = "auto",
-) -> tuple[int, dict[str, float]]:
-    """Evaluate one model; returns n and its headline figures."""
+) -> tuple[int, dict[str, float], int]:
+    """Evaluate one model; returns n, its headline figures and how many of the evaluated
+    images or cases trained it."""
     from medlabel.segment.api import open_segmenter
 
     if _is_segmenter(model):
@@ -237,9 +290,11 @@ def _evaluate_one(
                 "trained on, so it saw them interpolated",
                 err=True,
             )
-        return int(result["n"]), {
-            f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()
-        }
+        return (
+            int(result["n"]),
+            {f"Dice {c}": float(v["dice"]["mean"]) for c, v in result["summary"].items()},
+            int(result.get("trained_on") or 0),
+        )
     from medlabel.classify.bundle import load_bundle
     from medlabel.classify.evaluation import evaluate_bundle
     from medlabel.data.sources import open_dataset
@@ -272,7 +327,7 @@ def _evaluate_one(
     figures = {"accuracy": float(metrics["accuracy"])}
     if auc is not None:
         figures["AUC"] = float(auc)
-    return int(metrics["n"]), figures
+    return int(metrics["n"]), figures, int(metrics.get("trained_on") or 0)
 
 
 def _warn_subset(what: str, others: dict[str, Any] | None) -> None:

@@ -66,6 +66,14 @@ def _reviewed_data(folder: Path, model: str | None, task: str) -> tuple[Path, st
     return export.path, export.labels
 
 
+def _check_out(out: Path, kinds: tuple[str, ...], data: Path | None) -> None:
+    """Refuse an ``--out`` that saving the bundle would destroy, before any training: see
+    :func:`~medlabel.models.files.check_bundle_target`."""
+    from medlabel.models.files import check_bundle_target
+
+    check_bundle_target(out, kinds, data)
+
+
 def _precision(value: str) -> bool | None:
     """``--precision``: ``None`` for auto, else whether to autocast to bfloat16."""
     if value not in ("auto", "bf16", "fp32"):
@@ -90,14 +98,14 @@ def train_classify(
         ),
     ] = "auto",
     size: Annotated[
-        int | None, typer.Option("--size", help="Input size in pixels (28/64/128/224).")
+        int | None, typer.Option("--size", min=8, help="Input size in pixels (28/64/128/224).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Maximum epochs.")] = None,
     budget_minutes: Annotated[
-        float, typer.Option("--budget-minutes", help="CPU training budget per model.")
+        float, typer.Option("--budget-minutes", min=0.01, help="CPU training budget per model.")
     ] = 10.0,
     ensemble: Annotated[
-        int, typer.Option("--ensemble", help="Train N seeds and average them.")
+        int, typer.Option("--ensemble", min=1, help="Train N seeds and average them.")
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     flip: Annotated[
@@ -125,6 +133,7 @@ def train_classify(
 ) -> None:
     """Train a classifier and write a model bundle (weights, ONNX, preprocessing, card)."""
     from medlabel.classify.bundle import (
+        KINDS,
         load_bundle,
         save_bundle,
         save_classic_bundle,
@@ -138,6 +147,7 @@ def train_classify(
 
     resolve_device(device)  # a wrong --device fails before any data is read
     bf16 = _precision(precision)
+    _check_out(out, KINDS, data)
     if init_from is not None and (model != "auto" or size is not None):
         raise typer.BadParameter(
             "fine-tuning keeps the bundle's network and input size; drop --model and --size",
@@ -150,6 +160,7 @@ def train_classify(
         data, _ = _reviewed_data(from_review, review_model, "classification")
     if data is None:
         raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
+    _check_out(out, KINDS, data)
     dataset = open_dataset(data, group_pattern=group_regex)
     command = "medlabel " + " ".join(sys.argv[1:]) if sys.argv else None
     if model.startswith("classic:"):
@@ -157,7 +168,7 @@ def train_classify(
             dataset, estimator=model.split(":", 1)[1], size=(size or 64,) * 2, seed=seed
         )
         path = save_classic_bundle(trained, out, licence=licence, command=command)
-        typer.echo(f"wrote {path} (validation AUC {trained.val_metrics['auc']:.4f})")
+        typer.echo(f"wrote {path} (validation AUC {_auc_text(trained.val_metrics.get('auc'))})")
         return
     if start is not None:  # the bundle's own recipe, on this run's clock and seed
         cfg = train_config_of(start)
@@ -193,7 +204,7 @@ def train_classify(
     val = members[0].val_metrics
     typer.echo(
         f"wrote {path} ({cfg.model} {'x'.join(map(str, cfg.size))}, "
-        f"validation AUC {val['auc']:.4f} on {val['n']} images"
+        f"validation AUC {_auc_text(val.get('auc'))} on {val['n']} images"
         + (" (too few to judge)" if val["n"] < MIN_CALIBRATION_IMAGES else "")
         + (f", {skipped} unreadable image(s) skipped" if skipped else "")
         + ")"
@@ -224,7 +235,7 @@ def train_segment(
         typer.Option("--dims", help="2 or 3 (default: that of the images); 2 on volumes: slices."),
     ] = None,
     budget_minutes: Annotated[
-        float, typer.Option("--budget-minutes", help="CPU training budget.")
+        float, typer.Option("--budget-minutes", min=0.01, help="CPU training budget.")
     ] = 15.0,
     network: Annotated[
         str,
@@ -238,7 +249,7 @@ def train_segment(
         float, typer.Option("--val-fraction", help="Cases held out for validation.")
     ] = 0.2,
     ensemble: Annotated[
-        int, typer.Option("--ensemble", help="N > 1: N-fold cross-validation ensemble.")
+        int, typer.Option("--ensemble", min=1, help="N > 1: N-fold cross-validation ensemble.")
     ] = 1,
     width: Annotated[
         int,
@@ -293,7 +304,7 @@ def train_segment(
     """
     from medlabel.devices import resolve_device
     from medlabel.segment.augment import SegAugment
-    from medlabel.segment.bundle import save_segmentation_bundle
+    from medlabel.segment.bundle import KINDS, save_segmentation_bundle
     from medlabel.segment.dataset import open_segmentation_dataset
     from medlabel.segment.plan import MIRROR_CHOICES
     from medlabel.segment.train import (
@@ -309,11 +320,13 @@ def train_segment(
         raise typer.BadParameter(", ".join(MIRROR_CHOICES), param_hint="--mirror")
     if optimizer not in OPTIMIZERS:
         raise typer.BadParameter(", ".join(OPTIMIZERS), param_hint="--optimizer")
+    _check_out(out, KINDS, data)
     if from_review is not None:
         data, mapping = _reviewed_data(from_review, review_model, "segmentation")
         labels = labels or mapping
     if data is None:
         raise MedlabelError(None, "give --data DATA or --from-review JOB_FOLDER")
+    _check_out(out, KINDS, data)
     dataset = open_segmentation_dataset(data, labels)
     image, _ = dataset.load(0)
     if dims is not None and dims > image.ndim:
@@ -346,3 +359,13 @@ def train_segment(
         f"{c} {v['dice']['mean']:.4f}" for c, v in trained[0].val_metrics["classes"].items()
     )
     typer.echo(f"wrote {path} (validation Dice: {dice})")
+
+
+def _auc_text(auc: float | None) -> str:
+    """A validation AUC as printed (``n/a`` when it cannot be scored).
+
+    Example:
+        >>> _auc_text(0.98765), _auc_text(None)
+        ('0.9877', 'n/a')
+    """
+    return "n/a" if auc is None else f"{auc:.4f}"

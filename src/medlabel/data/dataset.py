@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -30,12 +31,14 @@ import numpy as np
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 
-__all__ = ["SPLITS", "ClassificationDataset", "DatasetError", "Task"]
+__all__ = ["SKIPPED_LISTED", "SPLITS", "ClassificationDataset", "DatasetError", "Task"]
 
 log = logging.getLogger(__name__)
 
 Task = Literal["binary", "multiclass", "multilabel", "ordinal"]
 SPLITS = ("train", "val", "test")
+#: Most skipped inputs a data summary (and so a bundle and its model card) lists by name.
+SKIPPED_LISTED = 50
 
 
 class DatasetError(MedlabelError):
@@ -196,13 +199,34 @@ class ClassificationDataset:
         groups) stay in ``train``, since validating on them would flatter the model, and
         ``fraction`` is taken of the other samples.
 
+        Every class is on both sides: a class with at least 2 training samples (of 2 groups,
+        when there are groups) gets at least 1 validation sample, and a class with fewer is
+        refused. An existing ``val`` split must hold every class that ``train`` holds.
+
         Raises:
-            DatasetError: a bad fraction, or too few (unseen) training samples to split.
+            DatasetError: a bad fraction, too few (unseen) training samples to split, a class
+                too small to be both trained on and validated, a class missing from an
+                existing ``val`` split, or groups that cannot be split so that every class
+                is on both sides.
+
+        Example:
+            >>> import numpy as np
+            >>> ds = ClassificationDataset(
+            ...     name="toy", class_names=["a", "b", "OTHER"], ids=[str(i) for i in range(9)],
+            ...     labels=np.array([0] * 4 + [1] * 4 + [2]), splits=np.array(["train"] * 9),
+            ...     loader=lambda i: None)
+            >>> try:
+            ...     ds.with_validation_split(0.2)
+            ... except DatasetError as err:
+            ...     print(err.reason.split(": ")[0])
+            class 'OTHER' has 1 image
         """
         if self.has_split("val") and not force:
+            self._check_validation_split()
             return self
         if not 0 < fraction < 1:
             raise DatasetError(None, f"validation fraction must be in (0, 1), got {fraction}")
+        self._refuse_small_classes(np.flatnonzero(np.isin(self.splits, ("train", "val"))))
         train = self.indices("train")
         if seen:
             train = train[~self._touches(train, seen)]
@@ -222,7 +246,9 @@ class ClassificationDataset:
         if self.groups is not None:
             n_splits = max(2, round(1 / fraction))
             splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            _, val_pos = next(splitter.split(train, strata, self.groups[train]))
+            with warnings.catch_warnings():  # a rare class: _cover_classes sees to it
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                _, val_pos = next(splitter.split(train, strata, self.groups[train]))
         else:
             counts = np.bincount(strata)
             if counts[counts > 0].min() < 2:
@@ -232,9 +258,101 @@ class ClassificationDataset:
                 n_val = max(round(fraction * len(train)), int((counts > 0).sum()))
                 splitter_s = StratifiedShuffleSplit(1, test_size=n_val, random_state=seed)
                 _, val_pos = next(splitter_s.split(train, strata))
+        in_val = self.splits == "val"
+        in_val[train[val_pos]] = True
+        self._cover_classes(train, in_val)
         splits = self.splits.copy()
-        splits[train[val_pos]] = "val"
+        splits[in_val] = "val"
         return replace(self, splits=splits)
+
+    def _check_validation_split(self) -> None:
+        """Refuse an existing ``val`` split that lacks a class ``train`` holds (single-label)."""
+        if self.labels.ndim != 1:
+            return
+        k = self.num_classes
+        train = np.bincount(self.labels[self.indices("train")], minlength=k)
+        val = np.bincount(self.labels[self.indices("val")], minlength=k)
+        missing = [
+            (c, int(n)) for c, n, v in zip(self.class_names, train, val, strict=True) if n and not v
+        ]
+        if missing:
+            which = ", ".join(f"class {c!r} has {n} training image(s)" for c, n in missing)
+            raise DatasetError(
+                self.source.get("path"),
+                f"{which} but none in the 'val' split: every class needs validation images to "
+                "be judged on; add some to the 'val' split, or drop it and medlabel carves one",
+            )
+
+    def _refuse_small_classes(self, idx: np.ndarray) -> None:
+        """Refuse a class of the samples ``idx`` with a single sample (or group): it cannot
+        be both trained on and validated (single-label data)."""
+        if self.labels.ndim != 1:
+            return
+        units = self.groups[idx] if self.groups is not None else idx
+        small = []
+        for k, name in enumerate(self.class_names):
+            mine = self.labels[idx] == k
+            if len(set(units[mine].tolist())) != 1:
+                continue
+            n = int(mine.sum())
+            small.append(
+                f"class {name!r} has 1 image"
+                if self.groups is None
+                else f"class {name!r} has {n} image(s), all of one group (patient)"
+            )
+        if small:
+            needs = "at least 2" if self.groups is None else "images of at least 2 groups"
+            raise DatasetError(
+                self.source.get("path"),
+                f"{', '.join(small)}: each class needs {needs} (one to train on, one to validate)",
+            )
+
+    def _cover_classes(self, pool: np.ndarray, in_val: np.ndarray) -> None:
+        """Move samples of ``pool`` (whole groups, when there are groups) between train and
+        validation (``in_val``, changed in place) until every class of the training samples
+        is on both sides, never taking a side's last sample of a class (single-label data).
+
+        Raises:
+            DatasetError: groups holding several classes cannot be split that way.
+        """
+        if self.labels.ndim != 1 or not len(pool):
+            return
+        k = self.num_classes
+        everyone = np.flatnonzero(np.isin(self.splits, ("train", "val")))
+        keys = self.groups[pool] if self.groups is not None else pool
+        _, unit_of = np.unique(np.asarray(keys).astype(str), return_inverse=True)
+        per_unit = np.zeros((int(unit_of.max()) + 1, k), dtype=int)
+        np.add.at(per_unit, (unit_of, self.labels[pool]), 1)
+        unit_val = np.zeros(len(per_unit), dtype=bool)
+        unit_val[unit_of[in_val[pool]]] = True
+        wanted = np.flatnonzero(np.bincount(self.labels[everyone], minlength=k))
+        for c in wanted:
+            for to_val in (True, False):
+                side = np.bincount(self.labels[everyone[in_val[everyone] == to_val]], minlength=k)
+                if side[c]:
+                    continue
+                other = np.bincount(self.labels[everyone[in_val[everyone] != to_val]], minlength=k)
+                # a unit may move when the side it leaves keeps every class it holds
+                keeps = ~((per_unit > 0) & (per_unit >= other)).any(axis=1)
+                movable = (unit_val != to_val) & (per_unit[:, c] > 0) & keeps
+                name = self.class_names[c]
+                if not per_unit[:, c].any():  # e.g. its samples all trained the model
+                    log.warning(
+                        "class %r is not %s: none of its samples may move there",
+                        name,
+                        "validated" if to_val else "trained on",
+                    )
+                    continue
+                if not movable.any():
+                    raise DatasetError(
+                        self.source.get("path"),
+                        f"cannot split the groups (patients) so that class {name!r} is both "
+                        "trained on and validated: its groups also hold the only images of "
+                        "other classes; add images or give a validation split",
+                    )
+                u = int(np.argmin(np.where(movable, per_unit.sum(axis=1), np.iinfo(int).max)))
+                unit_val[u] = to_val
+                in_val[pool[unit_of == u]] = to_val
 
     def _touches(self, idx: np.ndarray, ids: Collection[str]) -> np.ndarray:
         """Which of the samples ``idx`` are in ``ids``, or share a group with one that is."""
@@ -318,13 +436,33 @@ class ClassificationDataset:
             loader=lambda j: base(int(idx[j])),
         )
 
-    def summary(self) -> dict[str, Any]:
-        """Name, task, classes, counts per split, skipped inputs."""
+    def summary(self, failures: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """Name, task, classes, counts per split, skipped inputs.
+
+        ``skipped`` counts the inputs the source could not use (:attr:`skipped`) and
+        ``failures``, the ``(id, reason)`` of samples that could not be read when loaded;
+        ``skipped_files`` lists the first :data:`SKIPPED_LISTED` as ``{"path", "reason"}``.
+
+        Example:
+            >>> import numpy as np
+            >>> ds = ClassificationDataset(
+            ...     name="toy", class_names=["a", "b"], ids=["x.png", "y.png"],
+            ...     labels=np.array([0, 1]), splits=np.array(["train"] * 2),
+            ...     loader=lambda i: None, skipped=[("z.png", "listed but missing")])
+            >>> s = ds.summary([("y.png", "file is truncated")])
+            >>> s["skipped"], s["skipped_files"][1]
+            (2, {'path': 'y.png', 'reason': 'file is truncated'})
+        """
+        every = [*self.skipped, *failures]
         return {
             "name": self.name,
             "task": self.task,
             "classes": list(self.class_names),
             "counts": self.counts(),
-            "skipped": len(self.skipped),
+            "skipped": len(every),
+            "skipped_files": [
+                {"path": str(path), "reason": str(reason)}
+                for path, reason in every[:SKIPPED_LISTED]
+            ],
             "source": self.source,
         }

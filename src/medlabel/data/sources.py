@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from pathlib import Path
@@ -38,6 +39,8 @@ from medlabel.io.formats import detect_format
 from medlabel.io.medmnist import MedMNISTArchive
 
 __all__ = ["from_csv", "from_folder", "from_medmnist", "open_dataset"]
+
+log = logging.getLogger(__name__)
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -195,6 +198,8 @@ def from_folder(
 def from_csv(path: str | os.PathLike[str]) -> ClassificationDataset:
     """A CSV manifest ``path,label[,split][,group]`` (paths relative to the CSV).
 
+    Rows whose file does not exist are skipped (recorded in ``skipped``, with a warning).
+
     Raises:
         DatasetError: missing columns, unknown split names, or no usable rows.
     """
@@ -242,6 +247,14 @@ def from_csv(path: str | os.PathLike[str]) -> ClassificationDataset:
         groups.append((r.get("group") or "").strip())
     if not paths:
         raise DatasetError(p, f"none of the {len(rows)} listed files exists")
+    if skipped:
+        log.warning(
+            "%s: skipped %d listed file(s) that do not exist: %s%s",
+            p,
+            len(skipped),
+            "; ".join(f"{file} ({why})" for file, why in skipped[:5]),
+            "; ..." if len(skipped) > 5 else "",
+        )
     has_groups = "group" in rows[0] and any(groups)
     return ClassificationDataset(
         name=p.stem,

@@ -77,7 +77,9 @@ def list_models(recipes: bool = False) -> list[dict[str, Any]]:
     """Every bundle found (bundled and in the user folder) with its card facts, and with
     ``recipes=True`` the classical segmentation recipes too.
 
-    Unreadable bundle descriptions are listed with an ``error`` instead of being hidden.
+    A bundle is listed by its folder name, the name ``--model`` takes (the name it was
+    trained under may differ). Unreadable bundle descriptions are listed with an ``error``
+    instead of being hidden.
     """
     rows: list[dict[str, Any]] = []
     folders = [("bundled", _HERE / name) for name in bundled_models()]
@@ -95,7 +97,7 @@ def list_models(recipes: bool = False) -> list[dict[str, Any]]:
         if meta.get("kind") == "segmentation":
             rows.append(
                 {
-                    "name": meta.get("name", folder.name),
+                    "name": folder.name,  # what --model takes
                     "origin": origin,
                     "path": str(folder),
                     "kind": "segmentation",
@@ -110,7 +112,7 @@ def list_models(recipes: bool = False) -> list[dict[str, Any]]:
             continue
         rows.append(
             {
-                "name": meta.get("name", folder.name),
+                "name": folder.name,  # what --model takes
                 "origin": origin,
                 "path": str(folder),
                 "kind": meta.get("kind"),

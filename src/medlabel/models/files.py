@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -35,16 +36,20 @@ from medlabel.errors import MedlabelError
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "DESCRIPTION_FILES",
     "BundleError",
     "SampleIds",
+    "check_bundle_target",
     "cpu_threads",
     "export_onnx",
+    "file_checksums",
     "half_weights",
     "json_default",
     "read_description",
     "sample_key",
     "staging",
     "trained_ids",
+    "verify_checksums",
     "write_description",
 ]
 
@@ -54,6 +59,82 @@ BUNDLE_FORMAT = 1
 
 class BundleError(MedlabelError):
     """A bundle is missing, incomplete or from an incompatible version."""
+
+
+#: What a refusal suggests instead.
+_TARGET_HINT = "give a new or empty folder, or a bundle of the same kind to replace"
+
+
+def check_bundle_target(
+    path: str | os.PathLike[str],
+    kinds: Sequence[str],
+    data: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Check that a bundle of one of ``kinds`` may be written to ``path``, before any work.
+
+    Writing a bundle replaces the folder, so only a new path, an empty folder or a bundle
+    whose ``bundle.json`` says one of ``kinds`` (the retrain flow) is accepted. ``data``, the
+    training data, must not be the folder itself, lie in it or (a folder) contain it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> check_bundle_target(root / "new", kinds=("cnn",)) == root / "new"
+        True
+        >>> _ = (root / "notes.txt").write_text("important")
+        >>> try:
+        ...     check_bundle_target(root, kinds=("cnn",))
+        ... except BundleError as err:
+        ...     print(err.reason.split(":")[0])
+        a folder holding other files (no bundle.json)
+
+    Raises:
+        BundleError: the path is a file, a folder of other content, a bundle of another kind,
+            or overlaps the training data.
+    """
+    target = Path(path)
+    if data is not None and Path(data).exists():
+        here, source = target.resolve(), Path(data).resolve()
+        if here == source:
+            raise BundleError(target, f"is the training data; {_TARGET_HINT}")
+        if source.is_dir() and source in here.parents:
+            raise BundleError(target, f"lies inside the training data {data}; {_TARGET_HINT}")
+        if here in source.parents:
+            raise BundleError(target, f"contains the training data {data}; {_TARGET_HINT}")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise BundleError(target, f"{blocking} is a file, not a folder")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise BundleError(
+            target, f"a file, not a bundle folder: refusing to replace it; {_TARGET_HINT}"
+        )
+    meta_path = target / "bundle.json"
+    if not meta_path.is_file():
+        if any(target.iterdir()):
+            raise BundleError(
+                target,
+                f"a folder holding other files (no bundle.json): refusing to replace it; "
+                f"{_TARGET_HINT}",
+            )
+        return target
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(
+            meta_path, f"unreadable bundle description ({exc}): refusing to replace the folder"
+        ) from exc
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != "medlabel.bundle":
+        raise BundleError(target, f"not a medlabel bundle: refusing to replace it; {_TARGET_HINT}")
+    if kind not in kinds:
+        raise BundleError(
+            target,
+            f"a bundle of kind {kind!r}, not {'/'.join(kinds)}: refusing to replace it; "
+            f"{_TARGET_HINT}",
+        )
+    return target
 
 
 @contextlib.contextmanager
@@ -110,10 +191,58 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: The files of a bundle that describe it; every other file is a model file with a checksum.
+DESCRIPTION_FILES = frozenset({"bundle.json", "MODEL_CARD.md"})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every model file of a bundle folder (all files but its description).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "model.onnx").write_bytes(b"weights")
+        >>> file_checksums(folder)["model.onnx"][:12]
+        '9a129038d9a0'
+    """
+    return {
+        p.name: _sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in DESCRIPTION_FILES
+    }
+
+
+def verify_checksums(folder: Path, meta: dict[str, Any]) -> None:
+    """Check the model files of a bundle against the checksums its description recorded
+    (bundles written before checksums were recorded pass unchecked).
+
+    Raises:
+        BundleError: a file's contents differ from those the bundle was written with.
+    """
+    for name, expected in (meta.get("checksums") or {}).items():
+        path = folder / name
+        if path.is_file() and _sha256(path) != expected:
+            raise BundleError(
+                path,
+                "damaged: its contents differ from those the bundle was written with "
+                "(SHA-256 checksum); reinstall the model or train it again",
+            )
+
+
 def write_description(
     folder: Path, meta: dict[str, Any], card: Callable[[dict[str, Any]], str]
 ) -> None:
-    """Write ``bundle.json`` (format fields filled in) and ``MODEL_CARD.md`` (``card(meta)``)."""
+    """Write ``bundle.json`` (format fields and the model files' checksums filled in) and
+    ``MODEL_CARD.md`` (``card(meta)``)."""
+    meta["checksums"] = file_checksums(folder)
     meta.setdefault("format", "medlabel.bundle")
     meta.setdefault("format_version", BUNDLE_FORMAT)
     meta.setdefault("medlabel_version", __version__)
@@ -148,6 +277,7 @@ def read_description(path: Path, kinds: Sequence[str]) -> dict[str, Any]:
         raise BundleError(
             path, f"bundle kind {meta.get('kind')!r} does not fit here (expected {'/'.join(kinds)})"
         )
+    verify_checksums(path, meta)
     return meta
 
 

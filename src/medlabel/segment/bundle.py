@@ -43,6 +43,7 @@ from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BundleError,
+    check_bundle_target,
     cpu_threads,
     export_onnx,
     half_state,
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # training pulls in scikit-learn and SciPy, and ONNX Runtime 
     from medlabel.segment.train import TrainedSegmenter
 
 __all__ = [
+    "KINDS",
     "PRECISIONS",
     "BundleError",
     "SegmentationBundle",
@@ -82,6 +84,9 @@ __all__ = [
     "save_segmentation_bundle",
     "slim_bundle",
 ]
+
+#: The ``kind`` of a segmentation bundle's description.
+KINDS = ("segmentation",)
 
 
 def save_segmentation_bundle(
@@ -107,15 +112,18 @@ def save_segmentation_bundle(
     Several members (from :func:`~medlabel.segment.train.train_ensemble`) make an ensemble
     whose class probabilities are averaged; they must share one plan.
 
+    ``out`` must be new, an empty folder or a segmentation bundle, which is replaced
+    (anything else is refused: see :func:`~medlabel.models.files.check_bundle_target`).
+
     Raises:
-        BundleError: members with different plans.
+        BundleError: members with different plans, or ``out`` is not a place for a bundle.
     """
     import torch
 
     from medlabel.segment.train import TrainedSegmenter
 
     members = [trained] if isinstance(trained, TrainedSegmenter) else list(trained)
-    target = Path(out)
+    target = check_bundle_target(out, KINDS)
     plan = members[0].plan
     if any(m.plan.to_dict() != plan.to_dict() for m in members[1:]):
         raise BundleError(target, "ensemble members must share one plan")
@@ -200,7 +208,7 @@ def slim_bundle(path: str | os.PathLike[str], keep: str = "onnx") -> Path:
     src = Path(path)
     if keep not in ("onnx", "torch"):
         raise BundleError(src, f"keep must be onnx or torch, not {keep!r}")
-    meta = read_description(src, kinds=("segmentation",))
+    meta = read_description(src, kinds=KINDS)
     key, drop = ("onnx", "weights") if keep == "onnx" else ("weights", "onnx")
     members = _members(meta)
     for member in members:
@@ -677,7 +685,7 @@ def load_segmentation_bundle(
     from medlabel.models import resolve_model
 
     p = resolve_model(path)
-    meta = read_description(p, kinds=("segmentation",))
+    meta = read_description(p, kinds=KINDS)
     if engine not in ("auto", "onnx", "torch"):
         raise BundleError(p, f"engine must be auto, onnx or torch, not {engine!r}")
     if precision not in PRECISIONS:

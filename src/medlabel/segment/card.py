@@ -32,6 +32,23 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _skipped_lines(skipped: dict[str, Any]) -> list[str]:
+    """The training cases left out as unusable, one line each (as many as were recorded).
+
+    Example:
+        >>> _skipped_lines({"count": 2, "cases": [{"path": "a.png", "reason": "truncated"}]})
+        ['- Skipped as unusable: 2 cases (1 listed)', '  - `a.png`: truncated']
+    """
+    if not skipped.get("count"):
+        return []
+    cases = skipped.get("cases", [])
+    listed = f" ({len(cases)} listed)" if len(cases) < skipped["count"] else ""
+    return [
+        f"- Skipped as unusable: {skipped['count']} case{'s' * (skipped['count'] != 1)}{listed}",
+        *(f"  - `{e['path']}`: {e['reason']}" for e in cases),
+    ]
+
+
 def segmentation_card(meta: dict[str, Any]) -> str:
     """Markdown model card for a segmentation bundle description ``meta``."""
     plan = meta["plan"]
@@ -83,6 +100,7 @@ def segmentation_card(meta: dict[str, Any]) -> str:
             else f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation "
             "cases"
         ),
+        *_skipped_lines(data.get("skipped") or {}),
         f"- Licence: {meta.get('licence') or 'unknown'}",
         "",
         f"## Validation metrics ({val.get('n', '?')} held-out cases, original grids)",

@@ -10,6 +10,12 @@ file values to classes is always explicit: from ``dataset.json``, from ``labels=
 the user (``"150=lung_right,200=lung_left,250=heart"``), or, when neither is given, only when
 the masks hold the consecutive values ``0..K`` already.
 
+:func:`open_segmentation_dataset` checks every case once (:meth:`SegmentationDataset.checked`):
+a case whose image or mask cannot be read, whose mask is off the image's grid or holds values
+that are not declared classes is skipped with a warning and recorded in ``source["skipped"]``
+(2D images are read whole; 3D files of NIfTI, NRRD or MetaImage by their headers only), so
+that unusable cases never reach a training or validation split.
+
 Example:
     >>> ds = SegmentationDataset.from_pairs(
     ...     [("a.nii.gz", "a_seg.nii.gz"), ("b.nii.gz", "b_seg.nii.gz")],
@@ -30,18 +36,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from medlabel.data.dataset import DatasetError
 from medlabel.data.sources import _SPLIT_ALIASES
+from medlabel.errors import MedlabelError, ReadError
 from medlabel.image import MedicalImage
-from medlabel.io import read_image, read_label
+from medlabel.io import check_same_grid, read_image, read_label
 from medlabel.io.formats import READ_FORMATS, detect_format
+from medlabel.io.itk import itk_reason
 
-__all__ = ["SegmentationCase", "SegmentationDataset", "open_segmentation_dataset", "parse_labels"]
+__all__ = [
+    "MAX_SKIPPED_LISTED",
+    "SegmentationCase",
+    "SegmentationDataset",
+    "open_segmentation_dataset",
+    "parse_labels",
+    "skipped_record",
+]
 
 log = logging.getLogger(__name__)
 
 _SPLITS = _SPLIT_ALIASES
+
+#: How many skipped cases ``source["skipped"]`` lists by name (its ``count`` has them all).
+MAX_SKIPPED_LISTED = 50
+
+#: Formats whose grid SimpleITK reads from the header alone (no voxels decoded).
+_HEADER_FORMATS = ("nifti", "nrrd", "metaimage")
 
 
 def parse_labels(text: str | None) -> dict[int, str] | None:
@@ -146,12 +168,104 @@ class SegmentationDataset:
         mapped = lut[mask.array.astype(np.int64)]
         if (mapped == 255).any():
             bad = sorted(set(np.unique(mask.array[mapped == 255]).tolist()))
+            raise DatasetError(case.label, self._undeclared(bad))
+        return image, mask.with_array(mapped, metadata={"labels": self.classes})
+
+    def _undeclared(self, values: Sequence[int]) -> str:
+        """Why a mask holding ``values`` (not declared classes) is refused."""
+        declared = ", ".join(f"{v}={self.class_names[k]}" for v, k in self.value_map.items())
+        return f"mask values {list(values)} are not declared classes ({declared})"
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        """The cases :meth:`checked` skipped (``case``, ``path``, ``reason``; the first
+        :data:`MAX_SKIPPED_LISTED`)."""
+        return list(self.source.get("skipped", {}).get("cases", []))
+
+    def skipped_note(self) -> str:
+        """``""``, or a clause saying how many cases were skipped and why (the first three).
+
+        Example:
+            >>> ds = SegmentationDataset.from_pairs([("a.png", "a_m.png")], labels={1: "lung"})
+            >>> ds.skipped_note()
+            ''
+            >>> ds.source["skipped"] = skipped_record([{"path": "b.png", "reason": "truncated"}])
+            >>> ds.skipped_note()
+            '; 1 case(s) were skipped as unusable (b.png: truncated)'
+        """
+        return _skipped_note(self.source.get("skipped"))
+
+    def checked(self) -> SegmentationDataset:
+        """This data set less the cases that cannot be used, each skipped with a warning.
+
+        A case is skipped when its image or mask cannot be read, its mask does not lie on the
+        image's grid, or its mask holds values that are not declared classes. 2D images and
+        masks are read whole; NIfTI, NRRD and MetaImage files only by their headers (their
+        voxels are read, and checked, when training loads them). The skipped cases, with their
+        file and reason, go to ``source["skipped"]`` (see :func:`skipped_record`).
+
+        Raises:
+            DatasetError: most masks hold undeclared values (the class mapping, not the
+                cases, is wrong), or no case is usable.
+
+        Example:
+            >>> import tempfile
+            >>> from PIL import Image
+            >>> d = Path(tempfile.mkdtemp())
+            >>> for n, side in (("a", 8), ("b", 8), ("c", 6)):
+            ...     Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / f"{n}.png")
+            ...     Image.fromarray(np.full((side, side), 150, np.uint8)).save(d / f"{n}_m.png")
+            >>> ds = SegmentationDataset.from_pairs(
+            ...     [(d / f"{n}.png", d / f"{n}_m.png") for n in "abc"], labels={150: "lung"})
+            >>> ok = ds.checked()
+            >>> [c.id for c in ok.cases], ok.source["skipped"]["count"]
+            (['a', 'b'], 1)
+            >>> ok.skipped[0]["reason"].split(":")[0]
+            'mask does not lie on the image grid'
+        """
+        usable: list[SegmentationCase] = []
+        skipped: list[dict[str, str]] = []
+        stray: list[tuple[SegmentationCase, list[int]]] = []  # masks with undeclared values
+        seen: set[int] = set()  # every value of the masks read whole
+        n_read = 0  # masks read whole
+        for case in self.cases:
+            try:
+                values = _check_case(case)
+            except MedlabelError as err:
+                skipped.append(_skip(case, err))
+                continue
+            if values is not None:
+                n_read += 1
+                seen |= values
+                bad = sorted(values - set(self.value_map) - {0})
+                if bad:
+                    stray.append((case, bad))
+                    continue
+            usable.append(case)
+        if stray and 2 * len(stray) > n_read:
+            # most masks disagree with the mapping: the mapping is wrong, not the cases
+            case, bad = stray[0]
             raise DatasetError(
                 case.label,
-                f"mask values {bad} are not declared classes "
-                f"({', '.join(f'{v}={self.class_names[k]}' for v, k in self.value_map.items())})",
+                f"{self._undeclared(bad)}, and {len(stray)} of {n_read} masks hold values that "
+                f"are not declared; the masks hold {sorted(seen - {0})}: say which class each "
+                "value is with --labels VALUE=NAME,...",
             )
-        return image, mask.with_array(mapped, metadata={"labels": self.classes})
+        for case, bad in stray:
+            skipped.append(_skip(case, DatasetError(case.label, self._undeclared(bad))))
+        if not skipped:
+            return self
+        if not usable:
+            raise DatasetError(
+                self.source.get("path"),
+                f"no usable case: all {len(self.cases)} were skipped"
+                + _skipped_note(skipped_record(skipped)),
+            )
+        return replace(
+            self,
+            cases=usable,
+            source={**self.source, "skipped": skipped_record(skipped, self.source.get("skipped"))},
+        )
 
     def _fresh_keys(self, seen: Collection[str]) -> list[str]:
         """Sorted split keys (group, else id) of the training cases, less those of ``seen``."""
@@ -221,6 +335,95 @@ class SegmentationDataset:
         return replace(self, cases=cases)
 
 
+def skipped_record(
+    entries: Sequence[dict[str, str]], earlier: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{"count": N, "cases": [...]}`` for skipped cases, listing at most
+    :data:`MAX_SKIPPED_LISTED`; ``earlier``: a record to add to.
+
+    Example:
+        >>> rec = skipped_record([{"case": "a", "path": "a.png", "reason": "truncated"}])
+        >>> skipped_record([{"case": "b", "path": "b.png", "reason": "off grid"}], rec)["count"]
+        2
+    """
+    earlier = earlier or {"count": 0, "cases": []}
+    cases = [*earlier.get("cases", []), *entries][:MAX_SKIPPED_LISTED]
+    return {"count": int(earlier.get("count", 0)) + len(entries), "cases": cases}
+
+
+def _skipped_note(record: dict[str, Any] | None) -> str:
+    """See :meth:`SegmentationDataset.skipped_note`."""
+    if not record or not record.get("count"):
+        return ""
+    first = "; ".join(f"{e['path']}: {e['reason']}" for e in record["cases"][:3])
+    more = ", ..." if record["count"] > 3 else ""
+    return f"; {record['count']} case(s) were skipped as unusable ({first}{more})"
+
+
+def _skip(case: SegmentationCase, err: MedlabelError) -> dict[str, str]:
+    """Log the warning for a skipped case and return its record."""
+    log.warning("%s; case %s skipped", err, case.id)
+    return {"case": case.id, "path": str(err.path or case.image), "reason": err.reason}
+
+
+def _header(path: Path) -> MedicalImage:
+    """An image with the grid that ``path``'s header declares and no voxels (nothing decoded).
+
+    Raises:
+        ReadError: the header cannot be read, or the file holds several volumes.
+    """
+    if path.is_file() and path.stat().st_size == 0:
+        raise ReadError(path, "empty file (0 bytes)")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ReadError(path, f"cannot read image ({itk_reason(exc)})") from exc
+    size, dim = reader.GetSize(), reader.GetDimension()
+    direction = np.asarray(reader.GetDirection()).reshape(dim, dim)
+    if dim == 4:
+        if size[3] > 1:
+            raise ReadError(
+                path, f"a 4D image of {size[3]} volumes: a segmentation case is one 2D or 3D image"
+            )
+        dim, direction = 3, direction[:3, :3]
+    if dim not in (2, 3):
+        raise ReadError(path, f"a {dim}D image: a segmentation case is one 2D or 3D image")
+    return MedicalImage(
+        np.broadcast_to(np.zeros((), np.uint8), tuple(reversed(size[:dim]))),
+        spacing=reader.GetSpacing()[:dim],
+        origin=reader.GetOrigin()[:dim],
+        direction=tuple(direction.ravel().tolist()),
+        metadata={"components": reader.GetNumberOfComponents()},
+    )
+
+
+def _check_case(case: SegmentationCase) -> set[int] | None:
+    """Read ``case`` as far as needed to know it can be used; its mask's values, or ``None``
+    when there is no mask or only headers were read (NIfTI, NRRD, MetaImage).
+
+    Raises:
+        MedlabelError: naming the file: unreadable, or the mask is off the image's grid.
+    """
+    files = [f for f in (case.image, case.label) if f is not None]
+    if all(f.is_file() and detect_format(f) in _HEADER_FORMATS for f in files):
+        image = _header(case.image)
+        if case.label is not None:
+            mask = _header(case.label)
+            if mask.metadata["components"] > 1:
+                raise ReadError(
+                    case.label,
+                    f"a label map has one channel, this file has {mask.metadata['components']}",
+                )
+            check_same_grid(image, mask, case.label)
+        return None
+    image = read_image(case.image)
+    if case.label is None:
+        return None
+    return set(np.unique(read_label(case.label, reference=image).array).tolist())
+
+
 def _case_id(path: Path) -> str:
     name = path.name
     for suffix in sorted(READ_FORMATS, key=len, reverse=True):
@@ -236,8 +439,15 @@ def _mapping(
         value_map = {v: k for k, v in enumerate(sorted(labels), start=1)}
         return value_map, {value_map[v]: labels[v] for v in sorted(labels)}
     values: set[int] = set()
-    for case in [c for c in cases if c.label is not None][:probe]:
-        values |= set(np.unique(read_label(case.label).array).tolist())  # type: ignore[arg-type]
+    probed = 0
+    for case in [c for c in cases if c.label is not None]:
+        if probed == probe:
+            break
+        try:
+            values |= set(np.unique(read_label(case.label).array).tolist())  # type: ignore[arg-type]
+        except MedlabelError:
+            continue  # an unreadable mask is skipped when the data set is checked
+        probed += 1
     values.discard(0)
     if not values:
         raise DatasetError(None, "the masks probed are empty; give the classes with --labels")
@@ -351,17 +561,21 @@ def open_segmentation_dataset(
         path: the folder or CSV.
         labels: file value -> class name, as a dict or ``"150=lung_right,250=heart"``.
 
+    Every case is checked once (:meth:`SegmentationDataset.checked`): those that cannot be
+    used are skipped with a warning and recorded in ``source["skipped"]``.
+
     Raises:
-        DatasetError: unknown layout, no cases, or masks whose values need a mapping.
+        DatasetError: unknown layout, no (usable) cases, masks whose values need a mapping, or
+            most masks holding values that are not declared classes.
     """
     p = Path(path)
     mapping = parse_labels(labels) if isinstance(labels, str) or labels is None else labels
     if p.is_file() and p.suffix.lower() == ".csv":
-        return _csv(p, mapping)
+        return _csv(p, mapping).checked()
     if (p / "imagesTr").is_dir() and (p / "labelsTr").is_dir():
-        return _msd(p, mapping)
+        return _msd(p, mapping).checked()
     if (p / "images").is_dir() and (p / "masks").is_dir():
-        return _paired(p, mapping)
+        return _paired(p, mapping).checked()
     raise DatasetError(
         p, "not a segmentation data set: expected imagesTr/+labelsTr/, images/+masks/, or a CSV"
     )

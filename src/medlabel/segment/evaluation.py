@@ -6,7 +6,9 @@ bundle trained on this same data, its recorded validation cases; otherwise every
 note in ``metrics.json`` that their relation to training is unknown (a recipe, which has no
 training data, is scored on every case without that note). Cases that trained the
 bundle and are evaluated anyway (a split asked for by name) are counted in ``trained_on``,
-and the report warns.
+and the report warns. Cases the data set skipped as unusable when it was opened (unreadable,
+a mask off the image's grid...) are listed under ``skipped`` in ``metrics.json`` and noted in
+the report; a case that fails later is listed under ``failures``.
 
 Example:
     >>> from medlabel.segment.evaluation import choose_cases
@@ -145,7 +147,12 @@ def evaluate_segmenter(
             coarse[cid] = why
         keep[cid] = (image, mapped, truth)
     if not cases:
-        raise MedlabelError(ds.source.get("path"), f"no case could be evaluated ({failures[:3]})")
+        raise MedlabelError(
+            ds.source.get("path"),
+            f"no case could be evaluated ({failures[:3]}){ds.skipped_note()}",
+        )
+    # cases the data set skipped as unusable when it was opened (listed with their reasons)
+    skipped = ds.source.get("skipped") or {"count": 0, "cases": []}
 
     def overlays(cid: str) -> Any:
         image, pred, truth = keep[cid]
@@ -166,6 +173,7 @@ def evaluate_segmenter(
         "trained_on": trained_on,
         "classes_by_value": by_value,
         "failures": failures,
+        "skipped": skipped,
         "seconds_per_case": float(np.median(seconds)) if seconds else None,
         "tta": tta,
         "inference": inference,
@@ -187,6 +195,15 @@ def evaluate_segmenter(
                     "flatter it; evaluate on cases it never saw"
                 }
                 if trained_on
+                else {}
+            ),
+            **(
+                {
+                    "skipped": f"{skipped['count']} case(s) of the data set could not be used "
+                    "(unreadable, or a mask off the image's grid or with undeclared values); "
+                    "metrics.json names them"
+                }
+                if skipped["count"]
                 else {}
             ),
             **(

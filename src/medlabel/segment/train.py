@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -32,7 +33,7 @@ from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
 from medlabel.models.files import trained_ids
 from medlabel.segment.augment import SegAugment
-from medlabel.segment.dataset import SegmentationDataset
+from medlabel.segment.dataset import SegmentationDataset, skipped_record
 from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
 from medlabel.segment.infer import (
     postprocess,
@@ -276,6 +277,47 @@ def _starting_bundle(name: str, classes: dict[int, str]) -> Any:
     return bundle
 
 
+def _need_both(ds: SegmentationDataset, train_idx: list[int], val_idx: list[int]) -> None:
+    """Refuse to train without training or validation cases, saying what was skipped."""
+    if train_idx and val_idx:
+        return
+    raise MedlabelError(
+        ds.source.get("path"),
+        f"need training and validation cases, and the usable cases make {len(train_idx)} "
+        f"training and {len(val_idx)} validation case(s){ds.skipped_note()}",
+    )
+
+
+def _load_cases(
+    ds: SegmentationDataset, indices: list[int], progress: bool
+) -> tuple[dict[int, tuple[MedicalImage, MedicalImage | None]], list[dict[str, str]]]:
+    """Cases ``indices`` read, and the records of those that could not be (skipped with a
+    warning)."""
+    loaded: dict[int, tuple[MedicalImage, MedicalImage | None]] = {}
+    failed: list[dict[str, str]] = []
+    for i in tqdm(indices, desc="read", disable=None if progress else True):
+        try:
+            loaded[i] = ds.load(i)
+        except MedlabelError as err:
+            case = ds.cases[i]
+            log.warning("%s; case %s skipped", err, case.id)
+            failed.append(
+                {"case": case.id, "path": str(err.path or case.image), "reason": err.reason}
+            )
+    return loaded, failed
+
+
+def _readable(
+    ds: SegmentationDataset, indices: list[int]
+) -> Iterator[tuple[MedicalImage, MedicalImage | None]]:
+    """Cases ``indices`` one at a time, leaving out (with a warning) those that cannot be read."""
+    for i in indices:
+        try:
+            yield ds.load(i)
+        except MedlabelError as err:
+            log.warning("%s; case %s left out of the fingerprint", err, ds.cases[i].id)
+
+
 def train_segmenter(
     dataset: SegmentationDataset,
     config: SegTrainConfig | None = None,
@@ -288,8 +330,11 @@ def train_segmenter(
     A given ``plan`` is used as is (ensemble members share one); otherwise one is made from
     the training cases' fingerprint.
 
+    Cases that cannot be read are skipped with a warning (``data["skipped"]`` records them,
+    with those the data set skipped when it was opened).
+
     Raises:
-        MedlabelError: no training or validation cases, or cases that cannot be read.
+        MedlabelError: no (usable) training or validation cases.
         ValueError: an unknown optimiser (before any data is read).
     """
     cfg = config or SegTrainConfig()
@@ -306,13 +351,15 @@ def train_segmenter(
     seen = trained_ids(start.meta) if start is not None else set()
     ds = dataset.with_validation_split(cfg.val_fraction, seed=cfg.split_seed, seen=seen)
     train_idx, val_idx = ds.indices("train"), ds.indices("val")
-    if not train_idx or not val_idx:
-        raise MedlabelError(ds.source.get("path"), "need training and validation cases")
+    _need_both(ds, train_idx, val_idx)
     start_all = time.perf_counter()
-    loaded = {
-        i: ds.load(i)
-        for i in tqdm(train_idx + val_idx, desc="read", disable=None if progress else True)
-    }
+    loaded, failed = _load_cases(ds, train_idx + val_idx, progress)
+    if failed:  # what the check on opening could not see (voxels of 3D files)
+        skipped = skipped_record(failed, ds.source.get("skipped"))
+        ds = replace(ds, source={**ds.source, "skipped": skipped})
+        train_idx = [i for i in train_idx if i in loaded]
+        val_idx = [i for i in val_idx if i in loaded]
+        _need_both(ds, train_idx, val_idx)
     fp = fingerprint_cases((loaded[i] for i in train_idx), ds.modality)
     plan = copy.deepcopy(plan) if plan is not None else _plan_for(fp, ds.classes, cfg, start)
     log.info("plan: %s", plan)
@@ -519,7 +566,7 @@ def train_ensemble(
     seen = trained_ids(start.meta) if start is not None else set()
     splits = dataset.folds(folds, seed=cfg.split_seed, seen=seen)
     train_idx = dataset.indices("train")
-    fp = fingerprint_cases((dataset.load(i) for i in train_idx), dataset.modality)
+    fp = fingerprint_cases(_readable(dataset, train_idx), dataset.modality)
     plan = _plan_for(fp, dataset.classes, cfg, start)
     members: list[TrainedSegmenter] = []
     raw: dict[str, tuple[np.ndarray, MedicalImage]] = {}
@@ -529,7 +576,12 @@ def train_ensemble(
         member_cfg.seed = cfg.seed + k
         member_cfg.init_member = k
         trained = train_segmenter(fold, member_cfg, progress=progress, plan=plan)
-        pairs = [(fold.cases[i].id, fold.load(i)) for i in fold.indices("val")]
+        used = set(trained.data["val_ids"])  # less the cases that could not be read
+        pairs = [
+            (fold.cases[i].id, fold.load(i))
+            for i in fold.indices("val")
+            if fold.cases[i].id in used
+        ]
         raw.update(
             native_predictions(
                 trained.net,
