@@ -36,15 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from medlabel.data.dataset import DatasetError
 from medlabel.data.sources import _SPLIT_ALIASES
-from medlabel.errors import MedlabelError, ReadError
+from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
-from medlabel.io import check_same_grid, read_image, read_label
+from medlabel.io import read_image, read_label
 from medlabel.io.formats import READ_FORMATS, detect_format
-from medlabel.io.itk import itk_reason
+from medlabel.segment.usable import (
+    MAX_SKIPPED_LISTED,
+    check_case,
+    skip_case,
+    skipped_note,
+    skipped_record,
+)
 
 __all__ = [
     "MAX_SKIPPED_LISTED",
@@ -58,12 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SPLITS = _SPLIT_ALIASES
-
-#: How many skipped cases ``source["skipped"]`` lists by name (its ``count`` has them all).
-MAX_SKIPPED_LISTED = 50
-
-#: Formats whose grid SimpleITK reads from the header alone (no voxels decoded).
-_HEADER_FORMATS = ("nifti", "nrrd", "metaimage")
 
 
 def parse_labels(text: str | None) -> dict[int, str] | None:
@@ -193,7 +192,7 @@ class SegmentationDataset:
             >>> ds.skipped_note()
             '; 1 case(s) were skipped as unusable (b.png: truncated)'
         """
-        return _skipped_note(self.source.get("skipped"))
+        return skipped_note(self.source.get("skipped"))
 
     def checked(self) -> SegmentationDataset:
         """This data set less the cases that cannot be used, each skipped with a warning.
@@ -230,9 +229,9 @@ class SegmentationDataset:
         n_read = 0  # masks read whole
         for case in self.cases:
             try:
-                values = _check_case(case)
+                values = check_case(case)
             except MedlabelError as err:
-                skipped.append(_skip(case, err))
+                skipped.append(skip_case(case, err))
                 continue
             if values is not None:
                 n_read += 1
@@ -252,14 +251,14 @@ class SegmentationDataset:
                 "value is with --labels VALUE=NAME,...",
             )
         for case, bad in stray:
-            skipped.append(_skip(case, DatasetError(case.label, self._undeclared(bad))))
+            skipped.append(skip_case(case, DatasetError(case.label, self._undeclared(bad))))
         if not skipped:
             return self
         if not usable:
             raise DatasetError(
                 self.source.get("path"),
                 f"no usable case: all {len(self.cases)} were skipped"
-                + _skipped_note(skipped_record(skipped)),
+                + skipped_note(skipped_record(skipped)),
             )
         return replace(
             self,
@@ -333,95 +332,6 @@ class SegmentationDataset:
             for c in self.cases
         ]
         return replace(self, cases=cases)
-
-
-def skipped_record(
-    entries: Sequence[dict[str, str]], earlier: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """``{"count": N, "cases": [...]}`` for skipped cases, listing at most
-    :data:`MAX_SKIPPED_LISTED`; ``earlier``: a record to add to.
-
-    Example:
-        >>> rec = skipped_record([{"case": "a", "path": "a.png", "reason": "truncated"}])
-        >>> skipped_record([{"case": "b", "path": "b.png", "reason": "off grid"}], rec)["count"]
-        2
-    """
-    earlier = earlier or {"count": 0, "cases": []}
-    cases = [*earlier.get("cases", []), *entries][:MAX_SKIPPED_LISTED]
-    return {"count": int(earlier.get("count", 0)) + len(entries), "cases": cases}
-
-
-def _skipped_note(record: dict[str, Any] | None) -> str:
-    """See :meth:`SegmentationDataset.skipped_note`."""
-    if not record or not record.get("count"):
-        return ""
-    first = "; ".join(f"{e['path']}: {e['reason']}" for e in record["cases"][:3])
-    more = ", ..." if record["count"] > 3 else ""
-    return f"; {record['count']} case(s) were skipped as unusable ({first}{more})"
-
-
-def _skip(case: SegmentationCase, err: MedlabelError) -> dict[str, str]:
-    """Log the warning for a skipped case and return its record."""
-    log.warning("%s; case %s skipped", err, case.id)
-    return {"case": case.id, "path": str(err.path or case.image), "reason": err.reason}
-
-
-def _header(path: Path) -> MedicalImage:
-    """An image with the grid that ``path``'s header declares and no voxels (nothing decoded).
-
-    Raises:
-        ReadError: the header cannot be read, or the file holds several volumes.
-    """
-    if path.is_file() and path.stat().st_size == 0:
-        raise ReadError(path, "empty file (0 bytes)")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise ReadError(path, f"cannot read image ({itk_reason(exc)})") from exc
-    size, dim = reader.GetSize(), reader.GetDimension()
-    direction = np.asarray(reader.GetDirection()).reshape(dim, dim)
-    if dim == 4:
-        if size[3] > 1:
-            raise ReadError(
-                path, f"a 4D image of {size[3]} volumes: a segmentation case is one 2D or 3D image"
-            )
-        dim, direction = 3, direction[:3, :3]
-    if dim not in (2, 3):
-        raise ReadError(path, f"a {dim}D image: a segmentation case is one 2D or 3D image")
-    return MedicalImage(
-        np.broadcast_to(np.zeros((), np.uint8), tuple(reversed(size[:dim]))),
-        spacing=reader.GetSpacing()[:dim],
-        origin=reader.GetOrigin()[:dim],
-        direction=tuple(direction.ravel().tolist()),
-        metadata={"components": reader.GetNumberOfComponents()},
-    )
-
-
-def _check_case(case: SegmentationCase) -> set[int] | None:
-    """Read ``case`` as far as needed to know it can be used; its mask's values, or ``None``
-    when there is no mask or only headers were read (NIfTI, NRRD, MetaImage).
-
-    Raises:
-        MedlabelError: naming the file: unreadable, or the mask is off the image's grid.
-    """
-    files = [f for f in (case.image, case.label) if f is not None]
-    if all(f.is_file() and detect_format(f) in _HEADER_FORMATS for f in files):
-        image = _header(case.image)
-        if case.label is not None:
-            mask = _header(case.label)
-            if mask.metadata["components"] > 1:
-                raise ReadError(
-                    case.label,
-                    f"a label map has one channel, this file has {mask.metadata['components']}",
-                )
-            check_same_grid(image, mask, case.label)
-        return None
-    image = read_image(case.image)
-    if case.label is None:
-        return None
-    return set(np.unique(read_label(case.label, reference=image).array).tolist())
 
 
 def _case_id(path: Path) -> str:
