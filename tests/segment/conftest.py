@@ -33,6 +33,24 @@ def shapes_2d(rng: np.random.Generator, size: int = 48) -> tuple[np.ndarray, np.
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+def chest_pairs(root: Path, n: int) -> Path:
+    """``root/images`` and ``root/masks`` of ``n`` synthetic radiographs: two dark lung
+    ellipses on a bright field, labelled 150 (right lung) and 200 (left lung)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:128, :128]
+    for i in range(n):
+        img = np.full((128, 128), 200, np.uint8)
+        right = ((yy - 64) / 40) ** 2 + ((xx - 40 - i) / 18) ** 2 < 1
+        left = ((yy - 64) / 40) ** 2 + ((xx - 88 + i) / 18) ** 2 < 1
+        img[right | left] = 60
+        mask = np.zeros((128, 128), np.uint8)
+        mask[right], mask[left] = 150, 200
+        Image.fromarray(img).save(root / "images" / f"c{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
+    return root
+
+
 @pytest.fixture
 def png_pairs(tmp_path: Path) -> Callable[[int], Path]:
     """Folder with ``images/`` and ``masks/`` of ``n`` synthetic PNG pairs."""

@@ -16,6 +16,8 @@ from medlabel.image import MedicalImage
 from medlabel.io import write_image
 from medlabel.segment.recipes.ct import chest_phantom
 
+from .conftest import chest_pairs
+
 runner = CliRunner()
 
 
@@ -204,21 +206,7 @@ def test_train_segment_then_segment_and_evaluate(
 
 def test_evaluate_recipe_on_pairs(tmp_path: Path) -> None:
     # the classical X-ray recipe on a synthetic "radiograph" pair set with lung labels
-    from PIL import Image
-
-    root = tmp_path / "cxr"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    yy, xx = np.mgrid[:128, :128]
-    for i in range(3):
-        img = np.full((128, 128), 200, np.uint8)
-        right = ((yy - 64) / 40) ** 2 + ((xx - 40 - i) / 18) ** 2 < 1
-        left = ((yy - 64) / 40) ** 2 + ((xx - 88 + i) / 18) ** 2 < 1
-        img[right | left] = 60
-        mask = np.zeros((128, 128), np.uint8)
-        mask[right], mask[left] = 150, 200
-        Image.fromarray(img).save(root / "images" / f"c{i}.png")
-        Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
+    root = chest_pairs(tmp_path / "cxr", 3)
     result = run(
         "evaluate",
         "--model",

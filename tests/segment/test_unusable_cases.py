@@ -20,6 +20,8 @@ from medlabel.segment.card import segmentation_card
 from medlabel.segment.dataset import SegmentationDataset, open_segmentation_dataset
 from medlabel.segment.train import SegTrainConfig, train_segmenter
 
+from .conftest import chest_pairs
+
 LABELS = "100=disc,200=square"
 
 
@@ -144,19 +146,7 @@ def test_evaluation_skips_unusable_cases(tmp_path: Path) -> None:
     from medlabel.segment.api import open_segmenter
     from medlabel.segment.evaluation import evaluate_segmenter
 
-    root = tmp_path / "cxr"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    yy, xx = np.mgrid[:128, :128]
-    for i in range(4):
-        img = np.full((128, 128), 200, np.uint8)
-        right = ((yy - 64) / 40) ** 2 + ((xx - 40 - i) / 18) ** 2 < 1
-        left = ((yy - 64) / 40) ** 2 + ((xx - 88 + i) / 18) ** 2 < 1
-        img[right | left] = 60
-        mask = np.zeros((128, 128), np.uint8)
-        mask[right], mask[left] = 150, 200
-        Image.fromarray(img).save(root / "images" / f"c{i}.png")
-        Image.fromarray(mask).save(root / "masks" / f"c{i}.png")
+    root = chest_pairs(tmp_path / "cxr", 4)
     _truncate(root / "images" / "c1.png")
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(root / "masks" / "c2.png")
     labels = "150=lung_right,200=lung_left"

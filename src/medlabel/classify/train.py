@@ -587,7 +587,7 @@ def train_classifier(
         fallback=start.calibration if start is not None else None,
     )
     if calibration_note:
-        log.warning("calibration %s", calibration_note)
+        log.warning("calibration: %s", calibration_note)
     val_probs = probabilities(val_logits / temperature, task)
     val_metrics: dict[str, Any] = {
         "auc": _finite(_auc(val.labels, val_probs, task)),  # null, not NaN, in bundle.json

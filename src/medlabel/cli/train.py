@@ -210,7 +210,7 @@ def train_classify(
         + ")"
     )
     if val.get("calibration"):
-        typer.echo(f"note: calibration {val['calibration']}")
+        typer.echo(f"note: calibration: {val['calibration']}")
     if members[0].ood is None:
         typer.echo(
             "note: no out-of-distribution check (it needs at least 10 training and 10 "
