@@ -126,13 +126,14 @@ def run_ray(
         records = [{"item": json.dumps(i.to_dict())} for i in items]
         if not records:
             return timing
-        source = ray.data.from_items(
-            records, override_num_blocks=max(1, -(-len(records) // batch_size))
-        )
+        # at least one block per worker, so a small archive keeps every actor busy; a
+        # finished block's rows reach the journal at once, so smaller blocks resume sooner
+        blocks = min(len(records), max(workers, -(-len(records) // batch_size)))
+        source = ray.data.from_items(records, override_num_blocks=blocks)
         ds = source.map_batches(
             _Worker,
             fn_constructor_args=(str(journal.out), specs, formats, tta, precision),
-            batch_size=batch_size,
+            batch_size=-(-len(records) // blocks),  # one batch per block: never merged
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
             num_cpus=1,
