@@ -444,3 +444,12 @@ def test_save_replaces_a_classification_bundle_and_fills_an_empty_folder(trained
     (empty / "stale.txt").write_text("left from v1")
     again = load_bundle(save_bundle(trained, empty, name="v2"))  # the retrain flow
     assert again.name == "v2" and not (empty / "stale.txt").exists()
+
+
+def test_a_bundle_saved_without_a_licence_records_the_data_licence(trained, tmp_path):
+    meta = json.loads((save_bundle(trained, tmp_path / "m") / "bundle.json").read_text())
+    assert meta["licence"] == "CC0"  # the synthetic source's, as the card says
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "- Licence: CC0" in card
+    given = save_bundle(trained, tmp_path / "n", licence="CC BY 4.0")
+    assert json.loads((given / "bundle.json").read_text())["licence"] == "CC BY 4.0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medlabel.models.files import (
@@ -164,3 +165,27 @@ def test_writing_a_description_records_the_files_as_they_are(tmp_path: Path) -> 
     again = json.loads((tmp_path / "bundle.json").read_text())["checksums"]
     assert again["model.onnx"] == first["model.onnx"] and "ood.npz" in again
     verify_checksums(tmp_path, {"checksums": again})
+
+
+def test_a_damaged_model_file_without_checksums_is_a_clear_error(tmp_path: Path) -> None:
+    import shutil
+
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.models import resolve_model
+
+    copy = tmp_path / "cxr"
+    shutil.copytree(resolve_model("cxr-pneumonia"), copy)
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta.pop("checksums")  # as bundles written before checksums were recorded
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    for name in ("member-0.onnx", "ood.npz"):
+        target = copy / name
+        target.write_bytes(target.read_bytes()[:500])  # truncated
+        with pytest.raises(BundleError, match="cannot be loaded") as err:
+            load_bundle(copy).predict_arrays(np.zeros((1, 1, 128, 128), np.uint8))
+        assert err.value.path == target
+        shutil.copy(resolve_model("cxr-pneumonia") / name, target)
+    weights = copy / "member-0.pt"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        load_bundle(copy, engine="torch").torch_member(0)

@@ -50,6 +50,7 @@ from medlabel.models.files import (
     file_checksums,
     half_state,
     json_default,
+    loading,
     read_description,
     staging,
     write_description,
@@ -203,7 +204,8 @@ def save_bundle(
                 "train_ids": sorted({i for m in items for i in m.data.get("train_ids", [])}),
                 **_native_sizes(items),
             },
-            "licence": licence,
+            # the data's own licence when none is given, as the model card states it
+            "licence": licence or (first.data.get("source") or {}).get("licence"),
             "intended_use": intended_use,
             "command": command,
             **(extra or {}),
@@ -259,7 +261,7 @@ def save_classic_bundle(
                 "members": [{"model": "model.joblib", "seconds": model.seconds}],
                 "metrics": {"validation": model.val_metrics},
                 "data": model.data,
-                "licence": licence,
+                "licence": licence or (model.data.get("source") or {}).get("licence"),
                 "command": command,
             },
         )
@@ -359,11 +361,12 @@ class Bundle:
             opts.log_severity_level = 3
             for i, m in enumerate(self.meta["members"]):
                 model: Any = str(self.path / m["onnx"])
-                if i == 0 and self.ood_check is not None:
-                    model = _with_features_output(model)
-                self._sessions.append(
-                    ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-                )
+                with loading(self.path / m["onnx"]):
+                    if i == 0 and self.ood_check is not None:
+                        model = _with_features_output(model)
+                    self._sessions.append(
+                        ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+                    )
         if self.engine == "torch" and not self._nets:
             self._nets = [self.torch_member(i) for i in range(len(self.meta["members"]))]
 
@@ -382,7 +385,8 @@ class Bundle:
             **arch.get("kwargs", {}),
         )
         member = self.meta["members"][i]
-        state = torch.load(self.path / member["weights"], map_location="cpu", weights_only=True)
+        with loading(self.path / member["weights"]):
+            state = torch.load(self.path / member["weights"], map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         mode = member.get("normalize", "dataset")
         return Normalised(net, member["mean"], member["std"], mode).eval()
@@ -457,7 +461,8 @@ class Bundle:
         """The out-of-distribution check (``None`` for bundles saved without one)."""
         info = self.meta.get("ood")
         if self._ood is None and info and (self.path / info["file"]).is_file():
-            self._ood = OODCheck.load(self.path / info["file"])
+            with loading(self.path / info["file"]):
+                self._ood = OODCheck.load(self.path / info["file"])
         return self._ood
 
     @property

@@ -96,6 +96,7 @@ def write_segmentation_report(
     some = next((summary[c] for c in classes), {})
     hd_key, unit = distance_key(some)
     asd_key, _ = distance_key(some, "asd")
+    planar = any(str(k).startswith("area_") for k in some)
     rows = []
     for c in classes:
         s = summary[c]
@@ -132,7 +133,8 @@ def write_segmentation_report(
                 "IoU",
                 f"HD95 ({unit})",
                 f"ASD ({unit})",
-                "Volume diff (%)",
+                # the same relative difference, of areas in 2D
+                "Area diff (%)" if planar else "Volume diff (%)",
                 "n",
             ],
             rows,

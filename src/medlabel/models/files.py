@@ -45,6 +45,7 @@ __all__ = [
     "file_checksums",
     "half_weights",
     "json_default",
+    "loading",
     "read_description",
     "sample_key",
     "staging",
@@ -135,6 +136,32 @@ def check_bundle_target(
             f"{_TARGET_HINT}",
         )
     return target
+
+
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Turn a library's failure to load a model file (ONNX Runtime, torch, NumPy) into a
+    :class:`BundleError` naming the file, for bundles without checksums.
+
+    Example:
+        >>> try:
+        ...     with loading(Path("member-0.onnx")):
+        ...         raise RuntimeError("protobuf parsing failed")
+        ... except BundleError as err:
+        ...     print(err.reason.split(";")[0])
+        cannot be loaded (RuntimeError: protobuf parsing failed)
+    """
+    try:
+        yield
+    except MedlabelError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BundleError(
+            path,
+            f"cannot be loaded ({type(exc).__name__}: {first}); the file may be damaged: "
+            "reinstall the model or train it again",
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ from medlabel.models.files import (
     cpu_threads,
     export_onnx,
     half_state,
+    loading,
     read_description,
     staging,
     write_description,
@@ -347,7 +348,8 @@ class SegmentationBundle:
 
             net = self._untrained_network()
             path = self.path / record["weights"]
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with loading(path):
+                state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(
                 {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
             )
@@ -401,14 +403,15 @@ class SegmentationBundle:
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = cpu_threads()
                 opts.log_severity_level = 3
-                self._runners[engine] = [
-                    onnx_predictor(
-                        ort.InferenceSession(
-                            str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
+                sessions = []
+                for m in self.members:
+                    with loading(self.path / m["onnx"]):
+                        sessions.append(
+                            ort.InferenceSession(
+                                str(self.path / m["onnx"]), opts, providers=["CPUExecutionProvider"]
+                            )
                         )
-                    )
-                    for m in self.members
-                ]
+                self._runners[engine] = [onnx_predictor(session) for session in sessions]
             else:
                 try:
                     self._runners[engine] = [
