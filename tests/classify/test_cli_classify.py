@@ -79,12 +79,23 @@ def test_train_predict_evaluate_features(blob_folder, tmp_path):
     assert metrics["trained_on"] == len(meta["data"]["train_ids"]) > 0
     assert any("these figures flatter it" in note for note in metrics["notes"])
     assert "flatter it" in result.output
+    html = (report / "report.html").read_text()
+    assert html.index("flatter it") < html.index("Headline metrics")  # read before the figures
 
     deep = tmp_path / "deep.csv"
     result = run("features", png, "--model", bundle, "--out", deep)
     assert result.exit_code == 0, result.output
     header = deep.read_text().splitlines()[0]
     assert "deep_0" in header
+    # a folder: every image below it, one row each, the corrupt one with its reason
+    many = tmp_path / "many.csv"
+    result = run("features", blob_folder, "--model", bundle, "--out", many)
+    assert result.exit_code == 0, result.output
+    with many.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 41 and [r["id"] for r in rows if r["error"]] == [
+        str(blob_folder / "normal" / "broken.png")
+    ]
 
 
 def test_radiomics_features_command(tmp_path):

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from medlabel.classify.bundle import Bundle
-from medlabel.data.dataset import ClassificationDataset
+from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.data.sources import open_dataset
 from medlabel.errors import MedlabelError
 from medlabel.io import read_image
@@ -38,6 +39,8 @@ from medlabel.io.formats import detect_format
 from medlabel.preprocess.network import native_size
 
 __all__ = ["predict_dataset", "predict_paths", "predict_source", "write_predictions"]
+
+log = logging.getLogger(__name__)
 
 
 def _rows(
@@ -161,7 +164,8 @@ def predict_source(
     """Predict a file, a folder of image files, or a dataset (``.npz``, ``.csv``, class folders).
 
     A folder that holds image files directly is a folder of images; one that holds only
-    sub-folders is read as a class-folder dataset.
+    sub-folders is read as a class-folder dataset (and, when it is not a valid one, for
+    instance with an empty class folder, as a folder of images without true labels).
 
     Raises:
         MedlabelError: ``source`` does not exist, or is a folder without images.
@@ -179,12 +183,24 @@ def predict_source(
     holds_images = p.is_dir() and any(
         f.is_file() and detect_format(f) is not None for f in p.iterdir()
     )
+    every_image = sorted(
+        f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
+    )
     if holds_images and split is None:
-        files = sorted(
-            f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
+        return predict_paths(bundle, every_image, tta=tta, batch_size=batch_size, progress=progress)
+    try:
+        dataset = open_dataset(p)
+    except DatasetError as err:
+        if split is not None or not p.is_dir():
+            raise
+        # labels are a bonus here: predict what there is (an empty class folder, one class)
+        log.warning(
+            "%s is not a labelled data set (%s): predicting every image below it without "
+            "true labels",
+            p,
+            err.reason,
         )
-        return predict_paths(bundle, files, tta=tta, batch_size=batch_size, progress=progress)
-    dataset = open_dataset(p)
+        return predict_paths(bundle, every_image, tta=tta, batch_size=batch_size, progress=progress)
     chosen = split or ("test" if dataset.has_split("test") else "train")
     return predict_dataset(
         bundle, dataset, chosen, tta=tta, batch_size=batch_size, progress=progress

@@ -90,18 +90,39 @@ def features(
     from medlabel.io import read_image, read_label
 
     if model is not None:
+        from tqdm import tqdm
+
         from medlabel.classify.bundle import load_bundle
+        from medlabel.io.formats import detect_format
 
         bundle = load_bundle(model, engine="torch")
         sources = [p for _, p, _ in _pairs_or_single(image, None, pairs)] if pairs else [image]
-        rows = []
-        for src in sources:
+        if image is not None and image.is_dir() and not pairs:
+            # a folder of image files (not one DICOM series): every image below it
+            files = sorted(
+                f
+                for f in image.rglob("*")
+                if f.is_file() and detect_format(f) not in (None, "dicom", "medmnist")
+            )
+            sources = list(files) or sources
+        rows: list[dict[str, Any]] = []
+        for src in tqdm(sources, desc="deep features", disable=len(sources) < 2):
             if src is None:
                 raise typer.BadParameter("give an IMAGE or --pairs", param_hint="IMAGE")
-            vector = bundle.embed(bundle.prepare(read_image(src))[None])[0]
+            try:
+                vector = bundle.embed(bundle.prepare(read_image(src))[None])[0]
+            except MedlabelError as err:
+                if len(sources) == 1:
+                    raise
+                rows.append({"id": str(src), "error": err.reason})
+                continue
             rows.append({"id": str(src), **{f"deep_{k}": float(v) for k, v in enumerate(vector)}})
         write_features(rows, out)
-        typer.echo(f"wrote {out} ({len(rows)} row(s), {len(rows[0]) - 1} deep features)")
+        failed = sum(1 for r in rows if r.get("error"))
+        width = max(len(r) - 1 for r in rows)
+        typer.echo(f"wrote {out} ({len(rows)} row(s), {width} deep features, {failed} failed)")
+        if failed == len(rows):
+            raise MedlabelError(image, "no image could be measured (see the error column)")
         return
     triples = _pairs_or_single(image, mask, pairs)
     unsized: list[str] = []  # images whose files give no pixel size

@@ -371,6 +371,11 @@ def _render(
         f" · decision threshold: {_fmt(threshold)}" if threshold is not None else ""
     )
     parts = page_head(title, meta)
+    notes = metrics.get("notes") or []
+    if notes:  # caveats (images the model trained on, ...) come before the figures they qualify
+        parts += ["<h2>Notes</h2>", "<ul>"]
+        parts += [f'<li class="note">{_e(n)}</li>' for n in notes]
+        parts += ["</ul>"]
     if model_info:
         rows = [
             [_e(k), _e(v if isinstance(v, str) else json.dumps(_jsonable(v), default=str))]
@@ -378,11 +383,6 @@ def _render(
         ]
         parts += ["<h2>Model</h2>", _table(["Field", "Value"], rows, True)]
     parts += ["<h2>Headline metrics</h2>", _headline(metrics), _medmnist(metrics)]
-    notes = metrics.get("notes") or []
-    if notes:
-        parts += ["<h2>Notes</h2>", "<ul>"]
-        parts += [f'<li class="note">{_e(n)}</li>' for n in notes]
-        parts += ["</ul>"]
     parts += ["<h2>Per class</h2>", _per_class(metrics)]
 
     counts = plot_confusion_matrix(metrics["confusion_matrix"], names, normalized=False)
