@@ -89,11 +89,33 @@ def _main(
 ) -> None:
     """medlabel: automatic annotation of medical images."""
     _STATE["debug"] = debug
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain(with_names=debug or verbose))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
+
+
+class _Plain(logging.Formatter):
+    """``warning: message``, like the commands' own messages (with the module's name under
+    ``--verbose`` or ``--debug``).
+
+    Example:
+        >>> record = logging.LogRecord("medlabel.x", logging.WARNING, "", 0, "look", None, None)
+        >>> _Plain().format(record), _Plain(with_names=True).format(record)
+        ('warning: look', 'warning medlabel.x: look')
+    """
+
+    def __init__(self, *, with_names: bool = False) -> None:
+        super().__init__()
+        self.with_names = with_names
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" {record.name}" if self.with_names else ""
+        return f"{record.levelname.lower()}{where}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else ""
+        )
 
 
 SeriesOpt = Annotated[
