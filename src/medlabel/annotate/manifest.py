@@ -60,13 +60,14 @@ class Journal:
         self.out = Path(out)
         self.path = self.out / ".medlabel" / "journal.jsonl"
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self._files: dict[str, list[str]] = {}  # item -> the file names its rows recorded
         if self.path.is_file():
             for line in self.path.read_text().splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line from a killed run
-                self.rows[(row["item"], row["model_id"])] = row
+                self._keep(row)
 
     def finished(
         self, item: str, model_id: str, content: str, formats: Sequence[str]
@@ -82,10 +83,13 @@ class Journal:
                 return None
         return row
 
+    def _keep(self, row: dict[str, Any]) -> None:
+        self.rows[(row["item"], row["model_id"])] = row
+        self._files[row["item"]] = list(row.get("files") or [])
+
     def recorded_files(self, item: str) -> list[str] | None:
         """The file names an earlier run recorded for ``item`` (``None``: no row)."""
-        row = next((r for (i, _), r in self.rows.items() if i == item), None)
-        return None if row is None else list(row.get("files") or [])
+        return self._files.get(item)
 
     def relocate(
         self, item: str, files: Sequence[str], content: str, model_ids: Sequence[str]
@@ -114,7 +118,7 @@ class Journal:
             for row in rows:
                 fh.write(json.dumps(row, default=str) + "\n")
                 fh.flush()
-                self.rows[(row["item"], row["model_id"])] = row
+                self._keep(row)
             os.fsync(fh.fileno())
 
 

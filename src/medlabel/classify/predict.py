@@ -183,11 +183,16 @@ def predict_source(
     holds_images = p.is_dir() and any(
         f.is_file() and detect_format(f) is not None for f in p.iterdir()
     )
-    every_image = sorted(
-        f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
-    )
+
+    def every_image() -> list[Path]:
+        return sorted(
+            f for f in p.rglob("*") if f.is_file() and detect_format(f) not in (None, "medmnist")
+        )
+
     if holds_images and split is None:
-        return predict_paths(bundle, every_image, tta=tta, batch_size=batch_size, progress=progress)
+        return predict_paths(
+            bundle, every_image(), tta=tta, batch_size=batch_size, progress=progress
+        )
     try:
         dataset = open_dataset(p)
     except DatasetError as err:
@@ -200,7 +205,9 @@ def predict_source(
             p,
             err.reason,
         )
-        return predict_paths(bundle, every_image, tta=tta, batch_size=batch_size, progress=progress)
+        return predict_paths(
+            bundle, every_image(), tta=tta, batch_size=batch_size, progress=progress
+        )
     chosen = split or ("test" if dataset.has_split("test") else "train")
     return predict_dataset(
         bundle, dataset, chosen, tta=tta, batch_size=batch_size, progress=progress

@@ -103,6 +103,15 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _newest(s: Session, item_id: str, model: str) -> Annotation | None:
+    """The newest human annotation of an (item, model) pair."""
+    return s.scalar(
+        select(Annotation)
+        .where(Annotation.item_id == item_id, Annotation.model == model)
+        .order_by(Annotation.version.desc())
+    )
+
+
 def _next_version(s: Session, item_id: str, model: str) -> int:
     """The next annotation version number of an (item, model) pair."""
     latest = s.scalar(
@@ -264,11 +273,7 @@ class Store(UserAccounts):
             if status == "corrected" and (new_label, new_mask) == (pred.label, pred.mask):
                 status, detail["requested"] = "accepted", "corrected"
             elif status == "accepted":
-                latest = s.scalar(
-                    select(Annotation)
-                    .where(Annotation.item_id == item_id, Annotation.model == model)
-                    .order_by(Annotation.version.desc())
-                )
+                latest = _newest(s, item_id, model)
                 if latest is not None and (latest.label, latest.mask) != (pred.label, pred.mask):
                     status, detail["kept"] = "corrected", latest.version
             review = s.scalar(
@@ -373,11 +378,7 @@ class Store(UserAccounts):
     def latest_annotation(self, item_id: str, model: str) -> dict[str, Any] | None:
         """The newest human annotation of an (item, model) pair."""
         with self.session() as s:
-            a = s.scalar(
-                select(Annotation)
-                .where(Annotation.item_id == item_id, Annotation.model == model)
-                .order_by(Annotation.version.desc())
-            )
+            a = _newest(s, item_id, model)
             if a is None:
                 return None
             return {
