@@ -64,6 +64,36 @@ def test_ct_lung_sides_follow_patient_orientation_not_storage() -> None:
     assert dice(seg == 1, truth == 1) > 0.95 and dice(seg == 2, truth == 2) > 0.95
 
 
+def test_ct_bone_fills_marrow_but_not_the_inside_of_the_skull() -> None:
+    # axial slices of a head (skull ring around 30 HU brain), the skull base, then a
+    # vertebra-like ring whose 9 cm^2 cavity is marrow; 0.5 mm pixels, 3 mm slices
+    z, y, x = np.mgrid[:12, :300, :300]
+    r = np.hypot(y - 150, x - 150) * 0.5  # mm
+    hu = np.where(r < 70, 30.0, -1000.0)
+    skull = (r >= 60) & (r < 66)
+    head = z < 8
+    hu[head & skull] = 1000.0
+    hu[(z == 8) & (r < 66)] = 1000.0
+    head |= z == 8
+    vertebra = ~head & (r >= 17) & (r < 22)
+    hu[vertebra] = 800.0
+    marrow = ~head & (r < 17)
+    hu[marrow] = 60.0
+    ct = MedicalImage(hu, spacing=(0.5, 0.5, 3.0), modality="CT")
+    bone = run_recipe("ct-bone", ct).array == 1
+    brain = (z < 8) & (r < 58)
+    assert bone[brain].mean() < 0.01  # 113 cm^2 of brain: not marrow
+    assert bone[marrow & (r < 15)].mean() > 0.99  # the vertebra's marrow is filled
+    assert bone[head & (r > 61) & (r < 65)].all()
+
+
+@pytest.mark.realdata
+def test_ct_bone_on_a_head_ct_is_the_skull(shared_data: Path) -> None:
+    ct = read_image(shared_data / "dicom-samples" / "693_UNCR.dcm")
+    bone = run_recipe("ct-bone", ct).array == 1
+    assert bone.any() and np.mean(ct.array[bone] < 120) < 0.1  # measured 0.02 (0.77 before)
+
+
 def test_ct_tissue_recipes_partition_by_hu() -> None:
     ct, _ = chest_phantom()
     fat = run_recipe("ct-fat", ct).array == 1

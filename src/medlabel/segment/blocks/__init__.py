@@ -19,7 +19,14 @@ from medlabel.segment.blocks.components import (
     remove_small,
 )
 from medlabel.segment.blocks.grow import region_grow
-from medlabel.segment.blocks.morphology import close, dilate, erode, fill_holes, open_
+from medlabel.segment.blocks.morphology import (
+    close,
+    dilate,
+    erode,
+    fill_holes,
+    fill_small_holes,
+    open_,
+)
 from medlabel.segment.blocks.threshold import HU_RANGES, hu_range, otsu, threshold
 from medlabel.segment.blocks.watershed import split_touching
 
@@ -30,6 +37,7 @@ __all__ = [
     "dilate",
     "erode",
     "fill_holes",
+    "fill_small_holes",
     "hu_range",
     "keep_largest",
     "open_",

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from medlabel.segment.blocks._spacing import numpy_spacing
 
-__all__ = ["close", "dilate", "erode", "fill_holes", "open_"]
+__all__ = ["close", "dilate", "erode", "fill_holes", "fill_small_holes", "open_"]
 
 
 def dilate(
@@ -93,3 +93,43 @@ def fill_holes(mask: np.ndarray, axis: int | None = None) -> np.ndarray:
         index[axis] = i  # type: ignore[call-overload]
         out[tuple(index)] = ndimage.binary_fill_holes(m[tuple(index)])
     return out
+
+
+def fill_small_holes(
+    mask: np.ndarray,
+    max_area_mm2: float,
+    spacing: Sequence[float] | None = None,
+    axis: int = 0,
+) -> np.ndarray:
+    """Fill enclosed holes slice by slice along ``axis``, but only cavities that stay small.
+
+    A hole is filled only when its cross-section is at most ``max_area_mm2`` in every slice it
+    reaches: holes are joined across slices first, so a cavity that is large somewhere (the
+    inside of the skull) stays open even in the slices where it is small (near the vertex).
+    A 2D mask is one slice (``axis`` is ignored).
+
+    Example:
+        >>> ring = np.zeros((9, 9), bool); ring[1:8, 1:8] = True; ring[2:7, 2:7] = False
+        >>> int(fill_small_holes(ring, 30.0, (1.0, 1.0)).sum()), int(ring.sum())
+        (49, 24)
+        >>> int(fill_small_holes(ring, 20.0, (1.0, 1.0)).sum())  # 25 mm^2 hole: kept open
+        24
+    """
+    m = np.asarray(mask, bool)
+    sp = numpy_spacing(spacing, m.ndim)
+    if m.ndim == 2:
+        m, sp, axis = m[None], (1.0, *sp), 0
+    moved = np.moveaxis(m, axis, 0)
+    pixel = float(np.prod([s for i, s in enumerate(sp) if i != axis]))
+    holes = np.stack([ndimage.binary_fill_holes(s) & ~s for s in moved])
+    labels, n = ndimage.label(holes)  # 6-connected in 3D: joined across slices face to face
+    if n == 0:
+        return np.asarray(mask, bool).copy()
+    per_slice = np.bincount(
+        (labels * moved.shape[0] + np.arange(moved.shape[0])[:, None, None])[holes],
+        minlength=(n + 1) * moved.shape[0],
+    ).reshape(n + 1, moved.shape[0])
+    small = per_slice.max(axis=1) * pixel <= max_area_mm2
+    small[0] = False
+    filled = np.moveaxis(moved | small[labels], 0, axis)
+    return np.asarray(filled.reshape(np.shape(mask)))

@@ -32,6 +32,7 @@ from medlabel.segment.blocks import (
     dilate,
     erode,
     fill_holes,
+    fill_small_holes,
     open_,
     region_grow,
     remove_border_touching,
@@ -188,6 +189,10 @@ def _split_sides(lungs: np.ndarray, image: MedicalImage, body: np.ndarray) -> np
     return out
 
 
+MARROW_MAX_MM2 = 2000.0
+"""Largest cross-section (mm^2) of a cavity that :func:`bone_mask` fills as marrow."""
+
+
 def bone_low_hu(spacing: tuple[float, ...]) -> float:
     """Lower (trabecular) bone threshold for voxels of this spacing.
 
@@ -205,15 +210,19 @@ def bone_low_hu(spacing: tuple[float, ...]) -> float:
 
 def bone_mask(image: MedicalImage) -> np.ndarray:
     """Bone: hysteresis between a trabecular threshold (:func:`bone_low_hu`, 120-180 HU by
-    voxel size) and 300 HU (cortical) inside the body, marrow cavities filled slice by slice."""
+    voxel size) and 300 HU (cortical) inside the body, marrow cavities filled slice by slice.
+
+    Only cavities of at most :data:`MARROW_MAX_MM2` in every axial slice count as marrow (a
+    lumbar vertebral body or a femoral head is about 15 cm^2): the inside of the skull, the
+    pelvis or the chest, when bone closes a ring around it, is not bone."""
     hu = _hu(image)
     body = erode(body_mask(image, hu), 1.0, image.spacing)
     low = bone_low_hu(image.spacing if image.ndim == 3 else (*image.spacing, 1.0))
     bone = apply_hysteresis_threshold(np.where(body, hu, -1000.0), low, 300.0)
     bone = remove_small(bone, 300.0, image.spacing)
     bone = close(bone, 1.5, image.spacing)
-    axis = axial_axis(image) if image.ndim == 3 else None
-    return fill_holes(bone, axis=axis) & body
+    axis = axial_axis(image) if image.ndim == 3 else 0
+    return fill_small_holes(bone, MARROW_MAX_MM2, image.spacing, axis=axis) & body
 
 
 def _tissue(lower: float, upper: float):  # type: ignore[no-untyped-def]
