@@ -31,10 +31,16 @@ def test_3d_recipes_take_a_single_ct_slice_as_segment_does(recipe: str) -> None:
         assert open_model(recipe, explicit=explicit).skip_reason(image) is None
     mask = open_model(recipe).segment(image).mask
     np.testing.assert_array_equal(mask.array, open_segmenter(recipe).segment(image).array)
-    # an untagged slice says nothing about its modality: only when asked for by name
+    # an untagged slice in Hounsfield units (a DICOM file without its Modality) is CT, even
+    # with the field of view's corners padded at -2048; other untagged values are unknown
     untagged = _one_slice(modality=None)
-    assert open_model(recipe).skip_reason(untagged) is None
-    assert open_model(recipe, explicit=False).skip_reason(untagged) == (
+    padded = untagged.array.copy()
+    padded[0, :4, :4] = -2048
+    untagged = untagged.with_array(padded)
+    assert open_model(recipe, explicit=False).skip_reason(untagged) is None
+    shifted = untagged.with_array(untagged.array + 2048.0)  # values of an unsigned export
+    assert open_model(recipe).skip_reason(shifted) is None
+    assert open_model(recipe, explicit=False).skip_reason(shifted) == (
         f"modality unknown; {recipe} is made for CT"
     )
 
@@ -44,6 +50,15 @@ def test_3d_recipes_still_refuse_2d_pictures_and_other_modalities() -> None:
     picture = MedicalImage(np.zeros((32, 32), np.int16), modality="CT")
     assert model.skip_reason(picture) == "ct-lungs takes 3D images; this is 2D"
     assert model.skip_reason(_one_slice("DX")) == "ct-lungs is made for CT; this is DX"
+
+
+def test_an_untagged_ct_slice_is_not_given_to_chest_xray_models() -> None:
+    xray = open_model("cxr-pneumonia", explicit=False)
+    assert xray.skip_reason(_one_slice(modality=None)) == (
+        "cxr-pneumonia is made for CR/DX; this is CT"
+    )
+    picture = MedicalImage(np.full((64, 64), 120, np.uint8))  # an untagged PNG export
+    assert xray.skip_reason(picture) is None
 
 
 def test_job_segments_a_single_dicom_ct_slice(ct_small: Path, tmp_path: Path) -> None:

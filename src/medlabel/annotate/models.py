@@ -92,9 +92,12 @@ class Segmentation:
 
 
 def effective_modality(image: MedicalImage) -> str:
-    """The image's modality code; for untagged volumes (NIfTI, NRRD) ``CT`` when the values
-    look like Hounsfield units (air near -1000, whole numbers, dense tissue above 100), else
-    ``""``.
+    """The image's modality code; for untagged images (NIfTI, NRRD, a DICOM file without its
+    Modality attribute) ``CT`` when the values look like Hounsfield units (air near -1000,
+    whole numbers, dense tissue above 100), else ``""``.
+
+    Values below -1100 HU are left out first: scanners fill the corners outside the field of
+    view with -2048 or -3024, and no unsigned export (PNG, JPEG) holds negative values.
 
     Example:
         >>> import numpy as np
@@ -102,14 +105,20 @@ def effective_modality(image: MedicalImage) -> str:
         >>> ct = np.full((4, 8, 8), -1000.0); ct[:, 2:6, 2:6] = 300
         >>> effective_modality(MedicalImage(ct)), effective_modality(MedicalImage(ct / 1000))
         ('CT', '')
+        >>> one_slice = ct[:1].copy(); one_slice[0, 0, :3] = -2048  # padded field of view
+        >>> effective_modality(MedicalImage(one_slice))
+        'CT'
     """
     if image.modality:
         return image.modality.upper()
     a = np.asarray(image.array)
-    if image.ndim != 3 or image.channels or a.shape[0] < 2:
+    if image.channels or a.size < 16:
         return ""
     sample = a.ravel()[:: max(1, a.size // 200_000)].astype(np.float64)
     if not np.all(np.isfinite(sample)) or np.any(sample != np.round(sample)):
+        return ""
+    sample = sample[sample >= -1100]
+    if sample.size < 16:
         return ""
     lo, hi = np.percentile(sample, [1, 99.5])
     return "CT" if -1100 <= lo <= -900 and hi >= 100 else ""
