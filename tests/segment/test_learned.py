@@ -302,6 +302,18 @@ def test_bundle_errors(tmp_path: Path) -> None:
         load_segmentation_bundle(classifier)
 
 
+def test_a_bundle_refuses_images_of_another_declared_modality() -> None:
+    bundle = load_segmentation_bundle("cxr-lungs")  # made for CR/DX
+    assert bundle.modalities == ("CR", "DX")
+    slice_ = np.zeros((64, 64), np.int16)
+    for image in (MedicalImage(slice_, modality="CT"), MedicalImage(slice_, modality="US")):
+        for run in (bundle.predict, bundle.predict_detailed):
+            with pytest.raises(MedlabelError, match="made for CR/DX images; this one is"):
+                run(image)
+        with pytest.raises(MedlabelError, match="made for CR/DX images"):
+            bundle.predict_detailed_many([image, image])
+
+
 @pytest.mark.slow
 def test_too_large_volume_is_refused_with_the_memory_it_needs(
     msd_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -524,13 +524,28 @@ class SegmentationBundle:
         """Class probabilities on the network grid and the grid to map them back to.
 
         Raises:
-            MedlabelError: the volume would need more memory than the machine has free.
+            MedlabelError: the image is of a modality the model is not made for, or the
+                volume would need more memory than the machine has free.
         """
-        self._check_memory(image)
+        self._check_input(image)
         x, grid = to_network(image, self.plan)
         return self._network_probabilities(x, self.plan.mirror_axes if tta else ()), grid
 
-    def _check_memory(self, image: MedicalImage) -> None:
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """DICOM modality codes the model is made for (``()``: not declared)."""
+        return tuple(str(m).upper() for m in self.meta.get("modalities") or ())
+
+    def _check_input(self, image: MedicalImage) -> None:
+        """Refuse an image of another declared modality (a CT slice given to a chest X-ray
+        model), as recipes do, and a volume that would need more memory than is free."""
+        declared = self.modalities
+        if declared and image.modality and image.modality.upper() not in declared:
+            raise MedlabelError(
+                image.metadata.get("path"),
+                f"{self.name} is made for {'/'.join(declared)} images; this one is "
+                f"{image.modality.upper()}",
+            )
         needed, free = self.memory_needed(image), available_memory()
         if free is not None and needed > free:
             raise MedlabelError(
@@ -574,7 +589,7 @@ class SegmentationBundle:
         under each view (the trained mirrorings, and contrast changes of +-10 %), whose
         average is then the returned map.
         """
-        self._check_memory(image)
+        self._check_input(image)
         x, grid = to_network(image, self.plan)
         plain = self._network_probabilities(x, ())
         stats: dict[str, Any] = {}
@@ -614,7 +629,7 @@ class SegmentationBundle:
         if tta or self.plan.fit != "size" or self.plan.slice_axis is not None or len(images) < 2:
             return [self.predict_detailed(im, tta=tta) for im in images]
         for im in images:
-            self._check_memory(im)
+            self._check_input(im)
         prepared = [to_network(im, self.plan) for im in images]
         batch = np.stack([x for x, _ in prepared]).astype(np.float32)[:, None]
         if tuple(batch.shape[2:]) != tuple(self.plan.patch_size):
