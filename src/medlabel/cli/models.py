@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from medlabel.cli.app import (
+    IndexOpt,
+    IrregularOpt,
     PrecisionOpt,
+    RawMono1Opt,
+    SeriesOpt,
+    SplitOpt,
+    TiltOpt,
+    _choice,
     _errors,
     _precision,
+    _read,
     app,
 )
 from medlabel.errors import MedlabelError
+
+#: What ``features --model`` embeds: ``(row id, path, loader)`` per image.
+_Sources = list[tuple[str, Path, Callable[[], Any]]]
 
 
 @app.command()
@@ -62,7 +74,10 @@ def predict(
 @app.command()
 @_errors
 def features(
-    image: Annotated[Path | None, typer.Argument(help="Image file (or use --pairs).")] = None,
+    image: Annotated[
+        Path | None,
+        typer.Argument(help="Image file or DICOM series folder; with --model, also a folder."),
+    ] = None,
     mask: Annotated[
         Path | None, typer.Option("--mask", help="Label map on the image grid.")
     ] = None,
@@ -80,66 +95,63 @@ def features(
     out: Annotated[Path, typer.Option("--out", help="features.csv or features.json")] = Path(
         "features.csv"
     ),
+    series: SeriesOpt = None,
+    irregular: IrregularOpt = "error",
+    tilt: TiltOpt = "error",
+    index: IndexOpt = None,
+    split: SplitOpt = "test",
+    keep_monochrome1: RawMono1Opt = False,
 ) -> None:
     """IBSI radiomics (PyRadiomics names) of labelled regions, or deep features with --model.
 
-    A batch (--pairs) goes on past failing cases; the command exits with code 1 when no
-    region could be measured (the output still says why).
+    With --model, a folder gives one row per image file and per DICOM series below it
+    (radiographs sharing a series: one row per file), or only the series chosen with
+    --series. A batch (--pairs, or a folder) goes on past failing cases, an image without
+    its mask included; the command exits with code 1 when no region or image could be
+    measured (the output still says why).
     """
     from medlabel.features import extract_many, write_features
-    from medlabel.io import read_image, read_label
+    from medlabel.features.pairs import Pair, find_pairs
+    from medlabel.features.table import check_features_path
+    from medlabel.io import read_label
+
+    check_features_path(out)  # a table that cannot be written fails before any work
+    irregular = _choice(irregular, ("error", "warn", "resample"), "--irregular")
+    tilt = _choice(tilt, ("error", "resample"), "--tilt")
+    if series is not None and (pairs is not None or image is None):
+        raise typer.BadParameter(
+            "--series picks one series of the IMAGE folder", param_hint="--series"
+        )
+    if pairs is None and image is not None and not image.exists():
+        raise MedlabelError(image, "no such file or folder")
+
+    def read_one(path: Path, which: str | None = None) -> Any:
+        return _read(path, which, irregular, tilt, index, split, keep_monochrome1)
 
     if model is not None:
-        from tqdm import tqdm
-
-        from medlabel.classify.bundle import load_bundle
-        from medlabel.io.formats import detect_format
-
-        bundle = load_bundle(model, engine="torch")
-        sources = [p for _, p, _ in _pairs_or_single(image, None, pairs)] if pairs else [image]
-        if image is not None and image.is_dir() and not pairs:
-            # a folder of image files (not one DICOM series): every image below it
-            files = sorted(
-                f
-                for f in image.rglob("*")
-                if f.is_file() and detect_format(f) not in (None, "dicom", "medmnist")
-            )
-            sources = list(files) or sources
-        rows: list[dict[str, Any]] = []
-        for src in tqdm(sources, desc="deep features", disable=len(sources) < 2):
-            if src is None:
-                raise typer.BadParameter("give an IMAGE or --pairs", param_hint="IMAGE")
-            try:
-                vector = bundle.embed(bundle.prepare(read_image(src))[None])[0]
-            except MedlabelError as err:
-                if len(sources) == 1:
-                    raise
-                rows.append({"id": str(src), "error": err.reason})
-                continue
-            rows.append({"id": str(src), **{f"deep_{k}": float(v) for k, v in enumerate(vector)}})
-        write_features(rows, out)
-        failed = sum(1 for r in rows if r.get("error"))
-        width = max(len(r) - 1 for r in rows)
-        typer.echo(f"wrote {out} ({len(rows)} row(s), {width} deep features, {failed} failed)")
-        if failed == len(rows):
-            raise MedlabelError(image, "no image could be measured (see the error column)")
+        sources, ignored = _deep_sources(
+            image, pairs, series, read_one, irregular, tilt, keep_monochrome1
+        )
+        _deep_features(sources, ignored, model, out, pairs or image)
         return
-    triples = _pairs_or_single(image, mask, pairs)
+    if pairs is not None:
+        found = find_pairs(pairs)  # images without a mask included, with their error
+    elif image is None or mask is None:
+        raise typer.BadParameter("give IMAGE with --mask, or --pairs", param_hint="--mask")
+    else:
+        found = [Pair(image.name, image, mask)]
     unsized: list[str] = []  # images whose files give no pixel size
 
-    def read(path: Path) -> Any:
-        img = read_image(path)
+    def read(pair: Pair) -> Any:
+        if pair.error:  # no mask: nothing to measure, so the image is not even read
+            raise MedlabelError(pair.image, pair.error)
+        img = read_one(pair.image, series)
         if not img.spacing_known:
-            unsized.append(path.name)
+            unsized.append(pair.image.name)
         return img
 
     items = [
-        (
-            item,
-            (lambda p=img_path: read(p)),
-            (lambda p=mask_path: read_label(p)),
-        )
-        for item, img_path, mask_path in triples
+        (pair.id, (lambda p=pair: read(p)), (lambda p=pair: read_label(p.mask))) for pair in found
     ]
     rows = extract_many(items, label=label, params=params, progress=True)
     write_features(rows, out)
@@ -156,22 +168,127 @@ def features(
             raise MedlabelError(
                 pairs, f"no features extracted: all {len(rows)} row(s) failed; {out} says why"
             )
-        _, img_path, mask_path = triples[0]
+        _, img_path, mask_path, _ = found[0]
         reason = str(rows[0]["error"])
         named = reason.startswith((f"{img_path}: ", f"{mask_path}: "))  # a file that failed
         raise MedlabelError(None if named else img_path, reason)
 
 
-def _pairs_or_single(
-    image: Path | None, mask: Path | None, pairs: Path | None
-) -> list[tuple[str, Path, Path]]:
-    from medlabel.features.pairs import find_pairs
+def _deep_sources(
+    image: Path | None,
+    pairs: Path | None,
+    series: str | None,
+    read_one: Callable[[Path, str | None], Any],
+    irregular: str,
+    tilt: str,
+    keep_monochrome1: bool,
+) -> tuple[_Sources, int]:
+    """What ``features --model`` embeds: ``(row id, path, loader)`` per image, and how many
+    non-image files a folder held.
+
+    A file (or a folder with ``--series``) is one image; a folder gives one image per image
+    file and per DICOM series below it, as ``medlabel annotate`` finds them (radiographs
+    sharing a series stay one image per file); files that cannot be read get a loader that
+    raises their reason, so they become error rows.
+    """
+    from functools import partial
+
+    from medlabel.features.pairs import unique_ids
 
     if pairs is not None:
-        return find_pairs(pairs)
-    if image is None or mask is None:
-        raise typer.BadParameter("give IMAGE with --mask, or --pairs", param_hint="--mask")
-    return [(image.name, image, mask)]
+        from medlabel.features.pairs import find_pairs
+
+        images = [p.image for p in find_pairs(pairs)]  # deep features need no mask
+        ids = unique_ids([str(p) for p in images])  # an image listed twice: two ids
+        listed: _Sources = [
+            (name, p, partial(read_one, p, None)) for name, p in zip(ids, images, strict=True)
+        ]
+        return listed, 0
+    if image is None:
+        raise typer.BadParameter("give an IMAGE or --pairs", param_hint="IMAGE")
+    if not image.is_dir() or series is not None:
+        one: _Sources = [(str(image), image, partial(read_one, image, series))]
+        return one, 0
+    from medlabel.annotate.items import Item, discover
+    from medlabel.errors import ReadError
+
+    found = discover(image)
+    if not found.items:
+        other = f" ({found.ignored} non-image file(s) passed over)" if found.ignored else ""
+        raise MedlabelError(image, f"no images found in this folder or below it{other}")
+
+    def load(item: Item) -> Any:
+        if item.error:
+            raise ReadError(item.files[0] if item.files else item.source, item.error)
+        if item.kind != "dicom-series":
+            return read_one(Path(item.files[0]), None)
+        from medlabel.io.dicom.headers import read_header
+        from medlabel.io.dicom.reader import read_dicom_series
+        from medlabel.io.dicom.series import SeriesInfo
+
+        info = SeriesInfo(0, item.series_uid, [read_header(f) for f in item.files])
+        return read_dicom_series(
+            info,
+            invert_monochrome1=not keep_monochrome1,
+            irregular=irregular,  # type: ignore[arg-type]
+            tilt=tilt,  # type: ignore[arg-type]
+            workers=1,
+        )
+
+    paths = [image / i.source if i.source != "." else image for i in found.items]
+    ids = [str(p) for p in paths]
+    shared = {name for name in ids if ids.count(name) > 1}  # several series in one folder
+    ids = [
+        f"{name}#{item.series_uid}" if name in shared and item.series_uid else name
+        for name, item in zip(ids, found.items, strict=True)
+    ]
+    sources: _Sources = [
+        (name, path, partial(load, item))
+        for name, path, item in zip(unique_ids(ids), paths, found.items, strict=True)
+    ]
+    sources.sort(key=lambda source: source[0])  # rows in the order of the folder tree
+    return sources, found.ignored
+
+
+def _deep_features(
+    sources: _Sources,
+    ignored: int,
+    model: Path,
+    out: Path,
+    given: Path | None,
+) -> None:
+    """Embed each source with the bundle's network and write one row per source (an error
+    row for each that cannot be read or embedded); exit code 1 when none could."""
+    from tqdm import tqdm
+
+    from medlabel.classify.bundle import load_bundle
+    from medlabel.features import write_features
+
+    bundle = load_bundle(model, engine="torch")
+    rows: list[dict[str, Any]] = []
+    errors: list[MedlabelError] = []
+    for row_id, path, load in tqdm(sources, desc="deep features", disable=len(sources) < 2):
+        try:
+            vector = bundle.embed(bundle.prepare(load())[None])[0]
+        except MedlabelError as err:
+            if err.path is None:  # images read from files do not record their path
+                err = type(err)(path, err.reason)
+            errors.append(err)
+            same = err.path is not None and err.path.absolute() == path.absolute()
+            rows.append({"id": row_id, "error": err.reason if same else str(err)})
+            continue
+        rows.append({"id": row_id, **{f"deep_{k}": float(v) for k, v in enumerate(vector)}})
+    write_features(rows, out)
+    failed = len(errors)
+    width = max((len(r) - 1 for r in rows if not r.get("error")), default=0)
+    passed = f"; {ignored} non-image file(s) passed over" if ignored else ""
+    typer.echo(f"wrote {out} ({len(rows)} row(s), {width} deep features, {failed} failed{passed})")
+    if rows and failed == len(rows):
+        if len(rows) == 1:
+            raise errors[0]
+        raise MedlabelError(
+            given, f"none of the {len(rows)} images could be measured; {out} says why"
+        )
 
 
 @app.command()

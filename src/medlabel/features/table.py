@@ -34,7 +34,7 @@ import numpy as np
 from medlabel.errors import WriteError
 from medlabel.io.atomic import atomic_output
 
-__all__ = ["FIRST_COLUMNS", "feature_columns", "write_features"]
+__all__ = ["FIRST_COLUMNS", "check_features_path", "feature_columns", "write_features"]
 
 #: Columns that come first, in this order, before the sorted feature names.
 FIRST_COLUMNS: tuple[str, ...] = ("id", "label", "error")
@@ -82,6 +82,48 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def check_features_path(out: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that a feature table can be written at ``out``.
+
+    The extension must be ``.csv`` or ``.json``, ``out`` must not be a folder, and its
+    nearest existing parent must be a folder one may write in (missing parents are created
+    when the table is written).
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        WriteError: what is wrong with the path, in one line.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> check_features_path(folder / "new" / "f.csv").name
+        'f.csv'
+        >>> try:
+        ...     check_features_path(folder / "f.txt")
+        ... except WriteError as err:
+        ...     print(err.reason)
+        cannot write a feature table as .txt; use .csv or .json
+    """
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        raise WriteError(path, "is a folder; give a .csv or .json file path (e.g. features.csv)")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise WriteError(
+            path, f"cannot write a feature table as {suffix or '(no extension)'}; use .csv or .json"
+        )
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(path, f"cannot create its folder: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WriteError(path, f"cannot write in {parent} (permission denied)")
+    return path
+
+
 def write_features(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str]) -> None:
     """Write feature rows to ``.csv`` or ``.json`` (atomically: temporary file, then rename).
 
@@ -91,8 +133,8 @@ def write_features(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str
         out: the output file; its extension chooses the format. Parent folders are created.
 
     Raises:
-        WriteError: the extension is neither ``.csv`` nor ``.json``, or the file cannot be
-            written.
+        WriteError: the extension is neither ``.csv`` nor ``.json``, ``out`` is a folder, or
+            the file cannot be written (see :func:`check_features_path`).
 
     Example:
         >>> import json, pathlib, tempfile
@@ -101,12 +143,8 @@ def write_features(rows: Sequence[Mapping[str, Any]], out: str | os.PathLike[str
         >>> json.loads(out.read_text())
         [{'id': 'a', 'label': 2, 'error': None, 'f': None}]
     """
-    path = Path(out)
+    path = check_features_path(out)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        raise WriteError(
-            path, f"cannot write a feature table as {suffix or '(no extension)'}; use .csv or .json"
-        )
     columns = feature_columns(rows)
     try:
         with atomic_output(path) as tmp:
