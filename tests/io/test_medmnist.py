@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -63,7 +64,27 @@ def test_2d_image_geometry_and_metadata(tmp_path: Path) -> None:
         "split": "val",
         "index": 1,
         "label": int(arrays["val_labels"][1, 0]),
+        "spacing_unknown": True,
     }
+
+
+def test_medmnist_pixels_have_no_known_size(tmp_path: Path) -> None:
+    """MedMNIST images are downsampled crops: spacing 1 is a grid, not millimetres, so
+    `info --json` says `spacing_known: false` and sizes are counted in pixels."""
+    from typer.testing import CliRunner
+
+    from medlabel.cli import app
+    from medlabel.segment.labelmap import size_unit
+
+    path = tmp_path / "pneumoniamnist.npz"
+    _archive(path, (28, 28))
+    _archive(tmp_path / "organmnist3d.npz", (8, 8, 8))
+    flat, volume = MedMNISTArchive(path), MedMNISTArchive(tmp_path / "organmnist3d.npz")
+    assert size_unit(flat.image("test", 0)) == ("px", 1.0)  # was ("cm2", 0.01)
+    assert size_unit(volume.image("test", 0)) == ("voxels", 1.0)
+    result = CliRunner().invoke(app, ["info", str(path), "--index", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["spacing_known"] is False
 
 
 def test_negative_index_counts_from_the_end(tmp_path: Path) -> None:

@@ -91,10 +91,30 @@ def _main(
     _STATE["debug"] = debug
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Plain(with_names=debug or verbose))
+    if not debug:
+        handler.addFilter(_no_foreign_tracebacks)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         handlers=[handler],
     )
+
+
+def _no_foreign_tracebacks(record: logging.LogRecord) -> bool:
+    """Keep other libraries' ``logger.exception`` records off stderr (shown with ``--debug``).
+
+    pydicom, for one, logs every pixel-data plugin that fails with its traceback before raising;
+    medlabel then reports the failure itself in one ``error:`` line. medlabel's own records and
+    other libraries' plain warnings pass.
+
+    Example:
+        >>> boom = (ValueError, ValueError("bad"), None)
+        >>> rec = logging.LogRecord("pydicom", logging.ERROR, "", 0, "decode", None, boom)
+        >>> ours = logging.LogRecord("medlabel.io", logging.ERROR, "", 0, "x", None, boom)
+        >>> _no_foreign_tracebacks(rec), _no_foreign_tracebacks(ours)
+        (False, True)
+    """
+    ours = record.name == "medlabel" or record.name.startswith("medlabel.")
+    return ours or not (record.exc_info or record.exc_text or record.stack_info)
 
 
 class _Plain(logging.Formatter):

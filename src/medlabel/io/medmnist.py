@@ -2,7 +2,9 @@
 
 2D flags store images as ``(N, H, W)`` or ``(N, H, W, 3)``, 3D flags as ``(N, D, H, W)``;
 labels are ``(N,)`` or ``(N, K)`` (multi-label and ordinal tasks). MedMNIST images carry no
-physical geometry, so pixels are 1 mm apart.
+physical geometry: pixels are laid out 1 apart and marked as having no known size
+(:attr:`~medlabel.image.MedicalImage.spacing_known` is ``False``), so areas and volumes are
+reported in pixels and voxels, never in made-up millimetres.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -10,8 +12,9 @@ Example:
     >>> images, labels = np.zeros((2, 28, 28), np.uint8), np.array([[0], [1]])
     >>> np.savez(path, train_images=images, train_labels=labels)
     >>> archive = MedMNISTArchive(path)
-    >>> archive.splits, archive.count("train"), archive.image("train", 1).size
-    (('train',), 2, (28, 28))
+    >>> image = archive.image("train", 1)
+    >>> archive.splits, archive.count("train"), image.size, image.spacing_known
+    (('train',), 2, (28, 28), False)
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medlabel.errors import ReadError
-from medlabel.image import MedicalImage
+from medlabel.image import SPACING_UNKNOWN, MedicalImage
 
 __all__ = ["MedMNISTArchive"]
 
@@ -98,7 +101,7 @@ class MedMNISTArchive:
         return imgs.ndim == 4 and imgs.shape[-1] not in (3, 4)
 
     def image(self, split: str, index: int) -> MedicalImage:
-        """One image as a :class:`MedicalImage` (1 mm spacing, identity geometry)."""
+        """One image as a :class:`MedicalImage` (identity geometry, spacing 1 and unknown)."""
         imgs = self.images(split)
         if not -len(imgs) <= index < len(imgs):
             raise ReadError(
@@ -106,7 +109,13 @@ class MedMNISTArchive:
             )
         dim = 3 if self.is_3d else 2
         label = self.labels(split)[index]
-        meta = {"format": "medmnist", "split": split, "index": int(index), "label": label.tolist()}
+        meta = {
+            "format": "medmnist",
+            "split": split,
+            "index": int(index),
+            "label": label.tolist(),
+            SPACING_UNKNOWN: True,  # downsampled crops: the pixel size is lost
+        }
         return MedicalImage(np.asarray(imgs[index]), spacing=(1.0,) * dim, metadata=meta)
 
     def summary(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 * A single file: a projection radiograph (CR, DX, US, ...) becomes a 2D image; a slice with a
   patient position (CT, MR) becomes a one-slice 3D volume that keeps its place in space;
-  an enhanced multi-frame file (CT, MR) becomes a volume ordered by its per-frame positions.
+  an enhanced multi-frame file (CT, MR) becomes a volume ordered by its per-frame positions,
+  and an RT dose (or other multi-frame file) one placed by its GridFrameOffsetVector.
 * A folder (searched recursively) or a DICOMDIR: the series in it are listed and one is read
   (``series=`` picks by index or UID when there are several).
 
@@ -34,11 +35,19 @@ from tqdm import tqdm
 
 from medlabel.errors import ReadError, SeriesError
 from medlabel.image import SPACING_UNKNOWN, MedicalImage
-from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy, apply_plan, plan_stack
+from medlabel.io.dicom.geometry import (
+    SPACING_ATOL,
+    IrregularPolicy,
+    StackPlan,
+    TiltPolicy,
+    apply_plan,
+    plan_stack,
+)
 from medlabel.io.dicom.headers import SEG_SOP_CLASS, positive_pair, to_floats
 from medlabel.io.dicom.pixels import (
     check_decodable,
     decode_pixels,
+    frame_count,
     invert_monochrome1,
     modality_transform,
     rescaled_dtype,
@@ -253,7 +262,8 @@ def read_dicom_file(
     Args:
         path: the file.
         invert_monochrome1: turn MONOCHROME1 (high = dark) into high = bright.
-        irregular: policy for uneven frame spacing in enhanced multi-frame files.
+        irregular: policy for uneven frame spacing in enhanced multi-frame files and in
+            files placed by GridFrameOffsetVector (RT dose).
         tilt: policy for sheared frame stacks.
 
     Raises:
@@ -270,10 +280,14 @@ def read_dicom_file(
 
         return read_dicom_seg(p, ds)
     check_decodable(ds, p)
+    _, frames_warning = frame_count(ds, p)
     stored = decode_pixels(ds, p)
     stored, inverted = _values(ds, stored, invert_monochrome1)
     frames = stored.shape[0]
     extra: dict[str, Any] = {"inverted_monochrome1": inverted} if inverted else {}
+    if frames_warning:
+        extra["warnings"] = [frames_warning]
+        log.warning("%s: %s", p.name, frames_warning)
 
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame and _frame_group(ds, 0, "PlanePositionSequence") is not None:
@@ -288,7 +302,18 @@ def read_dicom_file(
     )
     dy, dx = _pixel_spacing(ds, extra)
     if iop is not None and len(iop) == 6 and ipp is not None and len(ipp) == 3:
-        plan = plan_stack(np.asarray([ipp]), iop, source=str(p), default_spacing=_slice_spacing(ds))
+        offsets = to_floats(ds.get("GridFrameOffsetVector"))
+        if offsets is not None:
+            plan = _grid_frame_plan(
+                p, ipp, iop, offsets, frames, (dy, dx), irregular=irregular, tilt=tilt
+            )
+            if plan.warnings:
+                extra["warnings"] = [*extra.get("warnings", []), *plan.warnings]
+            values = apply_plan(plan, list(values), fill=float(values.min()))
+        else:
+            plan = plan_stack(
+                np.asarray([ipp]), iop, source=str(p), default_spacing=_slice_spacing(ds)
+            )
         return _image(
             values,
             spacing=(dx, dy, plan.spacing_z),
@@ -318,6 +343,57 @@ def read_dicom_file(
         ds=ds,
         files=[p],
         extra=extra,
+    )
+
+
+def _grid_frame_plan(
+    path: Path,
+    ipp: Sequence[float],
+    iop: Sequence[float],
+    offsets: Sequence[float],
+    frames: int,
+    pixel_spacing: tuple[float, float],
+    *,
+    irregular: IrregularPolicy,
+    tilt: TiltPolicy,
+) -> StackPlan:
+    """Stack the frames of a file placed by GridFrameOffsetVector (RT dose, some NM).
+
+    The offsets are distances along the normal from ImagePositionPatient (the first is
+    usually 0); an axial file whose first offset equals its ImagePositionPatient z holds
+    absolute z positions instead (both as in the DICOM standard). Frames are then ordered and
+    checked like the slices of a series: descending offsets are sorted, uneven ones follow
+    ``irregular``. A lone frame takes the first step of the vector as its thickness, as
+    SimpleITK does.
+
+    Raises:
+        ReadError: as many offsets as frames are needed for several frames.
+        SliceSpacingError, SeriesError: uneven or repeated offsets.
+    """
+    grid = np.asarray(offsets, dtype=float)
+    axial = np.allclose(iop, (1, 0, 0, 0, 1, 0), atol=1e-6)
+    if axial and abs(grid[0]) > SPACING_ATOL and abs(grid[0] - ipp[2]) < SPACING_ATOL:
+        grid = grid - grid[0]
+    steps = np.abs(np.diff(grid))
+    thickness = float(steps[0]) if steps.size and steps[0] > 0 else 1.0
+    if frames == 1:
+        grid = grid[:1]
+    elif len(grid) != frames:
+        raise ReadError(path, f"GridFrameOffsetVector has {len(grid)} offsets for {frames} frames")
+    row = np.asarray(iop[:3], dtype=float)
+    col = np.asarray(iop[3:6], dtype=float)
+    normal = np.cross(row / np.linalg.norm(row), col / np.linalg.norm(col))
+    normal /= np.linalg.norm(normal)
+    positions = np.asarray(ipp, dtype=float)[None, :] + grid[:, None] * normal[None, :]
+    return plan_stack(
+        positions,
+        iop,
+        pixel_spacing=pixel_spacing,
+        source=str(path),
+        names=[f"frame {i + 1} (offset {g:g} mm)" for i, g in enumerate(grid)],
+        irregular=irregular,
+        tilt=tilt,
+        default_spacing=thickness,
     )
 
 
