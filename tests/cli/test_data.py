@@ -280,3 +280,188 @@ def test_bad_option_value(tmp_path):
     src = ct_phantom(tmp_path)
     result = run("preprocess", src, tmp_path / "o.nii.gz", "--window", "nonsense")
     assert_one_line_error(result, "nonsense")
+
+
+# ------------------------------------------------------------------------------ audit fixes
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--tile", "100000"], "--tile: must be 16 to 4096 pixels, got 100000"),
+        (["--tile", "0"], "--tile: must be 16 to 4096 pixels, got 0"),
+        (["--slices", "0"], "--slices: must be at least 1, got 0"),
+        (["--slices", "-3"], "--slices: must be at least 1, got -3"),
+        (["--tile", "4096"], "montage of 12 tiles of 4096 px"),  # 200 megapixels
+        (["--window", "foo"], "neither a preset (lung, mediastinum"),
+        (["--window", "40"], "LEVEL,WIDTH"),
+    ],
+)
+def test_preview_refuses_nonsense_before_writing(tmp_path, args, fragment):
+    src = ct_phantom(tmp_path)
+    before = set(tmp_path.iterdir())
+    result = run("preview", src, tmp_path / "p.png", *args)
+    assert_one_line_error(result, fragment)
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_preview_window_level_width(tmp_path):
+    src = ct_phantom(tmp_path)
+    result = run("preview", src, tmp_path / "p.png", "--window", "40,400", "--tile", "64")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout and "pixels" in result.stdout
+
+
+def test_preview_accepts_a_mask_stored_with_flipped_axes(tmp_path):
+    # the same voxel centres, rows stored the other way (a LAS NIfTI of an LPS series)
+    src = ct_phantom(tmp_path)
+    img = read_image(src)
+    labels = (img.array > 500).astype(np.uint8)
+    flipped = MedicalImage(
+        np.ascontiguousarray(labels[:, ::-1, :]),
+        spacing=img.spacing,
+        origin=tuple(img.index_to_world((0, img.size[1] - 1, 0))),
+        direction=(1, 0, 0, 0, -1, 0, 0, 0, 1),
+        is_label=True,
+    )
+    write_image(flipped, tmp_path / "las.nii.gz")
+    write_image(img.with_array(labels, is_label=True), tmp_path / "lps.nii.gz")
+    out, ref = tmp_path / "las.png", tmp_path / "lps.png"
+    assert run("preview", src, ref, "--mask", tmp_path / "lps.nii.gz").exit_code == 0
+    result = run("preview", src, out, "--mask", tmp_path / "las.nii.gz")
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(ref)))
+
+
+@pytest.mark.realdata
+def test_preview_real_series_with_its_las_segmentation(shared_data, tmp_path):
+    ct = shared_data / "ct-abdomen"
+    out = tmp_path / "p.png"
+    result = run(
+        "preview",
+        ct / "dicom-series",
+        out,
+        "--mask",
+        ct / "dicom-series-seg.nii.gz",
+        "--tile",
+        "64",
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+def test_preprocess_gaussian_denoise_needs_no_sigma(tmp_path):
+    src = ct_phantom(tmp_path)
+    out = tmp_path / "g.nii.gz"
+    result = run("preprocess", src, out, "--denoise", "gaussian")
+    assert result.exit_code == 0, result.output
+    wider = tmp_path / "g2.nii.gz"
+    result = run("preprocess", src, wider, "--denoise", "gaussian", "--sigma-mm", "3")
+    assert result.exit_code == 0, result.output
+    assert read_image(wider).array.std() < read_image(out).array.std()
+    result = run("preprocess", src, tmp_path / "m.nii.gz", "--denoise", "median", "--sigma-mm", "3")
+    assert_one_line_error(result, "--sigma-mm", "--denoise gaussian")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--percentile", "5"], "--percentile: expected LOWER,UPPER percentiles"),
+        (["--percentile", "99,1"], "0 <= LOWER < UPPER <= 100"),
+        (["--spacing", "1"], "--spacing: expected 2 or 3 spacings"),
+        (["--spacing", "0,1,1"], "spacings must be > 0"),
+        (["--size", "0,10"], "whole numbers >= 1"),
+        (["--denoise", "wiener"], "'wiener' is not one of gaussian, median, nlm"),
+        (["--crop-foreground", "--crop-threshold", "dark"], "auto, otsu, nonzero or a number"),
+    ],
+)
+def test_preprocess_option_values_are_checked_first(tmp_path, args, fragment):
+    src = ct_phantom(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert_one_line_error(run("preprocess", src, tmp_path / "o.nii.gz", *args), fragment)
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_preprocess_refuses_a_resampling_too_large_for_memory(tmp_path):
+    src = ct_phantom(tmp_path)
+    result = run("preprocess", src, tmp_path / "o.nii.gz", "--spacing", "0.001,0.001,0.001")
+    assert_one_line_error(
+        result, f"{src}: pipeline step 0 (resample)", "32000 x 32000 x 40000 image", "memory"
+    )
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_pipeline_errors_name_the_input(tmp_path):
+    src = ct_phantom(tmp_path)
+    result = run("preprocess", src, tmp_path / "o.nii.gz", "--orient", "XYZ")
+    assert_one_line_error(result, f"error: {src}: pipeline step 0 (reorient)")
+    steps = tmp_path / "bad.json"
+    steps.write_text('[{"op": "sharpen"}]')
+    result = run("preprocess", src, tmp_path / "o.nii.gz", "--pipeline", steps)
+    assert_one_line_error(result, f"error: {steps}: pipeline step 0: unknown op 'sharpen'")
+
+
+def test_output_under_a_file_is_a_clear_error(tmp_path):
+    src = ct_phantom(tmp_path)
+    (tmp_path / "somefile.py").write_text("x = 1")
+    for command in ("convert", "preprocess"):
+        result = run(command, src, tmp_path / "somefile.py" / "x.nii.gz")
+        assert_one_line_error(result, "somefile.py is a file, not a folder")
+    result = run("preview", src, tmp_path / "somefile.py" / "x.png")
+    assert_one_line_error(result, "somefile.py is a file, not a folder")
+
+
+def one_slice_ct(tmp_path: Path) -> Path:
+    yy, xx = np.mgrid[:64, :48]
+    arr = (xx * 10 + yy).astype(np.int16)[None]
+    path = tmp_path / "slice.nii.gz"
+    write_image(MedicalImage(arr, spacing=(0.5, 0.5, 5.0), origin=(1, 2, 3), modality="CT"), path)
+    return path
+
+
+def test_preprocess_resizes_a_one_slice_volume_in_plane(tmp_path):
+    src = one_slice_ct(tmp_path)
+    out = tmp_path / "small.nii.gz"
+    result = run("preprocess", src, out, "--size", "24,32")
+    assert result.exit_code == 0, result.output
+    img = read_image(out)
+    assert img.size == (24, 32, 1)
+    assert img.spacing == pytest.approx((1.0, 1.0, 5.0))  # the same 24 x 32 mm field of view
+    # a volume of several slices: the message says what the two forms of --size do
+    result = run("preprocess", ct_phantom(tmp_path), tmp_path / "v.nii.gz", "--size", "20,20")
+    assert_one_line_error(result, "ct.nii.gz", "--size X,Y resizes a 2D image or a one-slice")
+
+
+@pytest.mark.realdata
+def test_preprocess_resizes_a_single_dicom_slice(shared_data, tmp_path):
+    src = shared_data / "dicom-samples" / "693_UNCR.dcm"
+    out = tmp_path / "small.nii.gz"
+    result = run("preprocess", src, out, "--size", "256,256")
+    assert result.exit_code == 0, result.output
+    before, after = read_image(src), read_image(out)
+    assert after.size == (256, 256, 1)
+    assert after.spacing[0] * 256 == pytest.approx(before.spacing[0] * 512)
+
+
+def test_crop_foreground_finds_the_body_in_ct(tmp_path):
+    src = ct_phantom(tmp_path)  # air is -1000 HU: nothing is zero
+    out = tmp_path / "body.nii.gz"
+    result = run("preprocess", src, out, "--crop-foreground")
+    assert result.exit_code == 0, result.output
+    assert read_image(out).size == (29, 29, 16)  # the disc of radius 15 around (20, 20)
+    result = run(
+        "preprocess", src, out, "--crop-foreground", "--crop-threshold", "500"
+    )  # only the "bone"
+    assert result.exit_code == 0, result.output
+    assert read_image(out).size == (4, 4, 16)
+
+
+def test_picture_outputs_say_what_was_stored(tmp_path):
+    arr = (np.outer(np.linspace(0, 1, 64), np.linspace(0, 1, 48)) * 4000).astype(np.uint16)
+    src = tmp_path / "xray.png"
+    write_image(MedicalImage(arr, spacing=(0.2, 0.2), modality="DX"), src)
+    result = run("preprocess", src, tmp_path / "o.png", "--percentile", "1,99")
+    assert result.exit_code == 0, result.output
+    assert "48x64, uint8 (converted from float32)" in result.stdout
+    result = run("convert", src, tmp_path / "c.png")
+    assert "48x64, uint16)" in result.stdout

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medlabel.io.atomic import atomic_output
+from medlabel.errors import WriteError
+from medlabel.io.atomic import atomic_output, check_output_path
 
 
 def _files(folder: Path) -> list[str]:
@@ -104,3 +105,20 @@ def test_parent_folders_are_created(tmp_path: Path) -> None:
         assert tmp.parent.is_dir()
         tmp.write_text("ok")
     assert target.read_text() == "ok"
+
+
+def test_a_file_in_the_folder_path_is_a_clear_write_error(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text("print()")
+    target = tmp_path / "script.py" / "x.nii.gz"
+    with (
+        pytest.raises(WriteError, match=r"script\.py is a file, not a folder"),
+        atomic_output(target) as tmp,
+    ):
+        tmp.write_text("never")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script.py"]
+
+
+def test_a_folder_as_output_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out.nii.gz").mkdir()
+    with pytest.raises(WriteError, match="is a folder"):
+        check_output_path(tmp_path / "out.nii.gz")

@@ -7,7 +7,14 @@ import pytest
 
 from medlabel.errors import GeometryMismatchError, PreprocessError
 from medlabel.image import MedicalImage
-from medlabel.preprocess.crop import crop_to_bbox, crop_to_foreground, foreground_bbox, pad_or_crop
+from medlabel.preprocess.crop import (
+    CT_FOREGROUND_HU,
+    crop_to_bbox,
+    crop_to_foreground,
+    foreground_bbox,
+    foreground_threshold,
+    pad_or_crop,
+)
 
 
 def _same_world(
@@ -132,3 +139,38 @@ def test_pad_or_crop_channels_labels_and_clipped_value(
         pad_or_crop(label_volume, (10, 10))
     with pytest.raises(PreprocessError, match="sizes >= 1"):
         pad_or_crop(label_volume, (10, 0, 10))
+
+
+def test_pad_or_crop_too_large_for_memory_is_refused(xray: MedicalImage) -> None:
+    with pytest.raises(PreprocessError, match="pad_or_crop would make a 10000000 x 10000000"):
+        pad_or_crop(xray, (10_000_000, 10_000_000))
+
+
+def test_ct_air_is_not_foreground_with_auto(ct_volume: MedicalImage) -> None:
+    # air is -1000 HU, not 0: "non-zero" keeps everything, "auto" keeps the body (> -500 HU)
+    assert crop_to_foreground(ct_volume).size == ct_volume.size
+    body = crop_to_foreground(ct_volume, threshold="auto")
+    assert body.size == crop_to_foreground(ct_volume, threshold=-500).size
+    assert body.size == (22, 22, 22)
+    assert foreground_threshold(ct_volume, "auto") == CT_FOREGROUND_HU
+
+
+def test_mri_background_noise_is_not_foreground_with_auto(make_ball) -> None:
+    rng = np.random.default_rng(1)
+    arr = np.abs(rng.normal(0, 15, (12, 40, 40)))  # Rician-like background noise
+    arr[make_ball(arr.shape, (6, 20, 20), 9)] += 600
+    mri = MedicalImage(arr, spacing=(1, 1, 3), modality="MR")
+    assert crop_to_foreground(mri).size == mri.size
+    brain = crop_to_foreground(mri, threshold="auto")
+    assert brain.size == crop_to_foreground(mri, threshold="otsu").size
+    assert brain.size == (19, 19, 12)
+    assert 50 < foreground_threshold(mri, "auto") < 600
+
+
+def test_foreground_threshold_names() -> None:
+    img = MedicalImage(np.array([[0.0, 2.0, 5.0]]))
+    assert foreground_threshold(img, None) is None
+    assert foreground_threshold(img, "nonzero") is None
+    assert foreground_threshold(img, 1) == 1.0
+    with pytest.raises(PreprocessError, match=r"'brightest'.*'auto', 'otsu' or 'nonzero'"):
+        foreground_threshold(img, "brightest")

@@ -146,6 +146,58 @@ def test_nl_means_3d_small() -> None:
     assert _rmse(out.array, clean) < 0.7 * _rmse(img.array, clean)
 
 
+def test_gaussian_default_sigma_is_one_fine_voxel(xray: MedicalImage) -> None:
+    # the CLI's `--denoise gaussian` passes no sigma: it must work, at the finest spacing
+    np.testing.assert_array_equal(
+        denoise(xray, "gaussian").array, gaussian_smooth(xray, min(xray.spacing)).array
+    )
+    assert float(denoise(xray, "gaussian").array.std()) < float(xray.array.std())
+
+
+def _thick_slice_volume(seed: int = 3) -> tuple[MedicalImage, np.ndarray]:
+    """Noisy 6 x 40 x 40 volume of 0.8 x 0.8 x 6 mm voxels: a disc that changes per slice."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :40]
+    clean = np.stack(
+        [1000.0 * ((yy - 20) ** 2 + (xx - 20) ** 2 < (6 + 2 * k) ** 2) for k in range(6)]
+    )
+    img = MedicalImage(clean + rng.normal(0, 60, clean.shape), spacing=(0.8, 0.8, 6.0))
+    return img, clean
+
+
+def test_nl_means_filters_thick_slices_one_by_one() -> None:
+    img, clean = _thick_slice_volume()
+    out = nl_means(img)
+    # the same as filtering each slice as a 2D image, at the volume's noise level
+    by_hand = nl_means(img, slicewise=True)
+    np.testing.assert_array_equal(out.array, by_hand.array)
+    assert not np.array_equal(out.array, nl_means(img, slicewise=False).array)
+    assert _rmse(out.array, clean) < 0.5 * _rmse(img.array, clean)
+    # a one-slice volume (a single CT or MR DICOM file) is a 2D image too
+    one = img.with_array(img.array[2:3])
+    np.testing.assert_allclose(
+        nl_means(one).array[0],
+        nl_means(MedicalImage(img.array[2], spacing=(0.8, 0.8))).array,
+        atol=1e-3,
+    )
+
+
+def test_nl_means_isotropic_volume_stays_3d() -> None:
+    img, _ = _thick_slice_volume()
+    iso = img.with_array(img.array, spacing=(0.8, 0.8, 0.8))
+    # 3D search radius 3 by default (7^3 patches, not 13^3), 6 for 2D filtering
+    np.testing.assert_array_equal(
+        nl_means(iso).array, nl_means(iso, patch_distance=3, slicewise=False).array
+    )
+    np.testing.assert_array_equal(
+        nl_means(img).array, nl_means(img, patch_distance=6, slicewise=True).array
+    )
+    assert not np.array_equal(
+        nl_means(iso, patch_size=3, patch_distance=2).array,
+        nl_means(iso, patch_size=3, patch_distance=2, slicewise=True).array,
+    )
+
+
 def test_anisotropic_default_time_step_is_stable(noisy_step: tuple[MedicalImage, np.ndarray]):
     img, clean = noisy_step
     out = anisotropic_diffusion(img, iterations=10, conductance=1.0)
@@ -178,7 +230,7 @@ def test_dispatcher_matches_direct_calls(xray: MedicalImage) -> None:
     ("method", "params", "match"),
     [
         ("wiener", {}, "unknown denoise method 'wiener'"),
-        ("gaussian", {}, "sigma_mm"),
+        ("gaussian", {"radius": 1}, "radius"),
         ("median", {"sigma_mm": 1.0}, "sigma_mm"),
     ],
 )

@@ -147,3 +147,21 @@ def test_resample_to_reference_roundtrip_on_same_grid(ct_volume: MedicalImage) -
     np.testing.assert_array_equal(out.array, ct_volume.array)
     with pytest.raises(PreprocessError, match="2D reference"):
         resample_to_reference(ct_volume, MedicalImage(np.zeros((4, 4)), spacing=(1, 1)))
+
+
+def test_an_output_too_large_for_memory_is_refused_with_its_size(ct_volume: MedicalImage) -> None:
+    # 0.8 x 0.9 x 2 mm to 0.001 mm: 25600 x 28800 x 64000 voxels, tens of terabytes
+    with pytest.raises(PreprocessError) as caught:
+        resample_to_spacing(ct_volume, (0.001, 0.001, 0.001))
+    reason = caught.value.reason
+    assert "25600 x 28800 x 64000 image" in reason
+    assert "TB of memory" in reason and "is available" in reason
+
+
+def test_memory_estimate_counts_the_working_copies() -> None:
+    from medlabel.preprocess._common import check_output_memory
+
+    # an int16 volume resampled linearly needs float32 twice plus the int16 result
+    check_output_memory("resample", (100, 100, 10), 10, available=10 * 100 * 100 * 10)
+    with pytest.raises(PreprocessError, match=r"100 x 100 x 10 image \(1e\+05 voxels\)"):
+        check_output_memory("resample", (100, 100, 10), 10, available=10 * 100 * 100 * 10 - 1)

@@ -79,3 +79,32 @@ def test_resize_bad_size(xray: MedicalImage) -> None:
         resize(xray, (10, 10, 10))
     with pytest.raises(PreprocessError, match="sizes >= 1"):
         resize(xray, (0, 10))
+
+
+def test_a_one_slice_volume_is_resized_in_plane_with_two_sizes() -> None:
+    # a single CT or MR DICOM slice reads as a 512 x 512 x 1 volume
+    yy, xx = np.mgrid[:64, :48]
+    one = MedicalImage(
+        (xx * 10 + yy).astype(np.int16)[None],
+        spacing=(0.5, 0.4, 5.0),
+        origin=(-10.0, 20.0, 47.0),
+        modality="CT",
+    )
+    out = resize(one, (24, 32))
+    assert out.size == (24, 32, 1) and out.dtype == np.int16 and out.modality == "CT"
+    assert out.spacing == pytest.approx((1.0, 0.8, 5.0))
+    np.testing.assert_allclose(_fov_corners(out), _fov_corners(one), atol=1e-9)
+    # the same as resizing the slice as a 2D image
+    flat = resize(MedicalImage(one.array[0], spacing=(0.5, 0.4), origin=(-10.0, 20.0)), (24, 32))
+    np.testing.assert_array_equal(out.array[0], flat.array)
+    assert resize(one, (24, 32, 1)).size == (24, 32, 1)
+
+
+def test_two_sizes_for_a_volume_explain_what_they_are_for(ct_volume: MedicalImage) -> None:
+    with pytest.raises(PreprocessError, match=r"3 sizes .* 32 slices.*one-slice volume"):
+        resize(ct_volume, (16, 16))
+
+
+def test_a_resize_too_large_for_memory_is_refused_before_it_starts(xray: MedicalImage) -> None:
+    with pytest.raises(PreprocessError, match=r"200000 x 200000 image .* of memory"):
+        resize(xray, (200_000, 200_000))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlabel.errors import GeometryMismatchError, WriteError
+from medlabel.errors import GeometryMismatchError, MedlabelError, WriteError
 from medlabel.image import MedicalImage
 from medlabel.visualize.preview import (
     LABEL_COLOURS,
+    MAX_PICTURE_PIXELS,
     render_preview,
     render_thumbnail,
     to_display,
@@ -234,7 +235,51 @@ def test_mask_is_reoriented_with_the_image() -> None:
     assert not _reddish(expected[:48, 32:64]).any()
 
 
+def test_mask_on_the_same_lattice_stored_flipped_is_reordered_not_refused() -> None:
+    # a LAS NIfTI mask of an LPS DICOM series: the same voxel centres, rows stored reversed
+    vol = _lps_blob_volume()
+    mask = vol.with_array((vol.array == 1000).astype(np.uint8), is_label=True)
+    for flips in [(False, True, False), (True, False, True)]:
+        flipped = _stored_flipped(mask, flips)
+        assert flipped.direction != vol.direction and flipped.origin != vol.origin
+        expected = _rgb(render_preview(vol, mask=mask, slices=2, tile=64))
+        np.testing.assert_array_equal(
+            _rgb(render_preview(vol, mask=flipped, slices=2, tile=64)), expected
+        )
+    # a lattice off by a fraction of a voxel is still refused
+    shifted = _stored_flipped(mask, (False, True, False))
+    shifted = shifted.with_array(shifted.array, origin=(10.0, 3.5, 30.0))
+    with pytest.raises(GeometryMismatchError, match="origin"):
+        render_preview(vol, mask=shifted)
+
+
 # --------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"slices": 0}, "slices must be a whole number >= 1, got 0"),
+        ({"slices": -3}, "slices must be"),
+        ({"tile": 0}, "tile must be a whole number of pixels from 1 to 4096, got 0"),
+        ({"tile": 100000}, "tile must be"),
+        ({"tile": 4096, "slices": 12}, "montage of 6 tiles of 4096 px .* over the limit"),
+    ],
+)
+def test_nonsense_slices_tile_and_huge_montages_are_refused_before_drawing(
+    tmp_path: Path, kwargs: dict, match: str
+) -> None:
+    out = tmp_path / "p.png"
+    with pytest.raises(MedlabelError, match=match) as caught:
+        render_preview(_lps_blob_volume(), out, **kwargs)
+    assert caught.value.path == out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_largest_allowed_montage_stays_under_the_pixel_limit() -> None:
+    vol = _lps_blob_volume()
+    picture = render_preview(vol, slices=1, tile=4096)  # one big tile is fine
+    assert picture.size[0] * picture.size[1] <= MAX_PICTURE_PIXELS
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -141,13 +141,43 @@ def convert(
     split: SplitOpt = "test",
     keep_monochrome1: RawMono1Opt = False,
 ) -> None:
-    """Convert between formats (NIfTI, NRRD, MHA/MHD, PNG, TIFF) keeping exact geometry."""
+    """Convert between formats keeping exact geometry: NIfTI, NRRD and MHA/MHD for any image,
+    PNG and TIFF for 2D images (an X-ray, a photograph) only."""
     from medlabel.io import write_image
+    from medlabel.io.atomic import check_output_path
 
     _refuse_overwrite_input(src, dst)
+    check_output_path(dst)
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1, label)
     write_image(image, dst)
-    typer.echo(f"wrote {dst} ({'x'.join(map(str, image.size))}, {image.dtype})")
+    typer.echo(f"wrote {dst} ({_stored(dst, image)})")
+
+
+def _stored(dst: Path, image: Any) -> str:
+    """Size and pixel type of what was written: pictures (PNG, TIFF) may hold another type
+    than the image had (a 0..1 float image is stored as 8-bit), so they are read back.
+
+    Example:
+        >>> import numpy as np, tempfile
+        >>> from medlabel.image import MedicalImage
+        >>> from medlabel.io import write_image
+        >>> img = MedicalImage(np.full((4, 6), 0.5, np.float32))
+        >>> path = Path(tempfile.mkdtemp()) / "half.png"
+        >>> write_image(img, path)
+        >>> _stored(path, img)
+        '6x4, uint8 (converted from float32)'
+    """
+    from medlabel.io import read_image
+    from medlabel.io.formats import full_suffix
+
+    size = "x".join(map(str, image.size))
+    dtype = str(image.dtype)
+    if full_suffix(dst) in (".png", ".tif", ".tiff"):
+        written = read_image(dst)
+        size = "x".join(map(str, written.size))
+        if str(written.dtype) != dtype:
+            return f"{size}, {written.dtype} (converted from {dtype})"
+    return f"{size}, {dtype}"
 
 
 @app.command()
@@ -163,7 +193,19 @@ def preprocess(
     ] = None,
     n4: Annotated[bool, typer.Option("--n4", help="N4 bias-field correction (MRI).")] = False,
     denoise: Annotated[
-        str | None, typer.Option("--denoise", help="gaussian, median, nlm or anisotropic.")
+        str | None,
+        typer.Option(
+            "--denoise",
+            help="gaussian, median, nlm or anisotropic (nlm filters thick-slice volumes "
+            "slice by slice).",
+        ),
+    ] = None,
+    sigma_mm: Annotated[
+        float | None,
+        typer.Option(
+            "--sigma-mm",
+            help="Width of --denoise gaussian in mm (default: the finest voxel spacing).",
+        ),
     ] = None,
     window: Annotated[
         str | None, typer.Option("--window", help="CT window preset (lung, bone, ...).")
@@ -190,8 +232,21 @@ def preprocess(
     crop_foreground: Annotated[
         bool, typer.Option("--crop-foreground", help="Crop to the foreground box.")
     ] = False,
+    crop_threshold: Annotated[
+        str,
+        typer.Option(
+            "--crop-threshold",
+            help="Foreground for --crop-foreground: 'auto' (above -500 HU for CT, Otsu's "
+            "threshold otherwise), 'otsu', 'nonzero', or a value (voxels above it).",
+        ),
+    ] = "auto",
     size: Annotated[
-        str | None, typer.Option("--size", help="Resize 2D (or pad/crop 3D) to size, e.g. 224,224.")
+        str | None,
+        typer.Option(
+            "--size",
+            help="X,Y resizes a 2D image or a one-slice volume (e.g. 224,224); X,Y,Z pads or "
+            "crops a volume about its centre.",
+        ),
     ] = None,
     pipeline: Annotated[
         Path | None, typer.Option("--pipeline", help="Apply a saved pipeline JSON instead.")
@@ -210,56 +265,176 @@ def preprocess(
 
     Steps run in that order; --pipeline applies a saved pipeline (the one a model bundle uses).
     """
+    from medlabel.errors import PreprocessError
     from medlabel.io import write_image
+    from medlabel.io.atomic import check_output_path
     from medlabel.preprocess.pipeline import Pipeline
 
     _refuse_overwrite_input(src, dst)
+    check_output_path(dst)
+    if save_pipeline is not None:
+        check_output_path(save_pipeline)
     if pipeline is not None:
         try:
             steps_pipe = Pipeline.from_json(pipeline.read_text())
         except OSError as exc:
             raise MedlabelError(pipeline, f"cannot read pipeline ({exc})") from exc
+        except PreprocessError as exc:
+            raise MedlabelError(pipeline, exc.reason) from exc
     else:
-        steps: list[dict[str, Any]] = []
-        if orient:
-            steps.append({"op": "reorient", "orientation": orient})
-        if spacing:
-            steps.append({"op": "resample", "spacing": _floats(spacing, "--spacing")})
-        if n4:
-            steps.append({"op": "n4"})
-        if denoise:
-            steps.append({"op": "denoise", "method": denoise})
-        if window or level is not None or width is not None:
-            if window is None and (level is None or width is None):
-                raise typer.BadParameter("give both --level and --width", param_hint="--level")
-            steps.append({"op": "window", "preset": window, "level": level, "width": width})
-        if zscore:
-            steps.append({"op": "zscore"})
-        if percentile:
-            lo, hi = (_floats(percentile, "--percentile") or [0.5, 99.5])[:2]
-            steps.append({"op": "percentile_scale", "lower": lo, "upper": hi})
-        if clahe:
-            steps.append({"op": "clahe"})
-        if equalize:
-            steps.append({"op": "equalize"})
-        if crop_foreground:
-            steps.append({"op": "crop_foreground"})
-        if size:
-            dims = [int(v) for v in _floats(size, "--size") or []]
-            steps.append({"op": "resize" if len(dims) == 2 else "pad_or_crop", "size": dims})
-        steps_pipe = Pipeline(steps)
+        steps = _preprocess_steps(
+            orient=orient,
+            spacing=spacing,
+            n4=n4,
+            denoise=denoise,
+            sigma_mm=sigma_mm,
+            window=window,
+            level=level,
+            width=width,
+            zscore=zscore,
+            percentile=percentile,
+            clahe=clahe,
+            equalize=equalize,
+            crop_foreground=crop_foreground,
+            crop_threshold=crop_threshold,
+            size=size,
+        )
+        try:
+            steps_pipe = Pipeline(steps)
+        except PreprocessError as exc:
+            raise MedlabelError(src, exc.reason) from exc
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
-    result = steps_pipe(image)
+    ops = [step["op"] for step in steps_pipe.steps]
+    resizes_volume = image.ndim == 3 and image.size[2] > 1
+    if pipeline is None and "resize" in ops and "resample" not in ops and resizes_volume:
+        raise MedlabelError(
+            src,
+            f"--size X,Y resizes a 2D image or a one-slice volume; this is a volume of "
+            f"{image.size[2]} slices: give --size X,Y,Z to pad or crop it, or --spacing "
+            "to resample it",
+        )
+    try:
+        result = steps_pipe(image)
+    except MedlabelError as exc:
+        if exc.path is None:  # name the input the step failed on
+            raise type(exc)(src, exc.reason) from exc
+        raise
     write_image(result, dst)
     if save_pipeline is not None:
         from medlabel.io.atomic import atomic_output
 
         with atomic_output(save_pipeline) as tmp:
             tmp.write_text(steps_pipe.to_json())
-    typer.echo(
-        f"wrote {dst} ({'x'.join(map(str, result.size))}, {result.dtype}; "
-        f"{len(steps_pipe.steps)} step(s))"
-    )
+    typer.echo(f"wrote {dst} ({_stored(dst, result)}; {len(steps_pipe.steps)} step(s))")
+
+
+def _numbers(text: str, option: str, count: tuple[int, ...], what: str) -> list[float]:
+    """Comma-separated numbers of an option, refused unless there are ``count`` of them."""
+    values = _floats(text, option) or []
+    if len(values) not in count:
+        raise typer.BadParameter(f"expected {what}, got {text!r}", param_hint=option)
+    return values
+
+
+def _preprocess_steps(
+    *,
+    orient: str | None,
+    spacing: str | None,
+    n4: bool,
+    denoise: str | None,
+    sigma_mm: float | None,
+    window: str | None,
+    level: float | None,
+    width: float | None,
+    zscore: bool,
+    percentile: str | None,
+    clahe: bool,
+    equalize: bool,
+    crop_foreground: bool,
+    crop_threshold: str,
+    size: str | None,
+) -> list[dict[str, Any]]:
+    """The pipeline steps the preprocess options ask for, every value checked first.
+
+    Raises:
+        typer.BadParameter: an option value of the wrong form or range (one line, exit 1).
+
+    Example:
+        >>> _preprocess_steps(orient=None, spacing=None, n4=False, denoise="gaussian",
+        ...     sigma_mm=None, window=None, level=None, width=None, zscore=False,
+        ...     percentile="1,99", clahe=False, equalize=False, crop_foreground=True,
+        ...     crop_threshold="auto", size="224,224")  # doctest: +NORMALIZE_WHITESPACE
+        [{'op': 'denoise', 'method': 'gaussian'},
+         {'op': 'percentile_scale', 'lower': 1.0, 'upper': 99.0},
+         {'op': 'crop_foreground', 'threshold': 'auto'},
+         {'op': 'resize', 'size': [224, 224]}]
+    """
+    from medlabel.preprocess.denoise import DENOISE_METHODS
+
+    steps: list[dict[str, Any]] = []
+    if orient:
+        steps.append({"op": "reorient", "orientation": orient})
+    if spacing:
+        values = _numbers(spacing, "--spacing", (2, 3), "2 or 3 spacings in mm, e.g. 1,1,1")
+        if not all(v > 0 and v != float("inf") for v in values):
+            raise typer.BadParameter(
+                f"spacings must be > 0, got {spacing!r}", param_hint="--spacing"
+            )
+        steps.append({"op": "resample", "spacing": values})
+    if n4:
+        steps.append({"op": "n4"})
+    if sigma_mm is not None and denoise != "gaussian":
+        raise typer.BadParameter("goes with --denoise gaussian", param_hint="--sigma-mm")
+    if denoise:
+        if denoise not in DENOISE_METHODS:
+            raise typer.BadParameter(
+                f"{denoise!r} is not one of {', '.join(DENOISE_METHODS)}", param_hint="--denoise"
+            )
+        step: dict[str, Any] = {"op": "denoise", "method": denoise}
+        if sigma_mm is not None:
+            if not sigma_mm > 0:
+                raise typer.BadParameter(f"must be > 0 mm, got {sigma_mm}", param_hint="--sigma-mm")
+            step["sigma_mm"] = sigma_mm
+        steps.append(step)
+    if window or level is not None or width is not None:
+        if window is None and (level is None or width is None):
+            raise typer.BadParameter("give both --level and --width", param_hint="--level")
+        steps.append({"op": "window", "preset": window, "level": level, "width": width})
+    if zscore:
+        steps.append({"op": "zscore"})
+    if percentile:
+        lo, hi = _numbers(
+            percentile, "--percentile", (2,), "LOWER,UPPER percentiles, e.g. 0.5,99.5"
+        )
+        if not 0 <= lo < hi <= 100:
+            raise typer.BadParameter(
+                f"needs 0 <= LOWER < UPPER <= 100, got {percentile!r}", param_hint="--percentile"
+            )
+        steps.append({"op": "percentile_scale", "lower": lo, "upper": hi})
+    if clahe:
+        steps.append({"op": "clahe"})
+    if equalize:
+        steps.append({"op": "equalize"})
+    if crop_foreground:
+        threshold: float | str = crop_threshold.strip().lower()
+        if threshold not in ("auto", "otsu", "nonzero"):
+            try:
+                threshold = float(crop_threshold)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"use auto, otsu, nonzero or a number, got {crop_threshold!r}",
+                    param_hint="--crop-threshold",
+                ) from None
+        steps.append({"op": "crop_foreground", "threshold": threshold})
+    if size:
+        dims = _numbers(size, "--size", (2, 3), "X,Y (resize) or X,Y,Z (pad/crop) voxels")
+        if not all(d >= 1 and d == int(d) for d in dims):
+            raise typer.BadParameter(
+                f"sizes are whole numbers >= 1, got {size!r}", param_hint="--size"
+            )
+        sizes = [int(d) for d in dims]
+        steps.append({"op": "resize" if len(sizes) == 2 else "pad_or_crop", "size": sizes})
+    return steps
 
 
 @app.command()
@@ -282,24 +457,51 @@ def preview(
     split: SplitOpt = "test",
     keep_monochrome1: RawMono1Opt = False,
 ) -> None:
-    """Write a PNG montage of slices (or the 2D image) with an optional coloured mask overlay."""
-    from medlabel.io import read_label
-    from medlabel.preprocess.window import WINDOW_PRESETS
-    from medlabel.visualize.preview import render_preview
+    """Write a PNG montage of slices (or the 2D image) with an optional coloured mask overlay.
 
+    A mask holding the image's voxel centres in another axis order or direction (a LAS
+    NIfTI for an LPS series) is reordered onto the image grid; any other grid is refused.
+    """
+    from medlabel.image import same_grid
+    from medlabel.io import check_same_grid, read_label
+    from medlabel.io.atomic import check_output_path
+    from medlabel.preprocess.orient import reorient_onto
+    from medlabel.preprocess.window import WINDOW_PRESETS
+    from medlabel.visualize.preview import MAX_TILE, MIN_TILE, picture_format, render_preview
+
+    if slices < 1:
+        raise typer.BadParameter(f"must be at least 1, got {slices}", param_hint="--slices")
+    if not MIN_TILE <= tile <= MAX_TILE:
+        raise typer.BadParameter(
+            f"must be {MIN_TILE} to {MAX_TILE} pixels, got {tile}", param_hint="--tile"
+        )
     win: str | tuple[float, float] | None = None
     if window is not None:
         if window in WINDOW_PRESETS:
             win = window
         else:
-            values = _floats(window, "--window") or []
-            if len(values) != 2:
+            try:
+                values = [float(v) for v in window.split(",")]
+            except ValueError:
+                values = []
+            if len(values) != 2 or not values[1] > 0:
                 raise typer.BadParameter(
-                    f"use a preset ({', '.join(WINDOW_PRESETS)}) or LEVEL,WIDTH",
+                    f"{window!r} is neither a preset ({', '.join(WINDOW_PRESETS)}) nor "
+                    "LEVEL,WIDTH (e.g. 40,400; WIDTH > 0)",
                     param_hint="--window",
                 )
             win = (values[0], values[1])
+    _refuse_overwrite_input(src, dst)
+    picture_format(dst)
+    check_output_path(dst)
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
-    labels = read_label(mask, reference=image) if mask is not None else None
-    render_preview(image, dst, mask=labels, window=win, slices=slices, tile=tile)
-    typer.echo(f"wrote {dst}")
+    labels = None
+    if mask is not None:
+        labels = read_label(mask)
+        if not same_grid(image, labels):
+            aligned = reorient_onto(labels, image)
+            if aligned is None:
+                check_same_grid(image, labels, mask)
+            labels = aligned
+    picture = render_preview(image, dst, mask=labels, window=win, slices=slices, tile=tile)
+    typer.echo(f"wrote {dst} ({picture.size[0]}x{picture.size[1]} pixels)")

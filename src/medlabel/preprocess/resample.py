@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from medlabel.errors import PreprocessError
 from medlabel.image import MedicalImage
-from medlabel.preprocess._common import from_sitk_like, map_channel_images
+from medlabel.preprocess._common import check_output_memory, from_sitk_like, map_channel_images
 
 __all__ = ["Interpolation", "resample_to_reference", "resample_to_spacing"]
 
@@ -71,6 +71,23 @@ def restore_dtype(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return arr.astype(dtype)
 
 
+def resample_bytes_per_voxel(image: MedicalImage, interpolation: str, dtype: np.dtype) -> float:
+    """Peak bytes per output voxel of :func:`resample_grid`: SimpleITK's output and its NumPy
+    copy in the working dtype, the cast to the output dtype, and the stacked channels.
+
+    Example:
+        >>> import numpy as np
+        >>> from medlabel.image import MedicalImage
+        >>> ct = MedicalImage(np.zeros((2, 2, 2), np.int16))
+        >>> resample_bytes_per_voxel(ct, "linear", np.dtype(np.int16))  # 2 x float32 + int16
+        10.0
+    """
+    work = _work_dtype(image.dtype, interpolation)
+    channels = max(1, image.channels)
+    stacked = 2 if image.channels else 1  # channels are stacked into a new array at the end
+    return float(channels * (2 * work.itemsize + stacked * np.dtype(dtype).itemsize))
+
+
 def resample_grid(
     image: MedicalImage,
     size: Sequence[int],
@@ -81,6 +98,7 @@ def resample_grid(
     default_value: float = 0.0,
     extrapolate: bool = False,
     dtype: np.dtype | None = None,
+    what: str = "resampling",
 ) -> MedicalImage:
     """Resample ``image`` (any channels) onto an explicit grid; shared by resample and resize.
 
@@ -94,12 +112,21 @@ def resample_grid(
         default_value: value of output voxels outside the input.
         extrapolate: fill outside voxels from the nearest input voxel instead.
         dtype: output dtype (integers are rounded and clipped); ``None`` keeps the input's.
+        what: the operation, as the memory check's message names it.
 
     Returns:
         The resampled image with the input's modality, metadata and label flag.
+
+    Raises:
+        PreprocessError: the output would not fit in the available memory (checked first).
     """
     out_dtype = image.dtype if dtype is None else np.dtype(dtype)
     work = _work_dtype(image.dtype, interpolation)
+    check_output_memory(
+        what,
+        size,
+        resample_bytes_per_voxel(image, interpolation, out_dtype),
+    )
 
     def one(channel: MedicalImage) -> MedicalImage:
         src = channel.with_array(channel.array.astype(work, copy=False)).to_sitk()
@@ -138,7 +165,9 @@ def resample_to_spacing(
 
     Raises:
         PreprocessError: wrong number of spacing values, non-positive spacing, unknown
-            interpolation, or a non-nearest interpolation for a label image.
+            interpolation, a non-nearest interpolation for a label image, or an output too
+            large for the available memory (refused before resampling, with its size and the
+            memory it would need).
 
     Example:
         >>> import numpy as np
@@ -160,7 +189,14 @@ def resample_to_spacing(
         for n, old, new in zip(image.size, image.spacing, new_spacing, strict=True)
     ]
     return resample_grid(
-        image, size, new_spacing, image.origin, image.direction, interp, extrapolate=True
+        image,
+        size,
+        new_spacing,
+        image.origin,
+        image.direction,
+        interp,
+        extrapolate=True,
+        what=f"resampling to spacing ({', '.join(f'{s:g}' for s in new_spacing)}) mm",
     )
 
 

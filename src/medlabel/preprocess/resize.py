@@ -39,7 +39,8 @@ def resize(
 
     Args:
         image: 2D or 3D image; colour images are resized channel by channel.
-        size: new size in ITK order ``(x, y[, z])``.
+        size: new size in ITK order ``(x, y[, z])``. A one-slice volume (a single CT or MR
+            DICOM slice) also takes two sizes: it is resized in-plane and keeps its slice.
         interpolation: ``"linear"``, ``"bspline"`` or ``"nearest"``; ``None`` picks nearest for
             label images and linear otherwise.
         anti_alias: when shrinking an axis by a factor ``f``, first smooth it with a Gaussian
@@ -51,7 +52,8 @@ def resize(
         modality, metadata and label flag. The corners of the field of view do not move.
 
     Raises:
-        PreprocessError: wrong number of sizes, a size below 1, or invalid interpolation.
+        PreprocessError: wrong number of sizes, a size below 1, invalid interpolation, or an
+            output too large for the available memory.
 
     Example:
         >>> import numpy as np
@@ -60,12 +62,26 @@ def resize(
         ...                    spacing=(1, 1), is_label=True)
         >>> resize(seg, (2, 2)).array.tolist()
         [[1, 0], [0, 1]]
+        >>> one_slice = MedicalImage(np.zeros((1, 512, 512), np.int16), spacing=(0.5, 0.5, 5))
+        >>> out = resize(one_slice, (256, 256))
+        >>> out.size, out.spacing
+        ((256, 256, 1), (1.0, 1.0, 5.0))
     """
     new_size = [int(s) for s in size]
-    if len(new_size) != image.ndim or any(s < 1 for s in new_size):
-        raise PreprocessError(
-            None, f"resize needs {image.ndim} sizes >= 1 (x, y[, z]), got {list(size)}"
-        )
+    one_slice = image.ndim == 3 and image.size[2] == 1
+    if one_slice and len(new_size) == 2:
+        new_size.append(1)  # a single slice is resized in-plane and stays one slice
+    if any(s < 1 for s in new_size) or len(new_size) != image.ndim:
+        if image.ndim == 2:
+            wanted = "2 sizes >= 1 (x, y)"
+        elif one_slice:
+            wanted = "2 sizes >= 1 (x, y) for a one-slice volume, or 3 (x, y, z)"
+        else:
+            wanted = f"3 sizes >= 1 (x, y, z) for a volume of {image.size[2]} slices"
+        reason = f"resize needs {wanted}, got {list(size)}"
+        if image.ndim == 3 and not one_slice and len(new_size) == 2:
+            reason += " (2 sizes resize only a 2D image or a one-slice volume)"
+        raise PreprocessError(None, reason)
     interp = choose_interpolator(image, interpolation)
     old_size = np.asarray(image.size, dtype=float)
     old_spacing = np.asarray(image.spacing)
@@ -92,4 +108,5 @@ def resize(
         interp,
         extrapolate=True,
         dtype=image.dtype,
+        what="resizing",
     )

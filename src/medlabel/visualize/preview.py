@@ -25,15 +25,18 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medlabel.errors import WriteError
-from medlabel.image import MedicalImage
+from medlabel.errors import MedlabelError, WriteError
+from medlabel.image import MedicalImage, same_grid
 from medlabel.io import check_same_grid
 from medlabel.io.atomic import atomic_output
-from medlabel.preprocess.orient import reorient
+from medlabel.preprocess.orient import reorient, reorient_onto
 from medlabel.preprocess.window import WINDOW_PRESETS
 
 __all__ = [
     "LABEL_COLOURS",
+    "MAX_PICTURE_PIXELS",
+    "MAX_TILE",
+    "MIN_TILE",
     "PICTURE_FORMATS",
     "picture_format",
     "render_preview",
@@ -50,6 +53,14 @@ PICTURE_FORMATS: dict[str, str] = {
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
+
+#: Smallest tile side the command line accepts (smaller tiles show nothing), and the largest
+#: any montage may ask for, in pixels.
+MIN_TILE = 16
+MAX_TILE = 4096
+
+#: Largest picture a montage may make (pixels, legend included): about 200 MB as RGB.
+MAX_PICTURE_PIXELS = 64 * 1024 * 1024
 
 #: Colours for labels 1, 2, 3, ... (cycled), chosen to stay apart on grey images.
 LABEL_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -157,6 +168,25 @@ def _tile(
     )
 
 
+def _montage_shape(count: int) -> tuple[int, int]:
+    """Columns and rows of a montage of ``count`` tiles (at most 4 columns)."""
+    cols = min(count, 4)
+    return cols, math.ceil(count / cols)
+
+
+def _check_picture_size(out: str | os.PathLike[str] | None, count: int, tile: int) -> None:
+    """Refuse a montage of ``count`` tiles of ``tile`` pixels larger than the limit."""
+    cols, rows = _montage_shape(count)
+    pixels = (cols * tile) * (rows * tile + 18)
+    if pixels > MAX_PICTURE_PIXELS:
+        raise MedlabelError(
+            out,
+            f"a montage of {count} tiles of {tile} px ({cols} x {rows}) would be "
+            f"{cols * tile} x {rows * tile} pixels, over the limit of "
+            f"{MAX_PICTURE_PIXELS // 2**20} megapixels: ask for fewer slices or smaller tiles",
+        )
+
+
 def render_preview(
     image: MedicalImage,
     out: str | os.PathLike[str] | None = None,
@@ -173,38 +203,56 @@ def render_preview(
         image: the image; volumes are reoriented to LPS for display.
         out: picture to write (atomically), in the format of its extension (``.png``,
             ``.jpg``/``.jpeg``, ``.tif``/``.tiff``, ``.bmp``); ``None`` only returns the picture.
-        mask: label map on the same grid as ``image`` (checked).
+        mask: label map on the same grid as ``image`` (checked; the same voxel centres
+            stored in another axis order or direction are reordered onto it).
         window: CT window preset name, ``(level, width)``, or ``None`` for 0.5-99.5 percentiles.
-        slices: how many slices of a volume to show (slices holding the mask when given).
-        tile: size of each tile's longer side in pixels.
+        slices: how many slices of a volume to show (slices holding the mask when given);
+            at least 1.
+        tile: size of each tile's longer side in pixels, 1 .. :data:`MAX_TILE` (a 2D image
+            is drawn at least 512 pixels wide).
         alpha: opacity of the label colours.
 
     Raises:
-        GeometryMismatchError: the mask is not on the image grid.
+        GeometryMismatchError: the mask is not on the image grid. A mask holding the same
+            voxel centres stored with axes permuted or flipped (LAS for an LPS series) is
+            not refused: its voxels are reordered onto the image grid (no interpolation).
         WriteError: ``out`` has no picture extension (checked before drawing).
+        MedlabelError: ``slices`` below 1, ``tile`` outside 1 .. :data:`MAX_TILE`, or a
+            montage larger than :data:`MAX_PICTURE_PIXELS` (checked before drawing; the path
+            named is ``out``).
     """
     if out is not None:
         picture_format(out)
-    if mask is not None:
-        check_same_grid(image, mask, (mask.metadata.get("source_files") or [None])[0])
+    if isinstance(slices, bool) or int(slices) != slices or slices < 1:
+        raise MedlabelError(out, f"slices must be a whole number >= 1, got {slices}")
+    if isinstance(tile, bool) or int(tile) != tile or not 1 <= tile <= MAX_TILE:
+        raise MedlabelError(
+            out, f"tile must be a whole number of pixels from 1 to {MAX_TILE}, got {tile}"
+        )
+    if mask is not None and not same_grid(image, mask):
+        aligned = reorient_onto(mask, image)
+        if aligned is None:
+            check_same_grid(image, mask, (mask.metadata.get("source_files") or [None])[0])
+        else:
+            mask = aligned
     if image.ndim == 3:
         image = reorient(image, "LPS")
         mask = reorient(mask, "LPS") if mask is not None else None
-    grey = to_display(image.array, window)
     labels = None if mask is None else mask.array.astype(np.int32)
+    chosen = [] if image.ndim == 2 else _pick_slices(image.array.shape[0], slices, labels)
+    _check_picture_size(out, len(chosen) or 1, max(tile, 512) if image.ndim == 2 else tile)
+    grey = to_display(image.array, window)
     sx, sy = image.spacing[0], image.spacing[1]
     if image.ndim == 2:
         tiles = [_tile(grey, labels, (sx, sy), max(tile, 512), alpha)]
         names: Sequence[str] = [""]
     else:
-        chosen = _pick_slices(grey.shape[0], slices, labels)
         tiles = [
             _tile(grey[k], None if labels is None else labels[k], (sx, sy), tile, alpha)
             for k in chosen
         ]
         names = [f"z {k + 1}/{grey.shape[0]}" for k in chosen]
-    cols = min(len(tiles), 4 if len(tiles) > 4 else len(tiles))
-    rows = math.ceil(len(tiles) / cols)
+    cols, rows = _montage_shape(len(tiles))
     tw = max(t.size[0] for t in tiles)
     th = max(t.size[1] for t in tiles)
     legend_h = 18 if labels is not None and labels.any() else 0
