@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -49,6 +50,40 @@ def test_an_input_without_images_is_an_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "(1 file(s) that are not images)" in result.stderr
 
 
+def test_an_empty_formats_list_is_refused(mixed_archive: Path, tmp_path: Path) -> None:
+    """``--formats ""`` would write no masks yet report every result as done."""
+    for formats in ("", " , "):
+        out = tmp_path / "out"
+        result = run(
+            "annotate", mixed_archive, "--out", out, "--model", "ct-lungs", "--formats", formats
+        )
+        assert result.exit_code == 1
+        assert "--formats" in result.stderr and "nifti, dicom-seg, png, coco" in result.stderr
+        assert not out.exists()  # nothing written
+
+
+def test_segment_to_a_seg_of_an_anonymised_series_says_so(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    """``medlabel segment ... --out x.dcm`` of a series whose Study and Series Instance UIDs
+    are empty writes the SEG with new ones and a note; it never writes empty UIDs."""
+    import highdicom as hd
+    import pydicom
+
+    series = mixed_archive / "dicom" / "series1"
+    for f in series.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = ""
+        ds.SeriesInstanceUID = ""
+        ds.save_as(f)
+    out = tmp_path / "lungs.seg.dcm"
+    result = run("segment", series, "--model", "ct-lungs", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "note: the source" in result.stderr and "empty StudyInstanceUID" in result.stderr
+    seg = hd.seg.segread(out)
+    assert seg.StudyInstanceUID and seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+
+
 def test_real_mixed_archive(shared_data: Path, tmp_path: Path) -> None:
     """Several real data sets together, plus a corrupt file; default model choice."""
     import highdicom as hd
@@ -63,6 +98,8 @@ def test_real_mixed_archive(shared_data: Path, tmp_path: Path) -> None:
     shutil.copy(jpeg, archive / jpeg.name)
     shutil.copytree(shared_data / "ct-abdomen" / "dicom-series", archive / "ct-series")
     shutil.copy(shared_data / "dicom-samples" / "RG1_UNCR.dcm", archive / "cr.dcm")
+    for name in ("eCT_Supplemental.dcm", "liver.dcm"):  # an enhanced CT; a DICOM SEG
+        shutil.copy(shared_data / "dicom-samples" / name, archive / name)
     hippo = sorted((shared_data / "msd-hippocampus" / "imagesTr").glob("*.nii.gz"))[0]
     shutil.copy(hippo, archive / hippo.name)
     (archive / "truncated.dcm").write_bytes((archive / "cr.dcm").read_bytes()[:3000])
@@ -92,18 +129,50 @@ def test_real_mixed_archive(shared_data: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(mask.GetSpacing(), reference.GetSpacing(), atol=1e-5)
     np.testing.assert_allclose(mask.GetOrigin(), reference.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(mask.GetDirection(), reference.GetDirection(), atol=1e-6)
-    # DICOM SEG parsed back: references the source series, labelled segment, same voxels
-    seg_path = next((out / "masks").glob("ct-series-*/ct-bone.seg.dcm"))
-    seg = hd.seg.segread(seg_path)
-    first = pydicom.dcmread(sorted((archive / "ct-series").iterdir())[0])
-    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["bone"]
-    files = reader.GetGDCMSeriesFileNames(str(archive / "ct-series"))
-    uids = [pydicom.dcmread(f).file_meta.MediaStorageSOPInstanceUID for f in files]
-    frames = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=uids, combine_segments=True, skip_overlap_checks=True
+    # the anonymised series has empty Study and Series Instance UIDs: a SEG with new ones,
+    # the same for every model's SEG of that series, and a note that says so
+    with (out / "manifest.jsonl").open() as fh:
+        records = {(r["source"], r["model"]): r for r in map(json.loads, fh)}
+    bone_record = records[("ct-series", "ct-bone")]
+    assert any("empty StudyInstanceUID and SeriesInstanceUID" in n for n in bone_record["notes"])
+    series_seg = hd.seg.segread(out / bone_record["outputs"]["dicom-seg"])
+    study_uid = series_seg.StudyInstanceUID
+    assert study_uid and series_seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+    lungs_seg = hd.seg.segread(out / records[("ct-series", "ct-lungs")]["outputs"]["dicom-seg"])
+    assert lungs_seg.StudyInstanceUID == study_uid
+    # the enhanced CT: a SEG on its frames that decodes to the NIfTI mask, voxel for voxel
+    ect = records[("eCT_Supplemental.dcm", "ct-bone")]
+    assert ect["status"] == "done" and "dicom-seg" in ect["outputs"], ect["notes"]
+    seg = hd.seg.segread(out / ect["outputs"]["dicom-seg"])
+    source = pydicom.dcmread(archive / "eCT_Supplemental.dcm", stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    nifti = sitk.ReadImage(str(out / ect["outputs"]["nifti"]))
+    labels = sitk.GetArrayFromImage(nifti)
+    frames = seg.get_pixels_by_source_frame(
+        source.SOPInstanceUID,
+        source_frame_numbers=[1, 2],
+        combine_segments=True,
+        skip_overlap_checks=True,
     )
-    np.testing.assert_array_equal(frames, sitk.GetArrayFromImage(mask))
+    for i, item in enumerate(source.PerFrameFunctionalGroupsSequence):
+        ipp = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        k = nifti.TransformPhysicalPointToIndex(ipp)[2]
+        np.testing.assert_array_equal(frames[i], labels[k])
+    # the DICOM SEG in the archive is passed over, not an item
+    assert not any(r["source"] == "liver.dcm" for r in rows)
     cr_seg = hd.seg.segread(next((out / "masks").glob("cr.dcm-*/cxr-lungs.seg.dcm")))
     assert [s.SegmentLabel for s in cr_seg.SegmentSequence] == ["lung_right", "lung_left", "heart"]
-    assert (out / "coco.json").is_file() and (out / "report.html").is_file()
+    assert (out / "report.html").is_file()
+    # COCO: one image per 2D item, whatever number of models annotated it
+    coco = json.loads((out / "coco.json").read_text())
+    names = [i["file_name"] for i in coco["images"]]
+    assert len(names) == len(set(names)) and "cr.dcm" in names
+    assert all(
+        0 <= v <= image[k]
+        for image in coco["images"]
+        for a in coco["annotations"]
+        if a["image_id"] == image["id"] and isinstance(a["segmentation"], list)
+        for p in a["segmentation"]
+        for j, v in enumerate(p)
+        for k in [("width", "height")[j % 2]]
+    )

@@ -87,3 +87,26 @@ def test_files_are_absolute_for_a_relative_input(
     monkeypatch.chdir(elsewhere)
     assert read_item(by_source["dicom/series1"]).array.shape == (24, 64, 64)
     assert read_item(by_source["png/photo.png"]).array.shape == (64, 64)
+
+
+def test_dicom_segmentations_and_reports_are_passed_over(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    """A DICOM SEG is a label map, not an image to annotate, and a structured report holds
+    no image: both are counted as passed over, with their reasons, and become no item."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    before = discover(mixed_archive)
+    shutil.copy(get_testdata_file("liver.dcm"), mixed_archive / "dicom" / "liver-seg.dcm")
+    shutil.copy(get_testdata_file("test-SR.dcm"), mixed_archive / "dicom" / "report.dcm")
+    found = discover(mixed_archive)
+    assert [i.source for i in found.items] == [i.source for i in before.items]
+    assert all(i.modality != "SEG" for i in found.items)
+    assert found.ignored == before.ignored + 2
+    reasons = dict(found.passed_over)
+    assert reasons["dicom/liver-seg.dcm"] == "a DICOM Segmentation (SEG), not an image to annotate"
+    assert "no image" in reasons["dicom/report.dcm"]
+    with pytest.raises(ReadError, match=r"liver-seg\.dcm: a DICOM Segmentation"):
+        discover(mixed_archive / "dicom" / "liver-seg.dcm")

@@ -242,3 +242,20 @@ def test_sizes_are_in_pixels_when_the_image_gives_no_pixel_size(tmp_path: Path) 
     assert row["inference"] == ("bfloat16 autocast (torch)" if bf16 else "float32")
     assert set(row["areas_px"]) == {"lung_right", "lung_left", "heart"}
     assert all(float(v).is_integer() for v in row["areas_px"].values())
+
+
+def test_summary_and_report_name_the_files_passed_over(mixed_archive: Path, tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    (mixed_archive / "dicom" / "liver-seg.dcm").write_bytes(
+        Path(get_testdata_file("liver.dcm")).read_bytes()
+    )
+    out = tmp_path / "out"
+    summary = annotate(mixed_archive, out, models=["ct-body"], progress=False)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["ignored_files"] == summary.ignored_files >= 1
+    assert {
+        "source": "dicom/liver-seg.dcm",
+        "reason": "a DICOM Segmentation (SEG), not an image to annotate",
+    } in saved["passed_over"]
+    assert "dicom/liver-seg.dcm</code>: a DICOM Segmentation" in (out / "report.html").read_text()

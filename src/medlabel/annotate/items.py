@@ -3,9 +3,10 @@
 :func:`discover` walks a file, a folder tree or a CSV list once. DICOM files are grouped
 into series (a series is one item, read as one volume; radiographs without slice positions
 stay one item per file); NIfTI, NRRD, MetaImage and PNG/JPEG/TIFF/BMP files are one item
-each. Files that are not images at all (notes, spreadsheets, JSON) are passed over and
-counted; files that look like images but cannot even be scanned become items that fail with
-their reason, so that nothing the user gave disappears silently.
+each. Files that are not images at all (notes, spreadsheets, JSON, DICOM reports and DICOM
+Segmentations) are passed over and counted; files that look like images but cannot even be
+scanned become items that fail with their reason, so that nothing the user gave disappears
+silently.
 
 Ids are stable across runs: the path relative to the input root, made filename-safe, plus a
 short hash that keeps different sources with similar names apart. The files of an item are
@@ -36,7 +37,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medlabel.errors import ReadError
 from medlabel.image import MedicalImage
@@ -45,6 +46,8 @@ from medlabel.io.formats import detect_format, is_dicom_file
 __all__ = ["Discovery", "Item", "content_hash", "discover", "read_item"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Segmentation Storage and Label Map Segmentation Storage
+_SEGMENTATION_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,21 @@ class Item:
 
 @dataclass
 class Discovery:
-    """The items found below a root, and how many non-image files were passed over."""
+    """The items found below a root, and the non-image files passed over.
+
+    Attributes:
+        root: the folder that sources and ids are relative to.
+        items: the items, in discovery order.
+        ignored: how many files were passed over as not images (notes, spreadsheets, DICOM
+            files without an image such as reports, and DICOM Segmentations).
+        passed_over: ``(source, reason)`` for the passed-over files whose reason is known
+            (the DICOM ones).
+    """
 
     root: Path
     items: list[Item] = field(default_factory=list)
     ignored: int = 0
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _make_id(source: str, salt: str = "") -> str:
@@ -110,8 +123,15 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _dicom_items(paths: list[Path], root: Path) -> Iterator[Item]:
-    from medlabel.io.dicom.series import scan_files
+def _is_segmentation(info: Any) -> bool:
+    """Whether a DICOM file is a segmentation (SEG, label map SEG) rather than an image."""
+    return str(info.sop_class_uid) in _SEGMENTATION_SOP_CLASSES or info.modality == "SEG"
+
+
+def _dicom_items(paths: list[Path], root: Path, discovery: Discovery) -> Iterator[Item]:
+    """Items of the DICOM files; files without an image to annotate (reports, presentation
+    states, segmentations) are counted in ``discovery`` with their reason."""
+    from medlabel.io.dicom.series import SeriesInfo, scan_files
 
     scan = scan_files(paths, root)
     for err in scan.errors:
@@ -119,7 +139,20 @@ def _dicom_items(paths: list[Path], root: Path) -> Iterator[Item]:
         yield Item(
             _make_id(_rel(p, root)), _rel(p, root), "dicom-file", (str(p),), error=err.reason
         )
-    for series in scan.series:
+    for path, reason in scan.skipped:
+        discovery.ignored += 1
+        discovery.passed_over.append((_rel(Path(path), root), reason))
+    for whole in scan.series:
+        for f in whole.files:
+            if _is_segmentation(f):  # a label map made from other images: nothing to label
+                discovery.ignored += 1
+                discovery.passed_over.append(
+                    (_rel(f.path, root), "a DICOM Segmentation (SEG), not an image to annotate")
+                )
+        images = [f for f in whole.files if not _is_segmentation(f)]
+        if not images:
+            continue
+        series = SeriesInfo(whole.index, whole.uid, images)
         flat = len(series.files) > 1 and any(f.ipp is None or f.iop is None for f in series.files)
         if len(series.files) == 1 or flat:  # single files, or projections sharing a series
             for f in series.files:
@@ -156,7 +189,7 @@ def _from_paths(
         else:
             src = _rel(p, root)
             discovery.items.append(Item(_make_id(src), src, "file", (str(p),)))
-    discovery.items.extend(_dicom_items(dicom, root))
+    discovery.items.extend(_dicom_items(dicom, root, discovery))
 
 
 def _csv_paths(path: Path) -> list[Path]:
@@ -220,7 +253,8 @@ def _discover(
         discovery = Discovery(root=src.parent)
         _from_paths([src], src.parent, discovery)
         if not discovery.items:
-            raise ReadError(src, "not an image file medlabel can read")
+            why = discovery.passed_over[0][1] if discovery.passed_over else ""
+            raise ReadError(src, why or "not an image file medlabel can read")
         return discovery
     discovery = Discovery(root=src)
     _from_paths([f for f in src.rglob("*") if f.is_file()], src, discovery, skip)
@@ -244,8 +278,15 @@ def content_hash(item: Item) -> str:
     return h.hexdigest()
 
 
-def read_item(item: Item) -> MedicalImage:
-    """Read an item as one image (a DICOM series as one volume).
+def read_item(
+    item: Item,
+    *,
+    irregular: Literal["error", "warn", "resample"] = "error",
+    tilt: Literal["error", "resample"] = "error",
+    invert_monochrome1: bool = True,
+) -> MedicalImage:
+    """Read an item as one image (a DICOM series as one volume); ``irregular``, ``tilt`` and
+    ``invert_monochrome1`` as for :func:`medlabel.io.read_image`.
 
     Raises:
         MedlabelError: the item cannot be read; the message names the file and the reason.
@@ -260,5 +301,13 @@ def read_item(item: Item) -> MedicalImage:
         from medlabel.io.dicom.series import SeriesInfo
 
         infos = [read_header(p) for p in item.files]
-        return read_dicom_series(SeriesInfo(0, item.series_uid, infos), workers=1)
-    return read_image(item.files[0])
+        return read_dicom_series(
+            SeriesInfo(0, item.series_uid, infos),
+            invert_monochrome1=invert_monochrome1,
+            irregular=irregular,
+            tilt=tilt,
+            workers=1,
+        )
+    return read_image(
+        item.files[0], irregular=irregular, tilt=tilt, invert_monochrome1=invert_monochrome1
+    )

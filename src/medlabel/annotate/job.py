@@ -45,6 +45,10 @@ __all__ = ["JobSummary", "annotate"]
 log = logging.getLogger(__name__)
 
 
+MAX_PASSED_OVER = 200
+"""How many passed-over files ``summary.json`` and the report name (all are counted)."""
+
+
 @dataclass
 class JobSummary:
     """What a job did (also written to ``summary.json``)."""
@@ -56,6 +60,7 @@ class JobSummary:
     failed: int = 0
     resumed: int = 0
     ignored_files: int = 0
+    passed_over: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     timing: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
@@ -199,7 +204,15 @@ def annotate(
     target.mkdir(parents=True, exist_ok=True)
     journal = Journal(target)
     runner = Runner(target, chosen, formats, tta)
-    summary = JobSummary(out=target, items=len(found.items), ignored_files=found.ignored)
+    summary = JobSummary(
+        out=target,
+        items=len(found.items),
+        ignored_files=found.ignored,
+        passed_over=[  # the files set aside for a known reason (a DICOM SEG, a report)
+            {"source": source, "reason": reason}
+            for source, reason in found.passed_over[:MAX_PASSED_OVER]
+        ],
+    )
     bar = tqdm(
         total=len(found.items), desc="annotate", unit="item", disable=None if progress else True
     )

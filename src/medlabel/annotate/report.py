@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import html
 import io
 import os
 from collections import Counter
@@ -150,6 +151,16 @@ def write_annotation_report(
         "<p class='small'>Files: <a href='manifest.csv'>manifest.csv</a>, "
         "<a href='manifest.jsonl'>manifest.jsonl</a>, masks under <code>masks/</code>.</p>"
     )
+    passed = getattr(summary, "passed_over", [])
+    if passed:
+        listed = "".join(
+            f"<li><code>{html.escape(p['source'])}</code>: {html.escape(p['reason'])}</li>"
+            for p in passed
+        )
+        lines.append(
+            f"<details><summary>{len(passed)} file(s) passed over for a known reason</summary>"
+            f"<ul class='small'>{listed}</ul></details>"
+        )
     by_model: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_model.setdefault(str(r.get("model")), []).append(r)

@@ -252,6 +252,7 @@ class Runner:
             if not b.item.kind.startswith("dicom"):
                 notes.append("dicom-seg: the input is not DICOM")
             else:
+                seg_notes: list[str] = []  # written, but with something to say (new UIDs)
                 why = write_dicom_seg(
                     mask,
                     classes,
@@ -259,7 +260,9 @@ class Runner:
                     self.out / rel["dicom-seg"],
                     model_name=model.name,
                     model_version=model.version,
+                    notes=seg_notes,
                 )
+                notes.extend(f"dicom-seg: {n}" for n in seg_notes)
                 if why:
                     notes.append(f"dicom-seg: {why}")
                 else:

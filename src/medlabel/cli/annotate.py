@@ -130,6 +130,7 @@ def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> 
             "a DICOM SEG (--out *.dcm) references DICOM images; this input is not DICOM, "
             "so write .nii.gz, .nrrd or .png instead",
         )
+    notes: list[str] = []
     why = write_dicom_seg(
         seg,
         label_names(seg),
@@ -137,9 +138,12 @@ def _write_dicom_seg(seg: Any, image: Any, model: str, src: Path, out: Path) -> 
         out,
         model_name=Path(model).name,
         model_version=model_version(model),
+        notes=notes,  # a source with empty Study/Series UIDs: written, with a note
     )
     if why:
         raise MedlabelError(src, why)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command()
@@ -193,6 +197,13 @@ def annotate(
     if out.exists() and not out.is_dir():
         raise MedlabelError(out, "the output must be a folder")
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    if not chosen:  # a job that writes no masks would report its results as done
+        from medlabel.annotate.outputs import FORMATS
+
+        raise typer.BadParameter(
+            f"give one or more of {', '.join(FORMATS)} (comma-separated), not {formats!r}",
+            param_hint="--formats",
+        )
     summary = run_job(
         src,
         out,

@@ -209,8 +209,7 @@ def _deep_sources(
     if not image.is_dir() or series is not None:
         one: _Sources = [(str(image), image, partial(read_one, image, series))]
         return one, 0
-    from medlabel.annotate.items import Item, discover
-    from medlabel.errors import ReadError
+    from medlabel.annotate.items import Item, discover, read_item
 
     found = discover(image)
     if not found.items:
@@ -218,22 +217,14 @@ def _deep_sources(
         raise MedlabelError(image, f"no images found in this folder or below it{other}")
 
     def load(item: Item) -> Any:
-        if item.error:
-            raise ReadError(item.files[0] if item.files else item.source, item.error)
-        if item.kind != "dicom-series":
-            return read_one(Path(item.files[0]), None)
-        from medlabel.io.dicom.headers import read_header
-        from medlabel.io.dicom.reader import read_dicom_series
-        from medlabel.io.dicom.series import SeriesInfo
-
-        info = SeriesInfo(0, item.series_uid, [read_header(f) for f in item.files])
-        return read_dicom_series(
-            info,
-            invert_monochrome1=not keep_monochrome1,
-            irregular=irregular,  # type: ignore[arg-type]
-            tilt=tilt,  # type: ignore[arg-type]
-            workers=1,
-        )
+        if item.kind == "dicom-series" or item.error:
+            return read_item(
+                item,
+                irregular=irregular,  # type: ignore[arg-type]
+                tilt=tilt,  # type: ignore[arg-type]
+                invert_monochrome1=not keep_monochrome1,
+            )
+        return read_one(Path(item.files[0]), None)
 
     paths = [image / i.source if i.source != "." else image for i in found.items]
     ids = [str(p) for p in paths]
