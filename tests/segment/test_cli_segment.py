@@ -68,6 +68,18 @@ def test_segment_errors_are_one_line(tmp_path: Path) -> None:
     result = run(*args)
     assert result.exit_code == 1 and "cannot write a picture as .gif" in result.stderr
     assert not (tmp_path / "m.nii.gz").exists() and not gif.exists()
+    xray = tmp_path / "xray.png"
+    write_image(MedicalImage(np.tile(np.linspace(0, 255, 64), (64, 1)).astype("uint8")), xray)
+    same = tmp_path / "same.png"  # the overlay would replace the mask: refused before any work
+    result = run(
+        "segment", xray, "--model", "cxr-lungs-classical", "--out", same, "--overlay", same
+    )
+    assert result.exit_code == 1 and "the picture would replace the mask" in result.stderr
+    assert not same.exists()
+    result = run(
+        "segment", src, "--model", "ct-body", "--out", tmp_path / "m.nii.gz", "--overlay", src
+    )
+    assert result.exit_code == 1 and not (tmp_path / "m.nii.gz").exists()
 
 
 def test_models_lists_recipes() -> None:

@@ -77,6 +77,14 @@ def segment(
     if overlay is not None:  # a picture format it cannot write fails before any work
         from medlabel.visualize.preview import picture_format
 
+        _refuse_overwrite_input(src, overlay)
+        if overlay.absolute() == out.absolute() or (
+            overlay.exists() and out.exists() and overlay.samefile(out)
+        ):
+            raise typer.BadParameter(
+                f"{overlay} is the mask's own path (--out): the picture would replace the mask",
+                param_hint="--overlay",
+            )
         picture_format(overlay)
     segmenter = open_segmenter(model, device=device, precision=_precision(precision))
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
