@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medlabel.image import SPACING_UNKNOWN, MedicalImage, same_grid
+from medlabel.image import SPACING_UNKNOWN, MedicalImage, on_lattice_of, same_grid
 
 
 def _rotation(z_deg: float = 30.0, x_deg: float = 20.0) -> np.ndarray:
@@ -295,3 +295,44 @@ def test_repr_hides_metadata_values() -> None:
     assert "metadata" not in text
     assert "CT" in text  # repr is otherwise informative
     assert img.metadata["PatientID"] == "SECRET-PID-4711"
+
+
+def test_on_lattice_of_undoes_any_axis_permutation_and_flip_exactly() -> None:
+    """Every voxel keeps its world position: the value found at a world point is the same
+    before and after, for permuted and flipped storage, oblique directions and channels."""
+    rng = np.random.default_rng(3)
+    theta = 0.3
+    rot = np.array(
+        [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+    )
+    reference = MedicalImage(
+        np.zeros((4, 5, 6)),
+        spacing=(0.7, 0.8, 2.5),
+        origin=(10, -5, 30),
+        direction=tuple(rot.ravel()),
+    )
+    values = rng.integers(0, 9, (4, 5, 6, 2)).astype(np.int16)
+    truth = reference.with_array(values)
+    # store the same voxels with ITK axes (z, x, y), z and y reversed
+    stored_array = np.transpose(values, (1, 2, 0, 3))[::-1, :, ::-1]  # NumPy [y, x, z, c]
+    axes = [2, 0, 1]  # stored ITK axis j runs along reference axis axes[j]
+    flips = [-1, 1, -1]
+    matrix = reference.direction_matrix[:, axes] * np.array(flips)
+    corner = [0, 4, 3]  # reference index of the stored first voxel (x, y, z)
+    stored = MedicalImage(
+        stored_array,
+        spacing=tuple(reference.spacing[k] for k in axes),
+        origin=tuple(reference.index_to_world(corner)),
+        direction=tuple(matrix.ravel()),
+    )
+    assert stored.channels == 2 and not same_grid(stored, reference)
+    for index in [(0, 0, 0), (3, 2, 1), (5, 4, 3)]:
+        point = reference.index_to_world(index)
+        i, j, k = np.round(stored.world_to_index(point)).astype(int)
+        np.testing.assert_array_equal(stored.array[k, j, i], truth.array[index[::-1]])
+    back = on_lattice_of(stored, reference)
+    assert back is not None and same_grid(back, reference)
+    np.testing.assert_array_equal(back.array, values)
+    shifted = stored.with_array(stored.array, origin=tuple(np.add(stored.origin, (0.1, 0, 0))))
+    assert on_lattice_of(shifted, reference) is None  # a tenth of a millimetre off: refused
+    assert on_lattice_of(stored.with_array(stored_array[:, :-1]), reference) is None

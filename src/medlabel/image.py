@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["SIZE_UNITS", "SPACING_UNKNOWN", "MedicalImage", "same_grid"]
+__all__ = ["SIZE_UNITS", "SPACING_UNKNOWN", "MedicalImage", "on_lattice_of", "same_grid"]
 
 #: ``metadata`` key a reader sets (to ``True``) when the file gave no pixel size and 1 was assumed.
 SPACING_UNKNOWN = "spacing_unknown"
@@ -249,4 +250,74 @@ def same_grid(a: MedicalImage, b: MedicalImage, *, tol: float = 1e-4) -> bool:
         and np.allclose(a.spacing, b.spacing, rtol=0, atol=tol)
         and np.allclose(a.origin, b.origin, rtol=0, atol=tol * max(1.0, max(a.spacing)))
         and np.allclose(a.direction, b.direction, rtol=0, atol=tol)
+    )
+
+
+def on_lattice_of(
+    image: MedicalImage, reference: MedicalImage, *, tolerance: float = 0.01
+) -> MedicalImage | None:
+    """``image`` on exactly ``reference``'s grid when both hold the same voxel centres stored
+    with axes permuted or flipped (a TotalSegmentator mask saved as LAS for an LPS series);
+    ``None`` when the lattices differ.
+
+    No interpolation: the voxels are only transposed and flipped, so labels and values are
+    kept exactly. The lattices match when every image axis runs along a reference axis
+    (either way), with the same number of voxels and spacing, and every corner voxel centre
+    lies within ``tolerance`` voxels (of ``reference``'s finest spacing) of its counterpart.
+
+    Returns:
+        ``image``'s voxels on ``reference``'s size, spacing, origin and direction, with
+        ``image``'s dtype, channels, modality, metadata and label flag; or ``None``.
+
+    Example:
+        >>> import numpy as np
+        >>> ct = MedicalImage(np.zeros((2, 3, 4)), spacing=(1, 1, 2))
+        >>> las = MedicalImage(np.arange(24).reshape(2, 3, 4), spacing=(1, 1, 2),
+        ...                    origin=(0, 2, 0), direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
+        >>> onto = on_lattice_of(las, ct)
+        >>> onto.origin, onto.array[0, :, 0].tolist()  # rows flipped back: y from 0 to 2
+        ((0.0, 0.0, 0.0), [8, 4, 0])
+        >>> on_lattice_of(las.with_array(las.array, origin=(0.5, 2, 0)), ct) is None
+        True
+    """
+    n = reference.ndim
+    if image.ndim != n:
+        return None
+    if same_grid(image, reference):
+        return image
+    # cosines between the axes: a signed permutation when the lattices share their axes
+    cosines = reference.direction_matrix.T @ image.direction_matrix
+    axis = np.argmax(np.abs(cosines), axis=0)  # reference axis of each image axis
+    along = cosines[axis, np.arange(n)]
+    sign = np.sign(along)
+    if sorted(axis.tolist()) != list(range(n)) or np.any(np.abs(along) < 0.999):
+        return None
+    for j in range(n):
+        k = int(axis[j])
+        if image.size[j] != reference.size[k]:
+            return None
+        if not np.isclose(image.spacing[j], reference.spacing[k], rtol=1e-3, atol=0):
+            return None
+    # the reference index of a corner seen from the image: flipped axes count from the end
+    limit = tolerance * min(reference.spacing)
+    for corner in itertools.product((0, 1), repeat=n):
+        ref_index = [c * (size - 1) for c, size in zip(corner, reference.size, strict=True)]
+        img_index = [
+            ref_index[int(axis[j])] if sign[j] > 0 else image.size[j] - 1 - ref_index[int(axis[j])]
+            for j in range(n)
+        ]
+        gap = np.linalg.norm(image.index_to_world(img_index) - reference.index_to_world(ref_index))
+        if not gap <= limit:
+            return None
+    array = image.array
+    for j in range(n):  # NumPy axes run in reverse ITK order
+        if sign[j] < 0:
+            array = np.flip(array, axis=n - 1 - j)
+    source = {int(axis[j]): j for j in range(n)}  # image axis of each reference axis
+    order = [n - 1 - source[n - 1 - b] for b in range(n)] + list(range(n, array.ndim))
+    return image.with_array(
+        np.ascontiguousarray(np.transpose(array, order)),
+        spacing=reference.spacing,
+        origin=reference.origin,
+        direction=reference.direction,
     )

@@ -63,3 +63,26 @@ def test_reads_exactly_like_simpleitk(skip_without_data: Path) -> None:
     assert img.array.shape == ref_arr.shape
     assert img.array.dtype == ref_arr.dtype
     np.testing.assert_array_equal(img.array, ref_arr)
+
+
+def test_a_las_mask_of_an_lps_series_is_reordered_exactly_like_simpleitk_resampling(
+    shared_data: Path,
+) -> None:
+    """TotalSegmentator stored the series' labels as LAS NIfTI; the DICOM series reads LPS.
+    ``read_label(reference=)`` reorders them without interpolation, voxel for voxel what
+    SimpleITK's nearest-neighbour resampling onto the series gives."""
+    from medlabel.io import read_label
+
+    folder = shared_data / "ct-abdomen"
+    ct = read_image(folder / "dicom-series")
+    seg_path = folder / "dicom-series-seg.nii.gz"
+    mask = read_label(seg_path, reference=ct)
+    assert mask.size == ct.size and mask.origin == ct.origin and mask.direction == ct.direction
+    reader = sitk.ImageSeriesReader()
+    reference = sitk.ReadImage(reader.GetGDCMSeriesFileNames(str(folder / "dicom-series")))
+    resampled = sitk.Resample(
+        sitk.ReadImage(str(seg_path)), reference, sitk.Transform(), sitk.sitkNearestNeighbor
+    )
+    expected = sitk.GetArrayFromImage(resampled)
+    assert expected.any()
+    np.testing.assert_array_equal(mask.array, expected)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medlabel.errors import PreprocessError
-from medlabel.image import MedicalImage
-from medlabel.preprocess.orient import orientation_code, reorient, reorient_onto
+from medlabel.image import MedicalImage, on_lattice_of
+from medlabel.preprocess.orient import orientation_code, reorient
 
 
 def _marked(image: MedicalImage, index_xyz: tuple[int, ...]) -> MedicalImage:
@@ -113,23 +113,23 @@ def test_lowercase_code_accepted(ct_volume: MedicalImage) -> None:
     assert orientation_code(reorient(ct_volume, "ras")) == "RAS"
 
 
-def test_reorient_onto_moves_a_flipped_lattice_exactly(label_volume: MedicalImage) -> None:
+def test_on_lattice_of_moves_a_flipped_lattice_exactly(label_volume: MedicalImage) -> None:
     # the same voxel centres stored RAS and with x/z swapped (a mask saved by another tool)
     for code in ("RAS", "SPL", "LAS"):
         stored = reorient(label_volume, code)
         assert stored.origin != label_volume.origin or stored.direction != label_volume.direction
-        back = reorient_onto(stored, label_volume)
+        back = on_lattice_of(stored, label_volume)
         assert back is not None and back.is_label and back.dtype == label_volume.dtype
         np.testing.assert_array_equal(back.array, label_volume.array)
         assert back.origin == label_volume.origin and back.direction == label_volume.direction
 
 
-def test_reorient_onto_refuses_other_lattices(label_volume: MedicalImage) -> None:
+def test_on_lattice_of_refuses_other_lattices(label_volume: MedicalImage) -> None:
     ras = reorient(label_volume, "RAS")
-    assert reorient_onto(ras.with_array(ras.array, origin=(0.0, 0.0, 0.0)), label_volume) is None
-    assert reorient_onto(ras.with_array(ras.array, spacing=(1, 1, 1)), label_volume) is None
-    assert reorient_onto(ras.with_array(ras.array[:-1]), label_volume) is None
+    assert on_lattice_of(ras.with_array(ras.array, origin=(0.0, 0.0, 0.0)), label_volume) is None
+    assert on_lattice_of(ras.with_array(ras.array, spacing=(1, 1, 1)), label_volume) is None
+    assert on_lattice_of(ras.with_array(ras.array[:-1]), label_volume) is None
     # within the tolerance (a float32 NIfTI header): still the same lattice
     x, y, z = ras.origin
     near = ras.with_array(ras.array, origin=(x + 1e-4, y, z))
-    assert reorient_onto(near, label_volume) is not None
+    assert on_lattice_of(near, label_volume) is not None

@@ -462,10 +462,8 @@ def preview(
     A mask holding the image's voxel centres in another axis order or direction (a LAS
     NIfTI for an LPS series) is reordered onto the image grid; any other grid is refused.
     """
-    from medlabel.image import same_grid
-    from medlabel.io import check_same_grid, read_label
+    from medlabel.io import read_label
     from medlabel.io.atomic import check_output_path
-    from medlabel.preprocess.orient import reorient_onto
     from medlabel.preprocess.window import WINDOW_PRESETS
     from medlabel.visualize.preview import MAX_TILE, MIN_TILE, picture_format, render_preview
 
@@ -497,11 +495,6 @@ def preview(
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     labels = None
     if mask is not None:
-        labels = read_label(mask)
-        if not same_grid(image, labels):
-            aligned = reorient_onto(labels, image)
-            if aligned is None:
-                check_same_grid(image, labels, mask)
-            labels = aligned
+        labels = read_label(mask, reference=image)  # a flipped lattice: reordered
     picture = render_preview(image, dst, mask=labels, window=win, slices=slices, tile=tile)
     typer.echo(f"wrote {dst} ({picture.size[0]}x{picture.size[1]} pixels)")

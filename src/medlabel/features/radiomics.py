@@ -44,7 +44,7 @@ from tqdm import tqdm
 from medlabel.errors import MedlabelError
 from medlabel.features.params import FeatureError, _quiet_pykwalify, load_params
 from medlabel.image import MedicalImage
-from medlabel.io import check_same_grid
+from medlabel.io import align_mask
 
 __all__ = ["TEXTURE_CLASSES", "extract_many", "extract_radiomics"]
 
@@ -117,7 +117,7 @@ def _prepare(image: MedicalImage, mask: MedicalImage) -> _Prepared:
         )
     if mask.channels:
         raise FeatureError(None, f"a mask has one channel; this one has {mask.channels}")
-    check_same_grid(image, mask)
+    mask = align_mask(image, mask)  # the same lattice stored flipped: reordered exactly
     values = mask.array
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
@@ -284,7 +284,8 @@ def extract_radiomics(
 
     Args:
         image: a single-channel 2D or 3D image.
-        mask: a label map on the same grid (checked with :func:`medlabel.io.check_same_grid`).
+        mask: a label map on the same grid (or on its lattice stored with axes flipped:
+            :func:`medlabel.io.align_mask`).
         label: the region to measure. Defaults to the parameters' ``setting.label``, else the
             mask's only label; a mask holding several labels needs one of the two.
         params: a PyRadiomics parameter file or mapping (see

@@ -23,7 +23,7 @@ import numpy as np
 
 from medlabel.errors import GeometryMismatchError, ReadError, SeriesError, UnsupportedFormatError
 from medlabel.errors import WriteError as WriteError
-from medlabel.image import MedicalImage, same_grid
+from medlabel.image import MedicalImage, on_lattice_of, same_grid
 from medlabel.io.dicom import read_dicom, scan_series
 from medlabel.io.dicom.geometry import IrregularPolicy, TiltPolicy
 from medlabel.io.formats import READ_FORMATS, WRITE_FORMATS, detect_format, full_suffix
@@ -36,6 +36,7 @@ __all__ = [
     "READ_FORMATS",
     "WRITE_FORMATS",
     "MedMNISTArchive",
+    "align_mask",
     "check_same_grid",
     "read_image",
     "read_label",
@@ -121,9 +122,12 @@ def read_image(
 def read_label(path: str | os.PathLike[str], reference: MedicalImage | None = None) -> MedicalImage:
     """Read a label map (mask); with ``reference``, insist that it lies on the same grid.
 
+    A mask holding ``reference``'s voxel centres with its axes stored permuted or flipped is
+    reordered onto ``reference``'s grid exactly (:func:`align_mask`).
+
     Raises:
         ReadError: the mask has a non-integer type or colour channels.
-        GeometryMismatchError: size, spacing, origin or direction differ from ``reference``.
+        GeometryMismatchError: the mask lies on another lattice than ``reference``.
     """
     mask = read_image(path, is_label=True)
     if mask.channels:
@@ -139,8 +143,36 @@ def read_label(path: str | os.PathLike[str], reference: MedicalImage | None = No
     elif mask.array.dtype.kind not in "iub":
         raise ReadError(path, f"a label map holds integers, this file holds {mask.array.dtype}")
     if reference is not None:
-        check_same_grid(reference, mask, path)
+        return align_mask(reference, mask, path)
     return mask
+
+
+def align_mask(
+    image: MedicalImage, mask: MedicalImage, path: str | os.PathLike[str] | None = None
+) -> MedicalImage:
+    """``mask`` on ``image``'s grid: itself when the grids match, its voxels reordered
+    exactly (no interpolation, :func:`medlabel.image.on_lattice_of`) when it holds the same
+    voxel centres stored with axes permuted or flipped (a TotalSegmentator mask saved as LAS
+    for an LPS DICOM series).
+
+    Raises:
+        GeometryMismatchError: the lattices differ; the message names what differs.
+
+    Example:
+        >>> import numpy as np
+        >>> ct = MedicalImage(np.zeros((2, 3, 4)), spacing=(1, 1, 2))
+        >>> las = MedicalImage(np.arange(24).reshape(2, 3, 4), spacing=(1, 1, 2),
+        ...                    origin=(0, 2, 0), direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
+        >>> align_mask(ct, las).array[0, :, 0].tolist()
+        [8, 4, 0]
+    """
+    if same_grid(image, mask):
+        return mask
+    moved = on_lattice_of(mask, image)
+    if moved is None:
+        check_same_grid(image, mask, path)  # raises, naming what differs
+        return mask
+    return moved
 
 
 def check_same_grid(

@@ -21,16 +21,14 @@ Example:
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import SimpleITK as sitk
 
 from medlabel.errors import PreprocessError
-from medlabel.image import MedicalImage, same_grid
+from medlabel.image import MedicalImage
 from medlabel.preprocess._common import from_sitk_like, map_channel_images
 
-__all__ = ["axes_in_orientation", "orientation_code", "reorient", "reorient_onto"]
+__all__ = ["axes_in_orientation", "orientation_code", "reorient"]
 
 _PAIRS = ("LR", "PA", "SI")
 
@@ -150,58 +148,3 @@ def reorient(image: MedicalImage, orientation: str = "LPS") -> MedicalImage:
         return out.with_array(out.array.astype(dtype, copy=False))
 
     return map_channel_images(image, one)
-
-
-def reorient_onto(
-    image: MedicalImage, reference: MedicalImage, tolerance: float = 0.01
-) -> MedicalImage | None:
-    """``image`` moved exactly onto ``reference``'s grid when both hold the same voxel
-    centres, stored with axes permuted or flipped (a mask saved as LAS for an LPS series);
-    ``None`` when the lattices differ.
-
-    No interpolation: the voxels are only reordered (:func:`reorient`), so labels and values
-    are kept exactly. The lattices match when, after reorienting to ``reference``'s
-    orientation code, the sizes are equal and every corner voxel centre lies within
-    ``tolerance`` voxels (of ``reference``'s finest spacing) of ``reference``'s.
-
-    Args:
-        image: the image to move (a mask, a second sequence; any channels).
-        reference: the image whose grid is wanted.
-        tolerance: allowed distance between corresponding voxel centres, in voxels.
-
-    Returns:
-        ``image``'s voxels on exactly ``reference``'s size, spacing, origin and direction,
-        with ``image``'s dtype, modality, metadata and label flag; or ``None``.
-
-    Example:
-        >>> import numpy as np
-        >>> from medlabel.image import MedicalImage
-        >>> ct = MedicalImage(np.zeros((2, 3, 4)), spacing=(1, 1, 2))
-        >>> las = MedicalImage(np.arange(24).reshape(2, 3, 4), spacing=(1, 1, 2),
-        ...                    origin=(0, 2, 0), direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
-        >>> onto = reorient_onto(las, ct)
-        >>> onto.origin, onto.array[0, :, 0].tolist()  # rows flipped back: y from 0 to 2
-        ((0.0, 0.0, 0.0), [8, 4, 0])
-        >>> reorient_onto(las.with_array(las.array, origin=(0.5, 2, 0)), ct) is None
-        True
-    """
-    if image.ndim != reference.ndim or sorted(image.size) != sorted(reference.size):
-        return None
-    if same_grid(image, reference):
-        moved = image
-    else:
-        moved = reorient(image, orientation_code(reference))
-        if moved.size != reference.size:
-            return None
-    limit = tolerance * min(reference.spacing)
-    for corner in itertools.product((0, 1), repeat=reference.ndim):
-        index = [c * (n - 1) for c, n in zip(corner, reference.size, strict=True)]
-        gap = np.linalg.norm(moved.index_to_world(index) - reference.index_to_world(index))
-        if not gap <= limit:
-            return None
-    return moved.with_array(
-        moved.array,
-        spacing=reference.spacing,
-        origin=reference.origin,
-        direction=reference.direction,
-    )

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from medlabel.errors import MedlabelError, ReadError
 from medlabel.image import MedicalImage
-from medlabel.io import check_same_grid, read_image, read_label
+from medlabel.io import align_mask, read_image, read_label
 from medlabel.io.formats import detect_format
 from medlabel.io.itk import itk_reason
 
@@ -126,7 +126,7 @@ def check_case(case: SegmentationCase) -> set[int] | None:
                     case.label,
                     f"a label map has one channel, this file has {mask.metadata['components']}",
                 )
-            check_same_grid(image, mask, case.label)
+            align_mask(image, mask, case.label)  # as read_label(reference=) will
         return None
     image = read_image(case.image)
     if case.label is None:

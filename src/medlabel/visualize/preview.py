@@ -26,10 +26,10 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from medlabel.errors import MedlabelError, WriteError
-from medlabel.image import MedicalImage, same_grid
-from medlabel.io import check_same_grid
+from medlabel.image import MedicalImage
+from medlabel.io import align_mask
 from medlabel.io.atomic import atomic_output
-from medlabel.preprocess.orient import reorient, reorient_onto
+from medlabel.preprocess.orient import reorient
 from medlabel.preprocess.window import WINDOW_PRESETS
 
 __all__ = [
@@ -229,12 +229,8 @@ def render_preview(
         raise MedlabelError(
             out, f"tile must be a whole number of pixels from 1 to {MAX_TILE}, got {tile}"
         )
-    if mask is not None and not same_grid(image, mask):
-        aligned = reorient_onto(mask, image)
-        if aligned is None:
-            check_same_grid(image, mask, (mask.metadata.get("source_files") or [None])[0])
-        else:
-            mask = aligned
+    if mask is not None:  # the same lattice stored flipped is reordered exactly
+        mask = align_mask(image, mask, (mask.metadata.get("source_files") or [None])[0])
     if image.ndim == 3:
         image = reorient(image, "LPS")
         mask = reorient(mask, "LPS") if mask is not None else None
