@@ -446,3 +446,22 @@ def test_a_detached_header_without_its_data_file_says_so(
     (tmp_path / f"a.{data}").unlink()
     with pytest.raises(ReadError, match=rf"its voxel data file a\.{data} is missing"):
         read_image(tmp_path / f"a.{ext}")
+
+
+def test_reading_options_that_do_not_apply_are_named_as_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    volume = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.int16)), str(volume))
+    with caplog.at_level("WARNING", logger="medlabel.io"):
+        read_image(volume, index=2)
+        read_image(volume, series=1)
+    assert "index 2 ignored" in caplog.text and "series 1 ignored" in caplog.text
+    caplog.clear()
+    series = tmp_path / "t.nrrd"
+    four_d = sitk.GetImageFromArray(np.zeros((2, 3, 4, 5), np.int16), isVector=False)
+    sitk.WriteImage(four_d, str(series))
+    with caplog.at_level("WARNING", logger="medlabel.io"):
+        read_image(series, index=1)  # a 4D file: the index picks its volume
+        read_image(volume)
+    assert caplog.text == ""

@@ -34,6 +34,9 @@ def test_segment_with_recipe_keeps_geometry(tmp_path: Path) -> None:
     result = run("segment", src, "--model", "ct-lungs", "--out", out, "--overlay", overlay)
     assert result.exit_code == 0, result.output
     assert "1=lung_right" in result.output and "mL" in result.output
+    assert "--tta" not in result.stderr
+    result = run("segment", src, "--model", "ct-lungs", "--out", out, "--tta")
+    assert result.exit_code == 0 and "note: --tta ignored: ct-lungs is a recipe" in result.stderr
     ref, got = sitk.ReadImage(str(src)), sitk.ReadImage(str(out))
     assert got.GetSize() == ref.GetSize() and got.GetOrigin() == pytest.approx(ref.GetOrigin())
     assert got.GetSpacing() == pytest.approx(ref.GetSpacing())

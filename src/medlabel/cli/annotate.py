@@ -87,6 +87,10 @@ def segment(
             )
         picture_format(overlay)
     segmenter = open_segmenter(model, device=device, precision=_precision(precision))
+    if tta and segmenter.recipe is not None:
+        typer.echo(
+            f"note: --tta ignored: {model} is a recipe; test-time mirroring is for models", err=True
+        )
     image = _read(src, series, irregular, tilt, index, split, keep_monochrome1)
     if segmenter.bundle is not None:  # one image: the quickest way to its mask
         segmenter.bundle.precision = segmenter.bundle.precision_for_one(image)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -43,6 +44,8 @@ __all__ = [
     "scan_series",
     "write_image",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def read_image(
@@ -116,7 +119,29 @@ def read_image(
         image = read_nifti(p, index=index)
     else:
         image = read_itk(p, index=index)
+    _warn_unused(p, fmt, image, series, index)
     return image.with_array(image.array, is_label=True) if is_label else image
+
+
+def _warn_unused(
+    p: Path, fmt: str, image: MedicalImage, series: str | int | None, index: int | None
+) -> None:
+    """Say when a reading option does not apply to this file (it is ignored, not an error:
+    a script may pass the same options for every file)."""
+    if series is not None and not (fmt == "dicom" and p.name.upper() == "DICOMDIR"):
+        log.warning(
+            "%s: series %s ignored: it picks one series of a folder or a DICOMDIR, and this is "
+            "one file",
+            p,
+            series,
+        )
+    if index is not None and fmt != "medmnist" and "volumes" not in image.metadata:
+        log.warning(
+            "%s: index %s ignored: it picks an image of a MedMNIST archive or a volume of a 4D "
+            "file, and this file holds one image",
+            p,
+            index,
+        )
 
 
 def read_label(path: str | os.PathLike[str], reference: MedicalImage | None = None) -> MedicalImage:

@@ -76,8 +76,8 @@ def _hu(image: MedicalImage) -> np.ndarray:
     if lo > -500 or hi < -200:
         raise MedlabelError(
             image.metadata.get("path"),
-            f"values range from {lo:.0f} to {hi:.0f}: this does not look like a CT in "
-            "Hounsfield units (air near -1000 is expected)",
+            f"most values (0.5th to 99.5th percentile) lie from {lo:.0f} to {hi:.0f}: this does "
+            "not look like a CT in Hounsfield units (air near -1000 is expected)",
         )
     return values
 
