@@ -12,8 +12,8 @@ import pytest
 
 from medlabel.annotate import runner as runner_module
 from medlabel.annotate.job import annotate
-from medlabel.image import same_grid
-from medlabel.io import read_image
+from medlabel.image import MedicalImage, same_grid
+from medlabel.io import read_image, write_image
 from medlabel.segment.bundle import load_segmentation_bundle
 
 MODELS = ["ct-lungs", "cxr-pneumonia", "cxr-lungs"]
@@ -259,3 +259,22 @@ def test_summary_and_report_name_the_files_passed_over(mixed_archive: Path, tmp_
         "reason": "a DICOM Segmentation (SEG), not an image to annotate",
     } in saved["passed_over"]
     assert "dicom/liver-seg.dcm</code>: a DICOM Segmentation" in (out / "report.html").read_text()
+
+
+def test_an_earlier_job_inside_the_archive_is_not_annotated(
+    mixed_archive: Path, tmp_path: Path
+) -> None:
+    """Masks, overlays and thumbnails of an earlier job (or an evaluation) written into the
+    archive are medlabel's outputs, not studies: a second job passes them over, once each."""
+    first = annotate(mixed_archive, mixed_archive / "job1", models=["ct-body"], progress=False)
+    assert any((mixed_archive / "job1" / "masks").rglob("*.nii.gz"))
+    evaluation = mixed_archive / "eval"
+    evaluation.mkdir()
+    (evaluation / "metrics.json").write_text("{}")
+    (evaluation / "report.html").write_text("<html></html>")
+    write_image(MedicalImage(np.full((32, 32), 90, np.uint8)), evaluation / "roc.png")  # a plot
+    second = annotate(mixed_archive, tmp_path / "job2", models=["ct-body"], progress=False)
+    assert second.items == first.items
+    reasons = {p["source"]: p["reason"] for p in second.passed_over}
+    assert reasons["job1/"].startswith("an earlier medlabel annotation job's output")
+    assert reasons["eval/"].startswith("a medlabel evaluation's output")

@@ -100,3 +100,21 @@ def test_a_thresholded_classifier_measures_uncertainty_from_its_threshold(monkey
     assert results[1].confidence == pytest.approx(0.20)  # calibrated, left as it is
     assert "threshold chosen on validation" in results[1].extra["notes"][0]
     assert "notes" not in results[2].extra and "notes" not in results[4].extra
+
+
+def test_a_ct_holding_nan_fails_with_the_count_instead_of_being_skipped(tmp_path: Path) -> None:
+    ct, _ = chest_phantom()
+    values = ct.array.astype(np.float32)
+    values[3, 10, 10:14] = np.nan
+    folder = tmp_path / "in"
+    folder.mkdir()
+    from medlabel.io import write_image
+
+    write_image(ct.with_array(values, modality=None), folder / "ct.nii.gz")
+    out = tmp_path / "out"
+    summary = annotate(folder, out, models=None, progress=False)
+    with (out / "manifest.csv").open() as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    assert summary.failed == 1
+    assert rows["ct-lungs"]["status"] == "failed"
+    assert "NaN or infinite values (4 of" in rows["ct-lungs"]["error"]

@@ -121,6 +121,17 @@ def test_nan_pixels_are_refused_with_their_count() -> None:
         MedlabelError, match=rf"NaN or infinite values \(3 of {values.size} pixels\)"
     ):
         run_recipe("mri-head", bad)
+    ct, _ = chest_phantom()
+    ct_values = ct.array.astype(np.float32)
+    ct_values[5, 20, 20:30] = np.nan
+    ct_values[6, 20, 20] = -np.inf
+    for recipe in ("ct-body", "ct-lungs", "ct-bone", "ct-fat", "ct-soft-tissue"):
+        with pytest.raises(MedlabelError, match=r"NaN or infinite values \(11 of "):
+            run_recipe(recipe, ct.with_array(ct_values))
+    xray = np.full((64, 64), 0.5, np.float32)
+    xray[10, :7] = np.nan
+    with pytest.raises(MedlabelError, match=r"\(7 of 4096 pixels\)"):
+        run_recipe("cxr-lungs-classical", MedicalImage(xray))
     crop = MedicalImage(np.full((36, 50, 36), 100.0, np.float32))
     crop.array[5, 5, 5] = np.inf
     with pytest.raises(MedlabelError, match=r"\(1 of 64800 pixels\)"):

@@ -211,7 +211,8 @@ def discover(
 
     Paths in a CSV are relative to the CSV's folder; a listed folder contributes every item
     below it; a listed path that does not exist becomes a failed item. Files below
-    ``exclude`` (the job's own output folder, when it lies inside the input) are passed over.
+    ``exclude`` (the job's own output folder, when it lies inside the input) are passed over,
+    and so are medlabel's earlier outputs inside a folder (annotation jobs, evaluations).
     Item files are absolute paths (:meth:`pathlib.Path.absolute`: symbolic links are kept);
     ids and sources are relative to the input, as given.
 
@@ -239,7 +240,7 @@ def _discover(
         files: list[Path] = []
         for p in _csv_paths(src):
             if p.is_dir():
-                files += [f for f in p.rglob("*") if f.is_file()]
+                files += _outside_outputs(p, discovery, root)
             elif p.is_file():
                 files.append(p)
             else:
@@ -257,8 +258,29 @@ def _discover(
             raise ReadError(src, why or "not an image file medlabel can read")
         return discovery
     discovery = Discovery(root=src)
-    _from_paths([f for f in src.rglob("*") if f.is_file()], src, discovery, skip)
+    _from_paths(_outside_outputs(src, discovery, src), src, discovery, skip)
     return discovery
+
+
+def _outside_outputs(folder: Path, discovery: Discovery, root: Path) -> list[Path]:
+    """The files below ``folder``, less those of medlabel's own outputs inside it (an earlier
+    annotation job, holding ``.medlabel/journal.jsonl``; an evaluation, holding ``metrics.json``
+    beside ``report.html``): their masks, overlays and thumbnails are not studies to annotate.
+    Each such folder is passed over once, with its reason."""
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    outputs: dict[Path, str] = {}
+    for f in files:
+        if f.name == "journal.jsonl" and f.parent.name == ".medlabel":
+            outputs[f.parent.parent] = "an earlier medlabel annotation job's output"
+        elif f.name == "metrics.json" and (f.parent / "report.html").is_file():
+            outputs.setdefault(f.parent, "a medlabel evaluation's output")
+    outputs.pop(folder, None)  # the input itself is what was asked for
+    if not outputs:
+        return files
+    for out, why in sorted(outputs.items()):
+        discovery.ignored += 1
+        discovery.passed_over.append((_rel(out, root) + "/", f"{why}, not studies to annotate"))
+    return [f for f in files if not any(f.is_relative_to(out) for out in outputs)]
 
 
 def content_hash(item: Item) -> str:

@@ -97,7 +97,9 @@ def effective_modality(image: MedicalImage) -> str:
     whole numbers, dense tissue above 100), else ``""``.
 
     Values below -1100 HU are left out first: scanners fill the corners outside the field of
-    view with -2048 or -3024, and no unsigned export (PNG, JPEG) holds negative values.
+    view with -2048 or -3024, and no unsigned export (PNG, JPEG) holds negative values. So are
+    NaN and infinite values, so that a CT holding some is still a CT, which the CT recipes then
+    refuse with the count of such pixels.
 
     Example:
         >>> import numpy as np
@@ -115,7 +117,8 @@ def effective_modality(image: MedicalImage) -> str:
     if image.channels or a.size < 16:
         return ""
     sample = a.ravel()[:: max(1, a.size // 200_000)].astype(np.float64)
-    if not np.all(np.isfinite(sample)) or np.any(sample != np.round(sample)):
+    sample = sample[np.isfinite(sample)]  # NaN left for the model to refuse, counted
+    if np.any(sample != np.round(sample)):
         return ""
     sample = sample[sample >= -1100]
     if sample.size < 16:

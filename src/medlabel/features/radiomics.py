@@ -206,8 +206,14 @@ class _Extractor:
         """Features of one label of a prepared pair (keys sorted, values plain Python)."""
         label = _check_label(label, pair.labels)
         roi = pair.mask.array == label
-        if pair.image.dtype.kind in "fc" and not np.all(np.isfinite(pair.image.array[roi])):
-            raise FeatureError(None, f"image has NaN or infinite values inside label {label}")
+        inside = pair.image.array[roi]
+        if pair.image.dtype.kind in "fc" and not np.all(np.isfinite(inside)):
+            bad = int(inside.size - np.count_nonzero(np.isfinite(inside)))
+            raise FeatureError(
+                None,
+                f"image has NaN or infinite values inside label {label} ({bad} of "
+                f"{inside.size} voxels); values outside the label are not measured",
+            )
         settings = {**self._settings, "label": label, "additionalInfo": include_diagnostics}
         _check_grey_levels(pair.image.array[roi], settings, label)
         if pair.image.ndim == 2:  # 2D input is measured in 2D as is; force2D would drop an axis

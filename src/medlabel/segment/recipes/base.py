@@ -20,7 +20,7 @@ import numpy as np
 
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
-from medlabel.preprocess.network import luminance
+from medlabel.preprocess.network import luminance, nonfinite_reason
 from medlabel.segment.labelmap import label_map
 
 __all__ = ["RECIPES", "Recipe", "list_recipes", "register", "run_recipe"]
@@ -70,8 +70,9 @@ def run_recipe(name: str, image: MedicalImage) -> MedicalImage:
     returns its label map on that 3D grid.
 
     Raises:
-        MedlabelError: unknown recipe, colour or wrong-dimensional input, or an image whose
-            modality is declared and differs from the recipe's.
+        MedlabelError: unknown recipe, colour or wrong-dimensional input, an image holding
+            NaN or infinite values (counted), or an image whose modality is declared and
+            differs from the recipe's.
     """
     source = image.metadata.get("path")
     if name not in RECIPES:
@@ -86,6 +87,9 @@ def run_recipe(name: str, image: MedicalImage) -> MedicalImage:
             f"this one is {image.modality}",
         )
     values = image.array
+    why = nonfinite_reason(values) if values.dtype.kind == "f" else None
+    if why:  # what NaN stands for is unknown: refuse rather than threshold a guess
+        raise MedlabelError(source, why)
     if image.channels:
         if recipe.dims != 2 or image.channels not in (3, 4):
             raise MedlabelError(source, f"recipe {name} needs a single-channel image")
