@@ -130,6 +130,13 @@ def test_info_says_when_a_file_gives_no_pixel_size(tmp_path):
     assert screen["spacing_known"] is False and "screen default" in screen["warnings"][0]
     scan = json.loads(run("info", tmp_path / "scan.tif", "--json").stdout)
     assert "spacing_known" not in scan and "warnings" not in scan
+    # a resized copy of an image without a pixel size: relative spacing, no dpi at all
+    resized = run("preprocess", tmp_path / "plain.png", tmp_path / "small.png", "--size", "4,5")
+    assert resized.exit_code == 0, resized.output
+    small = json.loads(run("info", tmp_path / "small.png", "--json").stdout)
+    assert small["spacing"] == pytest.approx([2.5, 1.6]) and small["spacing_known"] is False
+    assert "no physical pixel size" in small["warnings"][0]
+    assert "screen" not in small["warnings"][0]
 
 
 def test_a_4d_file_needs_a_volume_index(tmp_path):

@@ -326,3 +326,9 @@ def test_with_classes_maps_labels_onto_a_model_s_class_list():
         toy(["a", "b"], [[1, 0], [1, 1]]).with_classes(["a", "b", "c"])  # unknown, not absent
     with pytest.raises(DatasetError, match=r"classes \['b'\] are not shared"):
         toy(["a", "b"], [0, 1]).with_classes(["a", "c"])
+
+
+def test_a_data_set_shows_its_size_not_every_sample() -> None:
+    ds = _toy(np.array([0, 1] * 3000))
+    text = repr(ds)
+    assert len(text) < 200 and "n=6000" in text and "'train': 6000" in text

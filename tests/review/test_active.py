@@ -20,6 +20,12 @@ def test_strategies_rank_as_documented() -> None:
     ]
     assert [r["item"] for r in rank(rows, "uncertainty", 4)] == ["b", "c", "a", "d"]
     assert [r["item"] for r in rank(rows, "margin", 2)] == ["b", "c"]
+    segmentations = [  # no margin: after the classifications, most uncertain first
+        {"item": "s1", "uncertainty": 0.2, "margin": None},
+        {"item": "s2", "uncertainty": 0.7, "margin": None},
+    ]
+    ranked = [r["item"] for r in rank(segmentations + rows, "margin", 6)]
+    assert ranked == ["b", "c", "a", "s2", "s1", "d"]
     first = [r["item"] for r in rank(rows, "random", 4, seed=1)]
     assert sorted(first) == ["a", "b", "c", "d"]
     assert first == [r["item"] for r in rank(rows, "random", 4, seed=1)]  # seeded

@@ -45,6 +45,7 @@ from medlabel.models.files import (
     BUNDLE_FORMAT,
     BundleError,
     check_bundle_target,
+    check_modality,
     cpu_threads,
     export_onnx,
     file_checksums,
@@ -335,6 +336,7 @@ class Bundle:
     _sessions: list[Any] = field(default_factory=list, repr=False)
     _nets: list[nn.Module] = field(default_factory=list, repr=False)
     _ood: Any = field(default=None, repr=False)
+    _feature_nets: dict[int, nn.Module] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -521,7 +523,9 @@ class Bundle:
         from medlabel.classify.networks import capture_features
 
         batch_size = batch_size or self.batch_size
-        net = self.torch_member(member)
+        net = self._feature_nets.get(member)
+        if net is None:  # built once: embedding image by image must not reload the weights
+            net = self._feature_nets[member] = self.torch_member(member)
         with capture_features(net) as captured, torch.no_grad():
             for start in range(0, len(images), batch_size):
                 net(torch.from_numpy(images[start : start + batch_size].astype(np.float32)))
@@ -537,7 +541,13 @@ class Bundle:
         return probabilities(logits / self.temperature, self.task)
 
     def prepare(self, image: MedicalImage) -> np.ndarray:
-        """The network input for one image (the exact training preprocessing)."""
+        """The network input for one image (the exact training preprocessing).
+
+        Raises:
+            MedlabelError: an image of another modality than the bundle declares (a CT slice
+                for a chest X-ray model), or one that cannot go into the network.
+        """
+        check_modality(self.name, self.meta, image)
         return network_input(image, self.spec)
 
     def predict_images(self, images: Iterable[MedicalImage], **kwargs: Any) -> np.ndarray:

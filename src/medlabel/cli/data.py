@@ -74,14 +74,22 @@ def info(
     warnings = list(image.metadata.get("warnings") or [])
     if not image.spacing_known:
         out["spacing_known"] = False
+        from medlabel.io.raster import DISPLAY_DPI
+
+        screen = [25.4 / d for d in DISPLAY_DPI]
         if all(s == 1.0 for s in image.spacing):
             warnings.append(
                 "the file gives no pixel size: 1 assumed, so lengths are in pixels, not mm"
             )
-        else:
+        elif all(any(abs(s - v) < 1e-4 for v in screen) for s in image.spacing):
             warnings.append(
                 "the file's resolution is a screen default (72 or 96 dpi), not a measured pixel "
                 "size: the grid keeps it, as SimpleITK does, but lengths are reported in pixels"
+            )
+        else:  # e.g. a resized copy of an image that had none: the spacing is relative
+            warnings.append(
+                "the file gives no physical pixel size (its grid spacing is relative, e.g. from "
+                "resizing an image that had none): lengths are reported in pixels"
             )
     if warnings:
         out["warnings"] = warnings

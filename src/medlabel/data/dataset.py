@@ -107,6 +107,14 @@ class ClassificationDataset:
                 )
             self.task = self.task or ("binary" if k == 2 else "multiclass")
 
+    def __repr__(self) -> str:
+        names, sizes = np.unique(self.splits, return_counts=True)
+        counts = {str(k): int(v) for k, v in zip(names, sizes, strict=True)}
+        return (
+            f"ClassificationDataset(name={self.name!r}, task={self.task!r}, "
+            f"classes={self.class_names}, n={len(self.ids)}, splits={counts})"
+        )
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -40,6 +40,7 @@ __all__ = [
     "BundleError",
     "SampleIds",
     "check_bundle_target",
+    "check_modality",
     "cpu_threads",
     "export_onnx",
     "file_checksums",
@@ -449,3 +450,30 @@ def trained_ids(meta: dict[str, Any]) -> SampleIds:
         return SampleIds(data["train_ids"])
     several = len(meta.get("members") or []) > 1
     return SampleIds(data.get("val_ids") or [] if several else [])
+
+
+def check_modality(model: str, meta: dict[str, Any], image: Any) -> None:
+    """Refuse ``image`` when the bundle declares the modalities it is made for
+    (``meta["modalities"]``, DICOM codes) and the image declares another (a CT slice given to
+    a chest X-ray model); untagged images (PNG, NIfTI) pass.
+
+    Raises:
+        MedlabelError: naming the model's modalities and the image's.
+
+    Example:
+        >>> from medlabel.image import MedicalImage
+        >>> check_modality("cxr", {"modalities": ["CR", "DX"]}, MedicalImage(np.zeros((4, 4))))
+        >>> try:
+        ...     check_modality("cxr", {"modalities": ["CR", "DX"]},
+        ...                    MedicalImage(np.zeros((4, 4)), modality="CT"))
+        ... except MedlabelError as err:
+        ...     print(err.reason)
+        cxr is made for CR/DX images; this one is CT
+    """
+    declared = tuple(str(m).upper() for m in meta.get("modalities") or ())
+    modality = (image.modality or "").upper()
+    if declared and modality and modality not in declared:
+        raise MedlabelError(
+            image.metadata.get("path"),
+            f"{model} is made for {'/'.join(declared)} images; this one is {modality}",
+        )

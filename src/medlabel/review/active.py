@@ -5,6 +5,7 @@ Strategies over the pending predictions of the store:
 * ``uncertainty``: highest uncertainty first (normalised entropy, or mean voxel entropy for
   segmentation); results without an uncertainty (rule-based recipes) come last;
 * ``margin``: smallest gap between the two most likely classes first (classification);
+  results without a margin (segmentations) follow, most uncertain first;
 * ``random``: a seeded random sample (the baseline every strategy must beat);
 * ``diversity``: greedy k-centre on small grey thumbnails, so the chosen items cover the
   archive's appearance instead of clustering on one kind of image; among equally far items
@@ -82,7 +83,11 @@ def rank(
     if strategy == "uncertainty":
         return sorted(rows, key=lambda r: _key(r.get("uncertainty"), True))[:n]
     if strategy == "margin":
-        return sorted(rows, key=lambda r: _key(r.get("margin"), False))[:n]
+        # results without a margin (segmentations) follow, most uncertain first
+        return sorted(
+            rows,
+            key=lambda r: (*_key(r.get("margin"), False), *_key(r.get("uncertainty"), True)),
+        )[:n]
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(len(rows))
         return [rows[int(i)] for i in order[:n]]

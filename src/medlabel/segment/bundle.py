@@ -44,6 +44,7 @@ from medlabel.image import MedicalImage
 from medlabel.models.files import (
     BundleError,
     check_bundle_target,
+    check_modality,
     cpu_threads,
     export_onnx,
     half_state,
@@ -539,13 +540,7 @@ class SegmentationBundle:
     def _check_input(self, image: MedicalImage) -> None:
         """Refuse an image of another declared modality (a CT slice given to a chest X-ray
         model), as recipes do, and a volume that would need more memory than is free."""
-        declared = self.modalities
-        if declared and image.modality and image.modality.upper() not in declared:
-            raise MedlabelError(
-                image.metadata.get("path"),
-                f"{self.name} is made for {'/'.join(declared)} images; this one is "
-                f"{image.modality.upper()}",
-            )
+        check_modality(self.name, self.meta, image)
         needed, free = self.memory_needed(image), available_memory()
         if free is not None and needed > free:
             raise MedlabelError(
