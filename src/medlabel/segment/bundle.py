@@ -53,6 +53,7 @@ from medlabel.models.files import (
     staging,
     write_description,
 )
+from medlabel.preprocess._common import available_memory
 from medlabel.preprocess.orient import axes_in_orientation
 from medlabel.segment.card import segmentation_card
 from medlabel.segment.infer import (
@@ -655,23 +656,6 @@ class SegmentationBundle:
             self.classes,
         )
         return out.with_array(out.array, metadata=meta)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (``None`` where the system does not say).
-
-    Linux's ``MemAvailable`` counts reclaimable caches; elsewhere free pages are used.
-    """
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def load_segmentation_bundle(
