@@ -465,3 +465,18 @@ def test_reading_options_that_do_not_apply_are_named_as_ignored(
         read_image(series, index=1)  # a 4D file: the index picks its volume
         read_image(volume)
     assert caplog.text == ""
+
+
+def test_an_image_read_as_a_label_map_is_questioned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ct = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((2, 3, 4), -1024, np.int16)), str(ct))
+    mask = tmp_path / "mask.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 3, 4), np.int16)), str(mask))
+    with caplog.at_level("WARNING", logger="medlabel.io"):
+        read_label(mask)
+    assert caplog.text == ""
+    with caplog.at_level("WARNING", logger="medlabel.io"):
+        read_label(ct)
+    assert "negative values (down to -1024)" in caplog.text

@@ -167,6 +167,13 @@ def read_label(path: str | os.PathLike[str], reference: MedicalImage | None = No
         mask = mask.with_array(label_dtype(values, path))
     elif mask.array.dtype.kind not in "iub":
         raise ReadError(path, f"a label map holds integers, this file holds {mask.array.dtype}")
+    if mask.array.dtype.kind == "i" and mask.array.size and int(mask.array.min()) < 0:
+        log.warning(
+            "%s: this label map holds negative values (down to %d), where labels are class "
+            "numbers from 0: is it an image rather than a mask?",
+            path,
+            int(mask.array.min()),
+        )
     if reference is not None:
         return align_mask(reference, mask, path)
     return mask
