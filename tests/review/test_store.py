@@ -258,3 +258,21 @@ def test_the_database_file_is_private(tmp_path: Path) -> None:
     os.chmod(tmp_path / "old.db", 0o640)  # an existing file keeps its mode
     open_store(f"sqlite:///{tmp_path}/old.db")
     assert stat.S_IMODE((tmp_path / "old.db").stat().st_mode) == 0o640
+
+
+def test_accepting_a_new_models_prediction_stores_it(tmp_path: Path) -> None:
+    """A label a person gave for an older model's prediction is not a correction of the new
+    model's: accepting the new prediction stores it, and the state is accepted."""
+    store = open_store(tmp_path / "db")
+    store.import_job(_job(tmp_path / "job", [_row("i1", label="a")]))
+    store.add_user("ana", "reviewer", "long enough pw")
+    store.decide("i1", "cls", "corrected", "ana", label="b")  # model 1 said a; ana says b
+    # model 2 (retrained) says a as well, and ana, looking again, agrees this time
+    store.import_job(_job(tmp_path / "job", [_row("i1", label="a", version="2")]))
+    assert store.decide("i1", "cls", "accepted", "ana") == "accepted"
+    latest = store.latest_annotation("i1", "cls")
+    assert latest is not None and (latest["label"], latest["version"]) == ("a", 2)
+    # a correction of the new prediction is still kept when accepting afterwards
+    store.decide("i1", "cls", "corrected", "ana", label="b")
+    assert store.decide("i1", "cls", "accepted", "ana") == "corrected"
+    assert store.latest_annotation("i1", "cls")["label"] == "b"

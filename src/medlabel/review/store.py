@@ -103,6 +103,11 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC with its time zone (SQLite gives stored times back without it)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def _newest(s: Session, item_id: str, model: str) -> Annotation | None:
     """The newest human annotation of an (item, model) pair."""
     return s.scalar(
@@ -203,6 +208,8 @@ class Store(UserAccounts):
                 elif pred.model_id != row["model_id"]:
                     for key, value in values.items():
                         setattr(pred, key, value)
+                    # a new model's prediction: reviews of the earlier one predate it
+                    pred.created = dt.datetime.now(dt.timezone.utc)
                     counts["predictions"] += 1
                 elif (pred.ood, pred.notes or []) != (values["ood"], values["notes"]):
                     # the same result, imported before the store kept these: fill them in
@@ -242,9 +249,11 @@ class Store(UserAccounts):
         back to ``pending``. Every decision is audited. Returns the state recorded:
 
         * accepting stores the prediction as a human annotation (a new version), unless the
-          newest annotation differs from the prediction (a person's correction, or a label
-          a person gave before the model changed): that annotation is kept as it is and the
-          state is ``corrected``, since the result is not the model's;
+          newest annotation differs from the prediction and was made since the prediction
+          (a person's correction of it): that annotation is kept as it is and the state is
+          ``corrected``, since the result is not the model's. An annotation made before a
+          new model's prediction was imported does not count: accepting the new prediction
+          stores it;
         * correcting stores a new annotation version; a correction to exactly what the model
           gave is recorded as ``accepted``.
 
@@ -274,7 +283,11 @@ class Store(UserAccounts):
                 status, detail["requested"] = "accepted", "corrected"
             elif status == "accepted":
                 latest = _newest(s, item_id, model)
-                if latest is not None and (latest.label, latest.mask) != (pred.label, pred.mask):
+                if (  # a person's correction of this prediction is kept; one of an older
+                    latest is not None  # model's prediction is not what is being accepted
+                    and (latest.label, latest.mask) != (pred.label, pred.mask)
+                    and _aware(latest.created) >= _aware(pred.created)
+                ):
                     status, detail["kept"] = "corrected", latest.version
             review = s.scalar(
                 select(Review).where(Review.item_id == item_id, Review.model == model)
