@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -202,9 +203,15 @@ def write_dicom_seg(
         dx, dy = float(mask.spacing[0]), float(mask.spacing[1])
         measures = hd.PixelMeasuresSequence(pixel_spacing=(dy, dx), slice_thickness=1.0)
     try:
-        seg = _segmentation(
-            hd, codes, sources, frames, renumber, descriptions, model_name, measures, found
-        )
+        with warnings.catch_warnings():
+            # the patient's name is copied from the source as it is; highdicom's doubt about a
+            # one-part name ("CQ500-CT-310") is not the user's to act on
+            warnings.filterwarnings(
+                "ignore", message=".*intended person name", category=UserWarning
+            )
+            seg = _segmentation(
+                hd, codes, sources, frames, renumber, descriptions, model_name, measures, found
+            )
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         return _seg_refusal(exc, first)
     with atomic_output(path) as tmp:
