@@ -27,6 +27,7 @@ import numpy as np
 from medlabel.image import MedicalImage
 from medlabel.io.atomic import atomic_output
 from medlabel.io.dicom.headers import positive_pair
+from medlabel.io.dicom.pixels import frame_count
 
 __all__ = ["segment_codes", "write_dicom_seg"]
 
@@ -136,7 +137,7 @@ def write_dicom_seg(
         return "there are no DICOM source files to reference: no DICOM SEG written"
     sources = [pydicom.dcmread(f) for f in source_files]
     first = Path(source_files[0]).name
-    if len(sources) == 1 and _frame_count(sources[0]) > 1:
+    if len(sources) == 1 and frame_count(sources[0], source_files[0])[0] > 1:
         order = _frames_on_slices(mask, sources[0], frames.shape[0], first)
         if isinstance(order, str):
             return order
@@ -219,13 +220,6 @@ def write_dicom_seg(
     return None
 
 
-def _frame_count(ds: Any) -> int:
-    try:
-        return int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        return 1
-
-
 def _frame_group(ds: Any, frame: int, name: str) -> Any:
     """Functional group ``name`` of a frame (per-frame first, then shared), or ``None``."""
     for groups, index in (
@@ -243,7 +237,7 @@ def _frame_group(ds: Any, frame: int, name: str) -> Any:
 def _frames_on_slices(mask: MedicalImage, ds: Any, slices: int, name: str) -> list[int] | str:
     """For each frame of a multi-frame source, the mask slice lying on it (by position),
     or why the frames and slices do not match one to one."""
-    n = _frame_count(ds)
+    n = frame_count(ds, name)[0]
     if n != slices or mask.ndim != 3:
         return (
             f"the volume has {slices} slices for the {n} frames of {name} (resampled): no "

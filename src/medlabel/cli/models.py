@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,7 +229,7 @@ def _deep_sources(
 
     paths = [image / i.source if i.source != "." else image for i in found.items]
     ids = [str(p) for p in paths]
-    shared = {name for name in ids if ids.count(name) > 1}  # several series in one folder
+    shared = {name for name, k in Counter(ids).items() if k > 1}  # several series, one folder
     ids = [
         f"{name}#{item.series_uid}" if name in shared and item.series_uid else name
         for name, item in zip(ids, found.items, strict=True)

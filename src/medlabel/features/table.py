@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from medlabel.errors import WriteError
-from medlabel.io.atomic import atomic_output
+from medlabel.io.atomic import atomic_output, check_output_path
 
 __all__ = ["FIRST_COLUMNS", "check_features_path", "feature_columns", "write_features"]
 
@@ -114,13 +114,7 @@ def check_features_path(out: str | os.PathLike[str]) -> Path:
         raise WriteError(
             path, f"cannot write a feature table as {suffix or '(no extension)'}; use .csv or .json"
         )
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise WriteError(path, f"cannot create its folder: {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise WriteError(path, f"cannot write in {parent} (permission denied)")
+    check_output_path(path)  # its folder can be made and written in
     return path
 
 

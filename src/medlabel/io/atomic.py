@@ -28,7 +28,8 @@ __all__ = ["atomic_output", "check_output_path"]
 
 def check_output_path(path: str | os.PathLike[str]) -> None:
     """Refuse, before any work is done, an output path that can never be written: one that
-    is a folder, or whose folder cannot exist because part of it is a file.
+    is a folder, whose folder cannot exist because part of it is a file, or whose nearest
+    existing folder one may not write in.
 
     Raises:
         WriteError: naming the path and the reason.
@@ -48,12 +49,14 @@ def check_output_path(path: str | os.PathLike[str]) -> None:
     target = Path(path)
     if target.is_dir():
         raise WriteError(target, "is a folder; give a file name for the output")
-    for parent in target.parents:
+    for parent in target.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise WriteError(
                     target, f"cannot create its folder: {parent} is a file, not a folder"
                 )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise WriteError(target, f"cannot write in {parent} (permission denied)")
             return
 
 
