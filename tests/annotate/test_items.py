@@ -31,6 +31,14 @@ def test_mixed_folder_gives_one_item_per_file_and_per_series(mixed_archive: Path
     assert len({i.id for i in found.items}) == len(found.items)
 
 
+def test_a_series_that_is_the_archive_is_named_after_its_folder(mixed_archive: Path) -> None:
+    # outputs are named by the id: an id starting with "." would hide every mask and thumbnail
+    found = discover(mixed_archive / "dicom" / "series1")
+    (series,) = found.items
+    assert series.source == "." and series.kind == "dicom-series"
+    assert series.id.startswith("series1-")
+
+
 def test_csv_list_and_missing_paths(mixed_archive: Path, tmp_path: Path) -> None:
     listing = tmp_path / "list.csv"
     listing.write_text("path\narchive/png/photo.png\narchive/dicom\narchive/gone.png\n")

@@ -110,8 +110,13 @@ class Discovery:
     passed_over: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _make_id(source: str, salt: str = "") -> str:
-    slug = _SAFE.sub("_", source.replace(os.sep, "__").replace("/", "__")).strip("_") or "item"
+def _make_id(source: str, salt: str = "", name: str | None = None) -> str:
+    """A file-name-safe id: the source's path as a slug (or ``name``), and a hash of both.
+
+    The slug never starts with a dot, so output files named by the id are not hidden.
+    """
+    slug = name if name is not None else source
+    slug = _SAFE.sub("_", slug.replace(os.sep, "__").replace("/", "__")).strip("_.") or "item"
     digest = hashlib.sha1(f"{source}\0{salt}".encode()).hexdigest()[:8]
     return f"{slug[-80:]}-{digest}"
 
@@ -162,8 +167,9 @@ def _dicom_items(paths: list[Path], root: Path, discovery: Discovery) -> Iterato
                 )
             continue
         src = _rel(series.folder, root) if series.folder != root else "."
+        # a series that is the archive itself is named after its folder, not "."
         yield Item(
-            _make_id(src, series.uid),
+            _make_id(src, series.uid, name=root.name if src == "." else None),
             src,
             "dicom-series",
             tuple(str(f.path) for f in series.files),
