@@ -167,6 +167,46 @@ def test_evaluation_knows_training_images_laid_out_anew(shared_data, tmp_path):
     assert "6 of these images trained cxr-pneumonia" in result.output
 
 
+def test_bundled_models_know_their_training_images_under_other_names(shared_data, tmp_path):
+    """Every shipped bundle records its training files' digests, so renamed copies (a review
+    export, a re-organised archive) count as training images, and unseen images do not."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medlabel.cli import app
+    from medlabel.models.files import trained_ids
+    from medlabel.segment.bundle import load_segmentation_bundle
+
+    kermany = trained_ids(json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text()))
+    assert len(kermany.digests) > 4400  # 4471 files, some byte-identical
+    val = json.loads((resolve_model("cxr-pneumonia") / "bundle.json").read_text())["data"]
+    source = shared_data / "cxr-pneumonia-224" / "train"
+    picks = [i for i in sorted(kermany) if i.startswith("NORMAL/")][:2]
+    picks += [i for i in sorted(kermany) if i.startswith("PNEUMONIA/")][:2]
+    unseen = [i for i in val["val_ids"] if i not in kermany][:2]
+    for k, sample in enumerate(picks + unseen):  # links under names that tell nothing
+        link = tmp_path / "export" / sample.split("/")[0].lower() / f"study-{k}.jpeg"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source / sample)
+    data = tmp_path / "export"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model", "cxr-pneumonia", "--data", str(data), "--split", "all",
+              "--out", str(tmp_path / "ev")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["trained_on"] == 4
+    # the hippocampus model's training cases, renamed, are left out of a default evaluation
+    bundle = load_segmentation_bundle("mri-hippocampus")
+    seen = trained_ids(bundle.meta)
+    assert len(seen.digests) == len(seen) == 148
+    msd = shared_data / "msd-hippocampus"
+    case = sorted(seen)[0]
+    assert seen.holds("renamed_001", msd / "imagesTr" / f"{case}.nii.gz")
+    held = sorted(bundle.meta["data"]["val_ids"])[0]
+    assert not seen.holds("renamed_002", msd / "imagesTr" / f"{held}.nii.gz")
+
+
 def test_models_command_lists_user_bundles(tmp_path, monkeypatch):
     import json
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medlabel.classify.augment import Augment
 from medlabel.classify.bundle import BundleError, load_bundle, save_bundle, save_classic_bundle
@@ -18,9 +20,10 @@ from medlabel.classify.evaluation import evaluate_bundle
 from medlabel.classify.train import TrainConfig, fit_calibration, train_classifier
 from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import DatasetError
+from medlabel.data.sources import from_csv, from_folder
 from medlabel.image import MedicalImage
 
-from .conftest import make_dataset
+from .conftest import blob_images, make_dataset
 
 
 def quick_config(**kw) -> TrainConfig:
@@ -453,3 +456,41 @@ def test_a_bundle_saved_without_a_licence_records_the_data_licence(trained, tmp_
     assert "- Licence: CC0" in card
     given = save_bundle(trained, tmp_path / "n", licence="CC BY 4.0")
     assert json.loads((given / "bundle.json").read_text())["licence"] == "CC BY 4.0"
+
+
+def test_copies_of_training_images_under_other_names_are_recognised(blob_folder, tmp_path):
+    # a review export copies the archive's files under new names into other folders
+    source = from_folder(blob_folder)
+    cnn = train_classifier(source, quick_config(epochs=1), progress=False)
+    first = save_bundle(cnn, tmp_path / "v1", licence="CC0", command="test")
+    recorded = json.loads((first / "bundle.json").read_text())["data"]
+    assert len(recorded["train_digests"]) == recorded["train_used"]
+    classic = train_classic(source, estimator="logistic", size=(16, 16), progress=False)
+    assert len(classic.data["train_ids"]) == classic.data["train_used"]
+    export = tmp_path / "export"
+    export.mkdir()
+    rows = ["path,label"]
+    for k, sample in enumerate(sorted(recorded["train_ids"])):
+        copy = export / f"study-{k:03d}.png"  # neither its folder nor its name says what it is
+        shutil.copy(blob_folder / sample, copy)
+        rows.append(f"{copy.name},{sample.split('/')[0]}")
+    for k, img in enumerate(blob_images(np.arange(12) % 2, seed=7)):  # new images
+        Image.fromarray(img).save(export / f"new-{k:02d}.png")
+        rows.append(f"new-{k:02d}.png,{'normal' if k % 2 == 0 else 'abnormal'}")
+    (export / "labels.csv").write_text("\n".join(rows) + "\n")
+    exported = from_csv(export / "labels.csv")
+    n_copies = len(recorded["train_ids"])
+    assert not set(exported.ids) & set(recorded["train_ids"])  # no id gives them away
+
+    tuned = train_classifier(exported, quick_config(epochs=1, init_from=str(first)), progress=False)
+    assert tuned.data["val_ids"]
+    assert all(Path(sample).name.startswith("new-") for sample in tuned.data["val_ids"])
+    assert set(recorded["train_digests"]) <= set(tuned.data["train_digests"])
+
+    for model in (first, save_classic_bundle(classic, tmp_path / "classic")):
+        metrics = evaluate_bundle(
+            load_bundle(model), exported, split="all", out_dir=tmp_path / "eval", progress=False
+        )
+        expected = n_copies if model == first else len(classic.data["train_ids"])
+        assert metrics["trained_on"] == expected
+        assert any("trained this model" in note for note in metrics["notes"])

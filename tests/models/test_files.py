@@ -1,4 +1,5 @@
-"""Where a bundle may be written: check_bundle_target refuses what saving would destroy."""
+"""Bundle files: where a bundle may be written (check_bundle_target refuses what saving would
+destroy), checksums, and how a bundle recognises the samples it trained on."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import pytest
 from medlabel.models.files import (
     DESCRIPTION_FILES,
     BundleError,
+    SampleIds,
     check_bundle_target,
     file_checksums,
+    file_digest,
+    file_digests,
     read_description,
     staging,
+    trained_ids,
     verify_checksums,
+    was_seen,
     write_description,
 )
 
@@ -189,3 +195,38 @@ def test_a_damaged_model_file_without_checksums_is_a_clear_error(tmp_path: Path)
     weights.write_bytes(weights.read_bytes()[:500])
     with pytest.raises(BundleError, match="cannot be loaded"):
         load_bundle(copy, engine="torch").torch_member(0)
+
+
+def test_training_samples_are_recognised_by_their_bytes_under_any_name(tmp_path: Path) -> None:
+    (tmp_path / "NORMAL").mkdir()
+    (tmp_path / "export" / "cxr").mkdir(parents=True)
+    original = tmp_path / "NORMAL" / "IM-0001.jpeg"
+    original.write_bytes(b"\xff\xd8 pixels of one radiograph")
+    copy = tmp_path / "export" / "cxr" / "study-17.jpeg"  # the same file, renamed elsewhere
+    copy.write_bytes(original.read_bytes())
+    other = tmp_path / "export" / "cxr" / "IM-0002.jpeg"
+    other.write_bytes(b"\xff\xd8 pixels of another radiograph")
+    digest = file_digest(original)
+    assert digest is not None and len(digest) == 12 and file_digest(copy) == digest
+    assert file_digest(other) != digest and file_digest(tmp_path / "gone.jpeg") is None
+    assert file_digests([original, tmp_path / "gone.jpeg", None]) == [digest]
+    # a DICOM series folder: its files' bytes in name order, hidden files left out
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"slice one")
+    (series / "2.dcm").write_bytes(b"slice two")
+    before = file_digest(series)
+    (series / ".DS_Store").write_bytes(b"finder")
+    assert file_digest(series) == before
+    (series / "2.dcm").write_bytes(b"slice 2!!")  # same size: the modification time tells
+    assert file_digest(series) != before
+
+    meta = {"data": {"train_ids": ["NORMAL/IM-0001.jpeg"], "train_digests": [digest]}}
+    seen = trained_ids(meta)
+    assert seen and "cxr/study-17.jpeg" not in seen  # the name alone does not tell
+    assert seen.holds("cxr/study-17.jpeg", copy) and was_seen(seen, "cxr/study-17.jpeg", copy)
+    assert not seen.holds("cxr/IM-0002.jpeg", other)
+    assert seen.holds("data/normal/IM-0001.jpeg")  # still recognised by its id
+    assert not was_seen({"NORMAL/IM-0001.jpeg"}, "cxr/study-17.jpeg", copy)  # plain ids
+    assert SampleIds(digests=[digest])  # digests alone make a non-empty record
+    assert not trained_ids({"data": {"train_ids": []}})

@@ -18,9 +18,11 @@ from medlabel.devices import native_bf16
 from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage, same_grid
 from medlabel.io import read_image
-from medlabel.models.files import BundleError
+from medlabel.models.files import BundleError, trained_ids
+from medlabel.segment.api import Segmenter
 from medlabel.segment.bundle import load_segmentation_bundle, save_segmentation_bundle
 from medlabel.segment.dataset import open_segmentation_dataset
+from medlabel.segment.evaluation import choose_cases
 from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
 from medlabel.segment.infer import postprocess, predict_probabilities
 from medlabel.segment.plan import Plan, make_plan
@@ -603,6 +605,21 @@ def test_fine_tuning_starts_from_the_bundle(png_pairs: Callable[..., Path], tmp_
     other = open_segmentation_dataset(png_pairs(8), "100=disc,200=box")
     with pytest.raises(MedlabelError, match="fine-tuning needs the bundle's classes"):
         train_segmenter(other, replace(still, init_from=str(first)), progress=False)
+
+    # its training cases copied under new names (a review export) are still recognised
+    renamed = tmp_path / "renamed"
+    for part in ("images", "masks"):
+        (renamed / part).mkdir(parents=True)
+        for k, case in enumerate([*v1["train_ids"], *v1["val_ids"]]):
+            shutil.copy(tmp_path / "pairs" / part / f"{case}.png", renamed / part / f"s{k}.png")
+    copies = open_segmentation_dataset(renamed, "100=disc,200=square")
+    assert not {c.id for c in copies.cases} & set(v1["train_ids"])  # no id gives them away
+    seen = trained_ids(json.loads((first / "bundle.json").read_text()))
+    new_ones = {f"s{k}" for k in range(len(v1["train_ids"]), len(copies.cases))}
+    split = copies.with_validation_split(0.5, seed=0, seen=seen)
+    assert {copies.cases[i].id for i in split.indices("val")} <= new_ones
+    idx, why = choose_cases(copies, Segmenter("v1", bundle=load_segmentation_bundle(first)), None)
+    assert {copies.cases[i].id for i in idx} == new_ones and "file content" in why
 
 
 def test_save_refuses_a_classifier_bundle(tmp_path: Path) -> None:

@@ -203,6 +203,7 @@ def save_bundle(
             "data": {
                 **first.data,
                 "train_ids": sorted({i for m in items for i in m.data.get("train_ids", [])}),
+                **_train_digests(items),
                 **_native_sizes(items),
             },
             # the data's own licence when none is given, as the model card states it
@@ -213,6 +214,14 @@ def save_bundle(
         }
         _write_description(tmp, meta)
     return target
+
+
+def _train_digests(items: Sequence[TrainedClassifier]) -> dict[str, Any]:
+    """The file digests of every member's training samples, when the members recorded them
+    (:func:`medlabel.models.files.trained_ids`)."""
+    if not any("train_digests" in m.data for m in items):
+        return {}
+    return {"train_digests": sorted({d for m in items for d in m.data.get("train_digests", [])})}
 
 
 def _native_sizes(items: Sequence[TrainedClassifier]) -> dict[str, Any]:

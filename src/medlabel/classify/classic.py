@@ -39,6 +39,7 @@ from medlabel.data.arrays import load_arrays
 from medlabel.data.dataset import ClassificationDataset, DatasetError
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.calibration import TemperatureScaler, choose_threshold
+from medlabel.models.files import file_digests
 from medlabel.preprocess.network import InputSpec
 
 __all__ = [
@@ -256,6 +257,14 @@ def train_classic(
             **ds.summary(train.failures + val.failures),
             "train_used": len(train.ids),
             "val_used": len(val.ids),
+            # so that evaluating on them is noticed (medlabel.models.files.trained_ids)
+            "train_ids": list(train.ids),
+            "val_ids": list(val.ids),
+            **(
+                {"train_digests": file_digests(ds.file(int(i)) for i in train.indices)}
+                if ds.files is not None
+                else {}
+            ),
             "native_size": size_record(train.sizes) if train.sizes is not None else None,
         },
         0.0,

@@ -163,7 +163,7 @@ def evaluate_bundle(
     )
     metrics["split"] = split
     seen = trained_ids(bundle.meta)
-    trained_on = sum(1 for sample in arrays.ids if sample in seen)
+    trained_on = int(dataset.seen_by(arrays.indices, seen).sum())
     metrics["trained_on"] = trained_on
     if trained_on:
         metrics["notes"].append(

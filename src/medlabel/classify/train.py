@@ -445,7 +445,7 @@ def train_classifier(
     seen = start.seen if start is not None else set()
     ds = dataset.with_validation_split(config.val_fraction, seed=config.split_seed, seen=seen)
     if seen:
-        again = sum(ds.ids[i] in seen for i in ds.indices("val"))
+        again = int(ds.seen_by(ds.indices("val"), seen).sum())
         if again:
             log.warning(
                 "%d validation samples trained %s: its validation figures will flatter it",
@@ -622,6 +622,8 @@ def train_classifier(
             # a fine-tuned model has also seen what its starting bundle trained on
             "train_ids": list(train.ids) + sorted(set(seen) - set(train.ids)),
             **({"init_train_ids": len(set(seen) - set(train.ids))} if seen else {}),
+            # ... and recognises its training images under other names by their bytes
+            **_train_digests(ds, train.indices, seen),
             "val_ids": list(val.ids),
             **({"native_size": size_record(train.sizes)} if train.sizes is not None else {}),
         },
@@ -631,6 +633,20 @@ def train_classifier(
         val_labels=val.labels,
         ood=ood,
     )
+
+
+def _train_digests(
+    ds: ClassificationDataset, indices: np.ndarray, seen: Set[str]
+) -> dict[str, list[str]]:
+    """``{"train_digests": [...]}``: the file digests of the training samples (and of those
+    the starting bundle recorded), for data sets of files; ``{}`` otherwise."""
+    from medlabel.models.files import SampleIds, file_digests
+
+    if ds.files is None:  # MedMNIST: its ids are its split and index
+        return {}
+    earlier = seen.digests if isinstance(seen, SampleIds) else frozenset()
+    mine = file_digests(ds.file(int(i)) for i in indices)
+    return {"train_digests": mine + sorted(earlier - set(mine))}
 
 
 def _fit_ood(

@@ -24,6 +24,7 @@ import logging
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +61,9 @@ class ClassificationDataset:
         task: inferred from the labels unless given (``ordinal`` must be given).
         source: where the data came from (kind, path, licence) for model cards.
         skipped: inputs found but not usable, as ``(path, reason)``.
+        files: optional ``(N,)`` file of each sample (``None`` for MedMNIST), by whose bytes
+            a model's training samples are recognised under any name
+            (:func:`~medlabel.models.files.was_seen`).
     """
 
     name: str
@@ -72,6 +76,7 @@ class ClassificationDataset:
     task: Task | None = None
     source: dict[str, Any] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Path] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels)
@@ -83,6 +88,8 @@ class ClassificationDataset:
             raise DatasetError(self.source.get("path"), "ids, labels and splits differ in length")
         if self.groups is not None and len(self.groups) != n:
             raise DatasetError(self.source.get("path"), "groups differ in length from ids")
+        if self.files is not None and len(self.files) != n:
+            raise DatasetError(self.source.get("path"), "files differ in length from ids")
         unknown = set(self.splits.tolist()) - set(SPLITS)
         if unknown:
             raise DatasetError(
@@ -362,9 +369,30 @@ class ClassificationDataset:
                 unit_val[u] = to_val
                 in_val[pool[unit_of == u]] = to_val
 
+    def file(self, i: int) -> Path | None:
+        """The file of sample ``i``, if it has one."""
+        return None if self.files is None else self.files[int(i)]
+
+    def seen_by(self, idx: Sequence[int] | np.ndarray, seen: Collection[str]) -> np.ndarray:
+        """Which of the samples ``idx`` a model trained on ``seen`` saw: by id, and for
+        :class:`~medlabel.models.files.SampleIds` with digests also by the file's bytes (a
+        training image copied under another name or folder).
+
+        Example:
+            >>> import numpy as np
+            >>> ds = ClassificationDataset("toy", ["a", "b"], ["x/1.png", "x/2.png"],
+            ...     np.array([0, 1]), np.array(["train", "train"]), loader=lambda i: None)
+            >>> ds.seen_by(np.arange(2), {"x/2.png"}).tolist()
+            [False, True]
+        """
+        from medlabel.models.files import was_seen
+
+        return np.array([was_seen(seen, self.ids[i], self.file(i)) for i in idx], dtype=bool)
+
     def _touches(self, idx: np.ndarray, ids: Collection[str]) -> np.ndarray:
-        """Which of the samples ``idx`` are in ``ids``, or share a group with one that is."""
-        hit = np.array([self.ids[i] in ids for i in idx], dtype=bool)
+        """Which of the samples ``idx`` were seen (:meth:`seen_by`), or share a group with
+        one that was."""
+        hit = self.seen_by(idx, ids)
         if self.groups is not None and hit.any():
             hit = np.isin(self.groups[idx], self.groups[idx][hit])
         return hit
@@ -441,6 +469,7 @@ class ClassificationDataset:
             labels=self.labels[idx],
             splits=self.splits[idx],
             groups=None if self.groups is None else self.groups[idx],
+            files=None if self.files is None else [self.files[i] for i in idx],
             loader=lambda j: base(int(idx[j])),
         )
 

@@ -192,6 +192,7 @@ def from_folder(
         groups=_groups(paths, group_pattern),
         source={"kind": "folder", "path": str(root)},
         skipped=skipped,
+        files=paths,
     )
 
 
@@ -266,6 +267,7 @@ def from_csv(path: str | os.PathLike[str]) -> ClassificationDataset:
         groups=np.array(groups, dtype=object) if has_groups else None,
         source={"kind": "csv", "path": str(p)},
         skipped=skipped,
+        files=paths,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ __all__ = [
     "cpu_threads",
     "export_onnx",
     "file_checksums",
+    "file_digest",
+    "file_digests",
     "half_weights",
     "json_default",
     "loading",
@@ -52,6 +55,7 @@ __all__ = [
     "staging",
     "trained_ids",
     "verify_checksums",
+    "was_seen",
     "write_description",
 ]
 
@@ -408,10 +412,67 @@ def sample_key(sample_id: str) -> str:
     return "/".join(parts[-2:]).lower()
 
 
+#: Hex characters kept of a file's SHA-1: enough that two different images collide with a
+#: chance of about 1e-10 among 10,000 training images and as many new ones.
+DIGEST_CHARS = 12
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _sha1(path: str, size: int, mtime_ns: int) -> str:
+    """The SHA-1 of a file; ``size`` and ``mtime_ns`` key the cache, so a changed file is
+    read again."""
+    sha = hashlib.sha1(usedforsecurity=False)
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _file_sha1(path: Path) -> str:
+    stat = path.stat()
+    return _sha1(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def file_digest(path: str | os.PathLike[str] | None) -> str | None:
+    """What a sample's file is recognised by under any name: the first
+    :data:`DIGEST_CHARS` hex characters of the SHA-1 of its bytes (for a folder, such as a
+    DICOM series: of its files' SHA-1s in name order, hidden files left out); ``None`` when
+    there is no file or it cannot be read.
+    Cached by path, size and modification time.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> (folder / "a.png").write_bytes(b"same"); (folder / "copy.png").write_bytes(b"same")
+        4
+        4
+        >>> file_digest(folder / "a.png") == file_digest(folder / "copy.png"), file_digest(None)
+        (True, None)
+    """
+    if path is None:
+        return None
+    target = Path(path)
+    try:
+        if not target.is_dir():
+            return _file_sha1(target)[:DIGEST_CHARS]
+        files = [f for f in sorted(target.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+        joined = "".join(_file_sha1(f) for f in files).encode()
+        return hashlib.sha1(joined, usedforsecurity=False).hexdigest()[:DIGEST_CHARS]
+    except OSError:
+        return None
+
+
+def file_digests(paths: Iterable[str | os.PathLike[str] | None]) -> list[str]:
+    """:func:`file_digest` of each readable file, for a bundle's ``data["train_digests"]``."""
+    return [d for d in map(file_digest, paths) if d is not None]
+
+
 class SampleIds(frozenset[str]):
     """Sample ids that also recognise the same samples laid out differently: an id is in it
     when it is, or when its :func:`sample_key` is that of one that is (a class folder moved
     under ``test/``, written in lower case, or named by an absolute path in a CSV).
+    :meth:`holds` also recognises a sample by its file's bytes (:func:`file_digest`), so a
+    copy under another name or folder is recognised too.
 
     Example:
         >>> ids = SampleIds(["NORMAL/IM-0001.jpeg"])
@@ -420,10 +481,12 @@ class SampleIds(frozenset[str]):
     """
 
     _keys: frozenset[str]
+    digests: frozenset[str]
 
-    def __new__(cls, ids: Iterable[str] = ()) -> SampleIds:
+    def __new__(cls, ids: Iterable[str] = (), digests: Iterable[str] = ()) -> SampleIds:
         out = super().__new__(cls, ids)
         out._keys = frozenset(sample_key(i) for i in out)
+        out.digests = frozenset(digests)
         return out
 
     def __contains__(self, item: object) -> bool:
@@ -431,10 +494,35 @@ class SampleIds(frozenset[str]):
             return True
         return isinstance(item, str) and sample_key(item) in self._keys
 
+    def __bool__(self) -> bool:
+        return bool(len(self) or self.digests)
+
+    def holds(self, sample_id: str, file: str | os.PathLike[str] | None = None) -> bool:
+        """Whether the sample is one of these, by its id or by its file's bytes."""
+        if sample_id in self:
+            return True
+        return bool(self.digests) and file_digest(file) in self.digests
+
+
+def was_seen(
+    seen: Collection[str], sample_id: str, file: str | os.PathLike[str] | None = None
+) -> bool:
+    """Whether a model trained on ``seen`` saw this sample: by id for a plain collection, and
+    also by the file's bytes for :class:`SampleIds` that record them.
+
+    Example:
+        >>> was_seen({"a"}, "a"), was_seen(SampleIds(["x/a.png"]), "y/a.png")
+        (True, False)
+    """
+    if isinstance(seen, SampleIds):
+        return seen.holds(sample_id, file)
+    return sample_id in seen
+
 
 def trained_ids(meta: dict[str, Any]) -> SampleIds:
     """Ids of the samples (cases) some member of a bundle was trained on, from its description
-    (as :class:`SampleIds`, so a data set laid out anew still shows which they are).
+    (as :class:`SampleIds`, so a data set laid out anew, or a copy of a training image under
+    another name, still shows which they are: ``data["train_digests"]``).
 
     Fine-tuning never validates on them.
 
@@ -446,10 +534,11 @@ def trained_ids(meta: dict[str, Any]) -> SampleIds:
         ['a', 'b']
     """
     data = meta.get("data") or {}
+    digests = data.get("train_digests") or ()
     if "train_ids" in data:
-        return SampleIds(data["train_ids"])
+        return SampleIds(data["train_ids"], digests)
     several = len(meta.get("members") or []) > 1
-    return SampleIds(data.get("val_ids") or [] if several else [])
+    return SampleIds(data.get("val_ids") or [] if several else [], digests)
 
 
 def check_modality(model: str, meta: dict[str, Any], image: Any) -> None:

@@ -165,6 +165,9 @@ def save_segmentation_bundle(
                 **first.data,
                 "val_ids": sorted({i for f in files for i in f["val_ids"]}),
                 "train_ids": sorted({i for m in members for i in m.data.get("train_ids", [])}),
+                "train_digests": sorted(
+                    {d for m in members for d in m.data.get("train_digests", [])}
+                ),
             }
             if not single
             else first.data,

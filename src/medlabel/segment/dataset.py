@@ -43,6 +43,7 @@ from medlabel.errors import MedlabelError
 from medlabel.image import MedicalImage
 from medlabel.io import read_image, read_label
 from medlabel.io.formats import READ_FORMATS, detect_format
+from medlabel.models.files import was_seen
 from medlabel.segment.usable import (
     MAX_SKIPPED_LISTED,
     check_case,
@@ -269,7 +270,7 @@ class SegmentationDataset:
     def _fresh_keys(self, seen: Collection[str]) -> list[str]:
         """Sorted split keys (group, else id) of the training cases, less those of ``seen``."""
         train = [self.cases[i] for i in self.indices("train")]
-        used = {c.group or c.id for c in train if c.id in seen}
+        used = {c.group or c.id for c in train if was_seen(seen, c.id, c.image)}
         return sorted({c.group or c.id for c in train} - used)
 
     def folds(

@@ -31,7 +31,7 @@ from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.evaluate.segreport import write_segmentation_report
 from medlabel.image import MedicalImage
-from medlabel.models.files import SampleIds, trained_ids
+from medlabel.models.files import SampleIds, trained_ids, was_seen
 from medlabel.segment.api import Segmenter
 from medlabel.segment.dataset import SegmentationDataset
 from medlabel.visualize.preview import render_preview
@@ -61,12 +61,13 @@ def choose_cases(
     if ds.indices("test"):
         return ds.indices("test"), "the test split"
     seen = _trained_on(segmenter)
-    if any(c.id in seen for c in ds.cases):
-        idx = [i for i, c in enumerate(ds.cases) if c.id not in seen]
+    trained = [was_seen(seen, c.id, c.image) for c in ds.cases]
+    if any(trained):
+        idx = [i for i, hit in enumerate(trained) if not hit]
         if idx:
             return idx, (
                 f"the {len(idx)} of {len(ds.cases)} cases the bundle never trained on "
-                "(matched by case id)"
+                "(matched by case id and file content)"
             )
     trained_on = segmenter.training_data()
     if (
@@ -166,7 +167,8 @@ def evaluate_segmenter(
     # what computed the figures: bfloat16 and float32 masks differ at a few boundary voxels
     inference = "recipe" if bundle is None else bundle.arithmetic
     seen = _trained_on(segmenter)
-    trained_on = sum(1 for cid in cases if cid in seen)
+    image_of = {c.id: c.image for c in ds.cases}
+    trained_on = sum(1 for cid in cases if was_seen(seen, cid, image_of.get(cid)))
     extra = {
         "model": segmenter.name,
         "cases_evaluated": note,
