@@ -206,7 +206,8 @@ def write(curves: dict[str, Any], full: float, n_train: int, feature_s: float, a
             + " | ".join(f"{t['auc_at'][n]:.4f}" for n in checkpoints)
             + " |"
         )
-    lines += ["", "Command: `python benchmarks/bench_active_learning.py`."]
+    command = " ".join(["python", "benchmarks/bench_active_learning.py", *sys.argv[1:]])
+    lines += ["", f"Command: `{command}`."]
     save_results("active-learning", rows, lines)
 
 

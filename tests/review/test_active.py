@@ -26,6 +26,13 @@ def test_strategies_rank_as_documented() -> None:
     ]
     ranked = [r["item"] for r in rank(segmentations + rows, "margin", 6)]
     assert ranked == ["b", "c", "a", "s2", "s1", "d"]
+    # out-of-distribution results lead under margin too (their margin means nothing)
+    flagged = [
+        {"item": "x", "uncertainty": 1.0, "margin": 0.7, "ood": True},
+        {"item": "y", "uncertainty": 1.0, "margin": None, "ood": True},
+    ]
+    ranked = [r["item"] for r in rank(rows + segmentations + flagged, "margin", 4)]
+    assert ranked == ["x", "y", "b", "c"]
     first = [r["item"] for r in rank(rows, "random", 4, seed=1)]
     assert sorted(first) == ["a", "b", "c", "d"]
     assert first == [r["item"] for r in rank(rows, "random", 4, seed=1)]  # seeded

@@ -5,7 +5,9 @@ Strategies over the pending predictions of the store:
 * ``uncertainty``: highest uncertainty first (normalised entropy, or mean voxel entropy for
   segmentation); results without an uncertainty (rule-based recipes) come last;
 * ``margin``: smallest gap between the two most likely classes first (classification);
-  results without a margin (segmentations) follow, most uncertain first;
+  results without a margin (segmentations) follow, most uncertain first. Results flagged
+  out of distribution (``ood``) lead, as under ``uncertainty`` (where their uncertainty is
+  1): their margin says nothing about an image unlike the training data;
 * ``random``: a seeded random sample (the baseline every strategy must beat);
 * ``diversity``: greedy k-centre on small grey thumbnails, so the chosen items cover the
   archive's appearance instead of clustering on one kind of image; among equally far items
@@ -19,6 +21,8 @@ Example:
     ['b', 'a', 'c']
     >>> [r["item"] for r in rank(rows, "margin", 2)]
     ['b', 'a']
+    >>> [r["item"] for r in rank([*rows, {"item": "d", "margin": 0.9, "ood": True}], "margin", 2)]
+    ['d', 'b']
 """
 
 from __future__ import annotations
@@ -83,10 +87,15 @@ def rank(
     if strategy == "uncertainty":
         return sorted(rows, key=lambda r: _key(r.get("uncertainty"), True))[:n]
     if strategy == "margin":
-        # results without a margin (segmentations) follow, most uncertain first
+        # out-of-distribution results lead; results without a margin (segmentations) follow
+        # those with one, most uncertain first
         return sorted(
             rows,
-            key=lambda r: (*_key(r.get("margin"), False), *_key(r.get("uncertainty"), True)),
+            key=lambda r: (
+                not r.get("ood"),
+                *_key(r.get("margin"), False),
+                *_key(r.get("uncertainty"), True),
+            ),
         )[:n]
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(len(rows))
