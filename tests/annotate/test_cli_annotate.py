@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from medlabel.cli import app
@@ -60,6 +63,61 @@ def test_an_empty_formats_list_is_refused(mixed_archive: Path, tmp_path: Path) -
         assert result.exit_code == 1
         assert "--formats" in result.stderr and "nifti, dicom-seg, png, coco" in result.stderr
         assert not out.exists()  # nothing written
+
+
+def test_workers_and_batch_sizes_below_one_are_refused(mixed_archive: Path, tmp_path: Path) -> None:
+    """``--workers 0`` ran with one reader and ``--batch-size 0 --engine ray`` divided by
+    zero; both engines now refuse them before any work."""
+    out = tmp_path / "out"
+    for engine in ("local", "ray"):
+        for option, value in (("--workers", 0), ("--workers", -3), ("--batch-size", 0)):
+            result = run(
+                "annotate", mixed_archive, "--out", out, "--model", "ct-lungs",
+                "--engine", engine, option, value,
+            )  # fmt: skip
+            assert result.exit_code == 1, (engine, option, value, result.output)
+            assert result.stderr == (
+                f"error: Invalid value for {option}: must be at least 1, not {value}\n"
+            )
+            assert not out.exists()
+
+
+def test_an_unreachable_ray_cluster_is_a_clean_error(mixed_archive: Path, tmp_path: Path) -> None:
+    """A malformed address gave "unexpected ValueError" (exit 2); a closed port hung for
+    minutes. Both are refused at once, naming the address, before any work."""
+    out = tmp_path / "out"
+    for address, reason in (
+        ("nonsense", "the Ray address 'nonsense' is not host:port, ray://host:port or auto"),
+        ("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1: "),
+    ):
+        start = time.perf_counter()
+        result = run(
+            "annotate", mixed_archive, "--out", out, "--model", "ct-lungs",
+            "--engine", "ray", "--ray-address", address,
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {reason}"), result.stderr
+        assert time.perf_counter() - start < 20 and not out.exists()
+
+
+def test_more_ray_workers_than_cores_is_questioned(
+    mixed_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Ray actor loads the models: a local run with more actors than cores is warned of
+    (and still runs); the help calls the workers actors, not only reader threads."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    result = run(
+        "annotate", mixed_archive, "--out", tmp_path / "out", "--model", "no-such-model",
+        "--engine", "ray", "--workers", 3,
+    )  # fmt: skip
+    assert result.stderr.startswith(
+        "warning: --workers 3 is more than this machine's 2 CPU cores; each Ray actor loads "
+        "the models (about 450 MB each)"
+    ), result.stderr
+    assert result.exit_code == 1  # the unknown model, after the warning
+    help_text = " ".join(run("annotate", "--help").output.replace("│", " ").split())
+    assert "or Ray actors that each load the models (about 450 MB each)" in help_text
 
 
 def test_segment_to_a_seg_of_an_anonymised_series_says_so(

@@ -86,6 +86,18 @@ def test_next_lists_refuses_and_says_when_nothing_is_left(job: Path) -> None:
     assert json.loads(run("next", job, "--json").stdout) == []
 
 
+def test_next_on_a_job_whose_items_failed_says_so(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.nii.gz").write_bytes(b"\x1f\x8b not a volume")
+    done = run("annotate", tmp_path / "in", "--out", tmp_path / "out", "--model", "ct-lungs")
+    assert done.exit_code == 1  # the one item failed
+    listed = run("next", tmp_path / "out")
+    assert listed.exit_code == 0
+    assert listed.stdout.startswith("nothing pending for review; 1 item(s) failed")
+    nope = run("next", tmp_path / "out", "--model", "ct-lungs")
+    assert nope.exit_code == 1 and "no results at all (every item failed" in nope.stderr
+
+
 def test_rank_pending_refuses_less_than_one(job: Path) -> None:
     from medlabel.review.queue import next_items, rank_pending
 

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -176,8 +177,21 @@ def annotate(
     formats: Annotated[
         str, typer.Option("--formats", help="Mask outputs: nifti,dicom-seg,png,coco.")
     ] = "nifti,png",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="2D images per batch.")] = 16,
-    workers: Annotated[int, typer.Option("--workers", help="Reader threads.")] = 2,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="2D images per batch (at least 1; Ray sends blocks of at most 4 items).",
+        ),
+    ] = 16,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Reader threads (local engine), or Ray actors that each load the models "
+            "(about 450 MB each). At least 1.",
+        ),
+    ] = 2,
     tta: Annotated[
         bool, typer.Option("--tta", help="Test-time augmentation: segmentation agreement.")
     ] = False,
@@ -216,6 +230,12 @@ def annotate(
             f"give one or more of {', '.join(FORMATS)} (comma-separated), not {formats!r}",
             param_hint="--formats",
         )
+    for name, value in (("--batch-size", batch_size), ("--workers", workers)):
+        if value < 1:
+            raise typer.BadParameter(f"must be at least 1, not {value}", param_hint=name)
+    engine = _choice(engine, ("local", "ray"), "--engine")
+    if engine == "ray":
+        _check_ray(ray_address, workers)
     summary = run_job(
         src,
         out,
@@ -224,7 +244,7 @@ def annotate(
         tta=tta,
         batch_size=batch_size,
         workers=workers,
-        engine=_choice(engine, ("local", "ray"), "--engine"),
+        engine=engine,
         ray_address=ray_address,
         device=device,
         precision=_precision(precision),
@@ -242,6 +262,24 @@ def annotate(
         raise typer.Exit(code=1)
 
 
+def _check_ray(address: str | None, workers: int) -> None:
+    """Before any work: refuse a Ray cluster that cannot be reached; question a local Ray with
+    more workers than CPU cores (each actor holds its own copy of the models)."""
+    from medlabel.annotate.ray_engine import check_address
+
+    if address is not None:
+        check_address(address)
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and workers > cores:
+        typer.echo(
+            f"warning: --workers {workers} is more than this machine's {cores} CPU cores; "
+            "each Ray actor loads the models (about 450 MB each) and they share the cores, "
+            f"so --workers {cores} is usually as fast",
+            err=True,
+        )
+
+
 @app.command("next")
 @_errors
 def next_(
@@ -249,7 +287,14 @@ def next_(
     strategy: Annotated[
         str, typer.Option("--strategy", help="uncertainty, margin, random or diversity.")
     ] = "uncertainty",
-    n: Annotated[int, typer.Option("--n", help="How many items (at least 1).")] = 20,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            help="How many results (at least 1): an item with two models' results may "
+            "appear twice.",
+        ),
+    ] = 20,
     model: Annotated[str | None, typer.Option("--model", help="Only this model's results.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random strategy.")] = 0,
     db: Annotated[
@@ -270,13 +315,25 @@ def next_(
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        typer.echo("nothing pending for review")
+        typer.echo("nothing pending for review" + _failed_note(folder))
     for r in rows:
         u = r.get("uncertainty")
         typer.echo(
             f"{r['item']}\t{r['model']}\t{r['label'] or '(nothing found)'}\t"
             f"uncertainty={'n/a' if u is None else f'{u:.3f}'}\t{r['source']}"
         )
+
+
+def _failed_note(folder: Path) -> str:
+    """``"; N items failed ..."`` from the job's summary, when any did (they have no results
+    to review); ``""`` otherwise."""
+    try:
+        failed = int(json.loads((folder / "summary.json").read_text()).get("failed") or 0)
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not failed:
+        return ""
+    return f"; {failed} item(s) failed and have no results (see {folder / 'manifest.csv'})"
 
 
 @app.command()

@@ -89,7 +89,11 @@ def next_items(
             raise StoreError(
                 job,
                 f"the job has no results of model {model!r}; "
-                f"its models: {', '.join(models) or '(none)'}",
+                + (
+                    f"its models: {', '.join(models)}"
+                    if models
+                    else "it has no results at all (every item failed, or no model applied)"
+                ),
             )
     rows = store.predictions("pending")
     if model is not None:
