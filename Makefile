@@ -2,8 +2,11 @@
 #   make demo   create .venv, install everything, run the demo on real sample studies
 #   make test   create/update .venv with dev extras, lint and type-check, run all tests
 #   make bench  run the quick benchmarks (results land in benchmarks/results/)
-#   make bench-classify   the long training benchmarks (about 30 min each on 2 cores)
-#   make bench-segment    segmentation: recipes, JSRT (30 min), hippocampus (90 min), inference
+#   make bench-classify   the long training benchmarks, about 2 h on 2 cores: PneumoniaMNIST
+#                         (3 x up to 10 min), Kermany (3 x 20 min plus reading the images),
+#                         then robustness of cxr-pneumonia (about 13 min)
+#   make bench-segment    segmentation: recipes, JSRT (5 folds x 10 min), hippocampus (95 min
+#                         budget), inference, resolution
 #   make bench-annotate   annotation job throughput vs a MONAI loop; active-learning curve;
 #                         fine-tune vs anew over review rounds (about 50 min)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, machine, save_results, shared_data
+from common import RESULTS, invocation, machine, require_data, save_results
 
 STRATEGIES = ("uncertainty", "margin", "diversity", "random")
 
@@ -99,10 +99,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--budget", type=int, default=1000)
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/medmnist/pneumoniamnist.npz")
-        return
+    data = require_data("medmnist/pneumoniamnist.npz")
     from medlabel.classify.classic import image_features
 
     npz = np.load(data / "medmnist" / "pneumoniamnist.npz")
@@ -206,8 +203,7 @@ def write(curves: dict[str, Any], full: float, n_train: int, feature_s: float, a
             + " | ".join(f"{t['auc_at'][n]:.4f}" for n in checkpoints)
             + " |"
         )
-    command = " ".join(["python", "benchmarks/bench_active_learning.py", *sys.argv[1:]])
-    lines += ["", f"Command: `{command}`."]
+    lines += ["", f"Command: `{invocation()}`."]
     save_results("active-learning", rows, lines)
 
 

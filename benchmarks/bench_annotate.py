@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 
 
 def _listing(paths: list[Path], folder: Path) -> Path:
@@ -167,10 +167,10 @@ def one(side: str, listing: Path, out: Path, extra: list[str]) -> dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--xrays", type=int, default=200)
-    parser.add_argument("--volumes", type=int, default=40)
-    parser.add_argument("--no-ray", action="store_true")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--xrays", type=int, default=200, help="chest X-rays in the archive")
+    parser.add_argument("--volumes", type=int, default=40, help="hippocampus volumes")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine run")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,11 +178,15 @@ def main() -> None:
         side, listing, out, *extra = args.one
         print(json.dumps(one(side, Path(listing), Path(out), extra)))
         return
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data")
-        return
     from medlabel.models import bundled_models
+
+    data = require_data(
+        "cxr-pneumonia-224/train/NORMAL",
+        "cxr-pneumonia-224/train/PNEUMONIA",
+        "ct-abdomen/dicom-series",
+        "ct-abdomen/example_ct_sm.nii.gz",
+        *(["msd-hippocampus/imagesTr"] if "mri-hippocampus" in bundled_models() else []),
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
     import torch
@@ -193,6 +197,7 @@ def main() -> None:
         "machine": machine(),
         "native_bf16": native_bf16(torch.device("cpu")),
         "archives": {},
+        "command": invocation(),
     }
     kermany = data / "cxr-pneumonia-224" / "train"
     half = args.xrays // 2
@@ -270,7 +275,11 @@ def write(rows: dict[str, Any], tag: str = "") -> None:
         "imports included. Reading runs in background threads and overlaps with inference. The "
         "Ray run includes starting a local Ray and loading the models in each actor.",
         "",
-        f"Command: `python benchmarks/bench_annotate.py{f' --tag {tag}' if tag else ''}`.",
+        "Command: `"
+        + rows.get(
+            "command", "python benchmarks/bench_annotate.py" + (f" --tag {tag}" if tag else "")
+        )
+        + "`.",
     ]
     save_results("annotate" + (f"-{tag}" if tag else ""), rows, lines)
 

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pneumoniamnist import headline
-from common import machine, save_results
+from common import description, invocation, machine, save_results
 from medlabel.classify.bundle import load_bundle
 from medlabel.classify.ensemble import mean_logits
 from medlabel.classify.logits import probabilities
@@ -43,7 +43,7 @@ def split_logits(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("bundles", type=Path, nargs="+")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--tag", required=True, help="results file: ensemble-<tag>-<date>")
@@ -74,10 +74,7 @@ def main() -> None:
         "temperature": temperature,
         "threshold": threshold,
         "test": headline(m),
-        "command": "python benchmarks/bench_ensemble.py --data "
-        + " ".join([str(args.data), "--tag", args.tag, *map(str, args.bundles)])
-        + (f" --criterion {args.criterion}" if args.criterion != "youden" else "")
-        + (" --tta" if args.tta else ""),
+        "command": invocation(),
     }
     t = rows["test"]
     lines = [

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import shared_data
+from common import description, require_data
 from medlabel.segment.dataset import open_segmentation_dataset
 from seg_common import (
     add_training_args,
@@ -39,7 +39,7 @@ LICENCE = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_training_args(parser, budget=90.0)
     parser.add_argument(
         "--no-tta", action="store_true", help="test without left-right mirroring TTA"
@@ -51,10 +51,7 @@ def main() -> None:
         help="only write the ids of a trained bundle's training cases into its description",
     )
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/msd-hippocampus")
-        return
+    data = require_data("msd-hippocampus/imagesTr", "msd-hippocampus/labelsTr")
     ds = hold_out(
         open_segmentation_dataset(data / "msd-hippocampus", "1=anterior,2=posterior"),
         40,

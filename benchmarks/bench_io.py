@@ -3,11 +3,13 @@
 Each task is done by every tool in the same run on the same files; the ratio column is the
 tool's median time divided by medlabel's (above 1: medlabel is faster).
 
-Run: ``make bench`` (or ``python benchmarks/bench_io.py``).
+Run: ``make bench`` (or ``python benchmarks/bench_io.py [--repeat N]``; ``--repeat N`` times
+every task N times instead of its default 3 to 10, after the usual warm-up run).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import shared_data, timeit, write_results
+from common import description, plural, require_data, timeit, write_results
 from medlabel.io import read_image
 from medlabel.io.dicom import read_dicom
 from medlabel.preprocess import resample_to_spacing, window, zscore
@@ -55,11 +57,30 @@ def compare(task: str, tools: dict[str, Callable[[], Any]], repeat: int) -> list
     return rows
 
 
-def main() -> Path | None:
-    data = shared_data()
-    if data is None:
-        print("benchmarks need the real data: set MEDLABEL_DATA or place it at ../shared/data")
-        return None
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per task and tool (default: 3 to 10 depending on the task)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Time every task; ``argv`` as on the command line (``None``: ``sys.argv[1:]``)."""
+    args = parse_args(argv)
+    data = require_data(
+        "ct-abdomen/dicom-series", "ct-abdomen/example_ct_sm.nii.gz", "msd-hippocampus/imagesTr"
+    )
+
+    def times(default: int) -> int:
+        return args.repeat or default
+
     rows: list[dict[str, Any]] = []
     series = data / "ct-abdomen" / "dicom-series"
     rows += compare(
@@ -70,7 +91,7 @@ def main() -> Path | None:
             "SimpleITK ImageSeriesReader": lambda: sitk_series(series),
             "pydicom loop": lambda: pydicom_series(series),
         },
-        repeat=5,
+        repeat=times(5),
     )
     ct = data / "ct-abdomen" / "example_ct_sm.nii.gz"
     rows += compare(
@@ -80,7 +101,7 @@ def main() -> Path | None:
             "SimpleITK": lambda: sitk.GetArrayFromImage(sitk.ReadImage(str(ct))),
             "nibabel": lambda: np.asarray(nib.load(ct).dataobj),
         },
-        repeat=10,
+        repeat=times(10),
     )
     hippo = sorted((data / "msd-hippocampus" / "imagesTr").glob("*.nii.gz"))[:50]
     rows += compare(
@@ -90,21 +111,26 @@ def main() -> Path | None:
             "SimpleITK": lambda: [sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in hippo],
             "nibabel": lambda: [np.asarray(nib.load(p).dataobj) for p in hippo],
         },
-        repeat=3,
+        repeat=times(3),
     )
-    rows += _preprocess_rows(read_image(series))
+    rows += _preprocess_rows(read_image(series), times)
     notes = (
         "medlabel reads DICOM with pydicom + pylibjpeg-openjpeg, decoding compressed slices in "
         "forked worker processes; NIfTI with nibabel (plus a truncation check and SimpleITK's "
         "geometry rules); NRRD/MHA with SimpleITK. The pydicom loop does no validation (no gap, "
-        "tilt or mixed-series checks) and gives float64; plain nibabel does no truncation check."
+        "tilt or mixed-series checks) and gives float64; plain nibabel does no truncation check. "
+        + (
+            f"Median and min of {plural(args.repeat, 'timed run')} after one warm-up run."
+            if args.repeat
+            else "Median and min of 3 to 10 timed runs (by task) after one warm-up run."
+        )
     )
     md = write_results("io", rows, notes)
     print(f"results: {md}")
     return md
 
 
-def _preprocess_rows(ct: Any) -> list[dict[str, Any]]:
+def _preprocess_rows(ct: Any, times: Callable[[int], int]) -> list[dict[str, Any]]:
     import torch
     from monai.transforms import NormalizeIntensity, ScaleIntensityRange, Spacing
 
@@ -119,7 +145,7 @@ def _preprocess_rows(ct: Any) -> list[dict[str, Any]]:
             "medlabel (SimpleITK linear)": lambda: resample_to_spacing(ct, (1.5, 1.5, 3.0)),
             "MONAI Spacing (bilinear)": lambda: spacing(meta_tensor),
         },
-        repeat=5,
+        repeat=times(5),
     )
     rows += compare(
         "lung window 512x512x20 CT",
@@ -127,7 +153,7 @@ def _preprocess_rows(ct: Any) -> list[dict[str, Any]]:
             "medlabel window": lambda: window(ct, "lung"),
             "MONAI ScaleIntensityRange": lambda: scale(meta_tensor),
         },
-        repeat=10,
+        repeat=times(10),
     )
     rows += compare(
         "z-score 512x512x20 CT",
@@ -135,7 +161,7 @@ def _preprocess_rows(ct: Any) -> list[dict[str, Any]]:
             "medlabel zscore": lambda: zscore(ct),
             "MONAI NormalizeIntensity": lambda: norm(meta_tensor),
         },
-        repeat=10,
+        repeat=times(10),
     )
     return rows
 

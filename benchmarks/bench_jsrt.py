@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import shared_data
+from common import description, require_data
 from medlabel.segment.dataset import open_segmentation_dataset
 from seg_common import (
     add_training_args,
@@ -44,13 +44,10 @@ LICENCE = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_training_args(parser, budget=30.0)
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/jsrt-lungs-224")
-        return
+    data = require_data("jsrt-lungs-224/images", "jsrt-lungs-224/masks")
     ds = hold_out(
         open_segmentation_dataset(data / "jsrt-lungs-224", LABELS),
         40,

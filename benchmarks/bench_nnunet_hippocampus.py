@@ -19,6 +19,11 @@ environment and point ``--nnunet-python`` at it::
 This script runs in medlabel's environment: it builds the split and scores the predictions with
 medlabel's own metrics (on each case's original grid); nnU-Net's steps run in the other
 interpreter, through this same file's ``--stage`` entry points, which import nnU-Net only.
+
+A finished run leaves ``nnunet_run.json`` in ``--work`` with the settings it trained with
+(budget, iterations per epoch, configuration, fold, split, threads); a later call with the same
+``--work`` scores that run again instead of training, but only when the settings asked for are
+the same: otherwise it stops and says what differs (``--retrain`` trains again, replacing it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,14 +43,15 @@ DATASET = "Dataset004_Hippocampus"
 
 
 # --------------------------------------------------------------------------- nnU-Net side
-def _stage_train(work: Path, budget_s: float, iterations: int | None) -> None:
-    """Train nnU-Net's default 3d_fullres fold 0 within ``budget_s`` seconds, then predict the
+def _stage_train(work: Path, budget_minutes: float, iterations: int | None) -> None:
+    """Train nnU-Net's default 3d_fullres fold 0 within ``budget_minutes``, then predict the
     test images. Runs in the nnU-Net environment, with nnUNet_* paths set by the caller."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+    budget_s = budget_minutes * 60
     torch.set_num_threads(os.cpu_count() or 1)
 
     class BudgetTrainer(nnUNetTrainer):  # type: ignore[misc]
@@ -79,6 +86,12 @@ def _stage_train(work: Path, budget_s: float, iterations: int | None) -> None:
             self.on_train_end()
 
     base = Path(os.environ["nnUNet_preprocessed"]) / DATASET  # noqa: SIM112 (nnU-Net's name)
+    settings = _settings(
+        budget_minutes,
+        iterations,
+        load_json(str(base / "splits_final.json"))[0],
+        os.environ.get("nnUNet_n_proc_DA", str(os.cpu_count() or 1)),  # noqa: SIM112
+    )
     plans = load_json(str(base / "nnUNetPlans.json"))
     plans["continue_training"] = False  # as nnUNetv2_train sets it for a fresh run
     trainer = BudgetTrainer(
@@ -126,10 +139,28 @@ def _stage_train(work: Path, budget_s: float, iterations: int | None) -> None:
                 "nnunetv2": _version("nnunetv2"),
                 "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads(),
+                "settings": settings,
             },
             indent=2,
         )
     )
+
+
+def _settings(
+    budget_minutes: float, iterations: int | None, split: dict[str, list[str]], workers: str
+) -> dict[str, Any]:
+    """What a cached run must have trained with to be scored again: the same on both sides
+    (the training stage records it; the caller compares it with what it was asked for)."""
+    return {
+        "budget_minutes": float(budget_minutes),
+        "iterations_per_epoch": iterations,  # None: nnU-Net's own (250)
+        "configuration": "3d_fullres",
+        "fold": 0,
+        "train": sorted(split["train"]),
+        "val": sorted(split["val"]),
+        "torch_threads": os.cpu_count() or 1,
+        "augmentation_workers": str(workers),
+    }
 
 
 def _version(name: str) -> str:
@@ -142,13 +173,11 @@ def _version(name: str) -> str:
 def _prepare(work: Path) -> dict[str, list[str]]:
     """nnU-Net's raw layout for the split of ``bench_hippocampus.py`` (symbolic links)."""
     sys.path.insert(0, str(HERE.parent))
-    from common import shared_data
+    from common import require_data
     from medlabel.segment.dataset import open_segmentation_dataset
     from seg_common import hold_out
 
-    data = shared_data()
-    if data is None:
-        raise SystemExit("needs ../shared/data/msd-hippocampus")
+    data = require_data("msd-hippocampus/imagesTr", "msd-hippocampus/labelsTr")
     ds = hold_out(
         open_segmentation_dataset(data / "msd-hippocampus", "1=anterior,2=posterior"), 40
     ).with_validation_split(0.12, seed=0)
@@ -204,26 +233,23 @@ def _score(work: Path, split: dict[str, list[str]]) -> dict[str, Any]:
     return {"summary": summarize_cases(cases), "n": len(cases)}
 
 
-def _write(
-    work: Path, run: dict[str, Any], scored: dict[str, Any], args: argparse.Namespace
-) -> Path:
+def _write(run: dict[str, Any], scored: dict[str, Any], cached: bool) -> Path:
     sys.path.insert(0, str(HERE.parent))
-    from common import machine, save_results
+    from common import invocation, machine, save_results
 
     info = machine()
     t = scored["summary"]
-    command = (
-        f"python benchmarks/{HERE.name} --nnunet-python {args.nnunet_python} "
-        f"--budget-minutes {args.budget_minutes:g} --work {args.work}"
-    )
+    command = invocation()
     lines = [
         f"# nnU-Net v2 on the MSD hippocampus split of bench_hippocampus.py, {info['date']}",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, torch threads {run['torch_threads']}. "
         f"nnU-Net {run['nnunetv2']} (torch {run['torch']}), default 3d_fullres plan (patch "
         f"{run['patch_size']}, batch {run['batch_size']}), fold 0 = medlabel's 148 training / "
-        f"20 validation cases, {run['epochs']} epochs of {run['iterations_per_epoch']} "
-        f"iterations in {run['train_seconds'] / 60:.1f} min (budget {args.budget_minutes:g} min, "
+        f"20 validation cases, {run['epochs']} epoch{'' if run['epochs'] == 1 else 's'} of "
+        f"{run['iterations_per_epoch']} "
+        f"iterations in {run['train_seconds'] / 60:.1f} min "
+        f"(budget {run['settings']['budget_minutes']:g} min, "
         "the polynomial rate schedule stretched to the epochs that fit). Final checkpoint, "
         "mirroring at inference, as nnU-Net predicts by default. Test: the same 40 held-out "
         "cases as bench_hippocampus.py, scored by medlabel's metrics on each case's grid.",
@@ -245,9 +271,21 @@ def _write(
         f"Inference: {run['seconds_per_case'] * 1000:.0f} ms per case (nnU-Net's sequential "
         "predictor, preprocessing and export included).",
         "",
-        f"Command: `{command}`.",
+        f"Command: `{command}`"
+        + (
+            " (scoring the run cached in --work, trained with the same settings)."
+            if cached
+            else "."
+        ),
     ]
-    rows = {"machine": info, "nnunet": run, "test": t, "test_n": scored["n"], "command": command}
+    rows = {
+        "machine": info,
+        "nnunet": run,
+        "test": t,
+        "test_n": scored["n"],
+        "command": command,
+        "cached_run": cached,
+    }
     return save_results("hippocampus-nnunet", rows, lines)
 
 
@@ -255,13 +293,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nnunet-python", default="python", help="interpreter with nnunetv2")
     parser.add_argument("--budget-minutes", type=float, default=95.0)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet-hippocampus"))
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/nnunet-hippocampus"),
+        help="nnU-Net's folders; a finished run there is scored again if its settings match",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train again even when --work holds a finished run (replacing it)",
+    )
     parser.add_argument("--stage", choices=["train"], help=argparse.SUPPRESS)
     parser.add_argument("--iterations-per-epoch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.work.resolve()
     if args.stage == "train":
-        _stage_train(work, args.budget_minutes * 60, args.iterations_per_epoch)
+        _stage_train(work, args.budget_minutes, args.iterations_per_epoch)
         return
     split = _prepare(work)
     env = _nnunet_env(work)
@@ -282,7 +330,13 @@ def main() -> None:
         )
     splits = [{"train": split["train"], "val": split["val"]}]
     (work / "preprocessed" / DATASET / "splits_final.json").write_text(json.dumps(splits))
-    if not (work / "nnunet_run.json").exists():
+    wanted = _settings(
+        args.budget_minutes, args.iterations_per_epoch, splits[0], env["nnUNet_n_proc_DA"]
+    )
+    cached = _cached_run(work / "nnunet_run.json", wanted, args.retrain)
+    if cached is None:
+        (work / "nnunet_run.json").unlink(missing_ok=True)
+        shutil.rmtree(work / "predictions", ignore_errors=True)
         subprocess.run(
             [
                 args.nnunet_python,
@@ -302,8 +356,44 @@ def main() -> None:
             env=env,
             check=True,
         )
-    run = json.loads((work / "nnunet_run.json").read_text())
-    print(_write(work, run, _score(work, split), args))
+    run = cached or json.loads((work / "nnunet_run.json").read_text())
+    print(_write(run, _score(work, split), cached is not None))
+
+
+def _cached_run(path: Path, wanted: dict[str, Any], retrain: bool) -> dict[str, Any] | None:
+    """The finished run at ``path`` when it trained with the ``wanted`` settings (it is then
+    scored again, not retrained); ``None`` when there is none or ``retrain`` asks for a new one.
+
+    Raises:
+        SystemExit: a finished run with other settings (or, from before they were recorded,
+            unknown ones) is there and ``retrain`` is not set.
+    """
+    if not path.exists():
+        return None
+    if retrain:
+        print(f"--retrain: replacing the finished run in {path.parent}", flush=True)
+        return None
+    run: dict[str, Any] = json.loads(path.read_text())
+    had = run.get("settings")
+    if had is None:
+        raise SystemExit(
+            f"{path} records no training settings (a run from before they were recorded), so "
+            "it may not match this call's; pass --retrain to train again, or another --work"
+        )
+    differ = sorted(k for k in wanted.keys() | had.keys() if wanted.get(k) != had.get(k))
+    if differ:
+        shown = ", ".join(
+            f"{k} {had.get(k)!r} (asked: {wanted.get(k)!r})"
+            if k not in ("train", "val")
+            else f"{k} cases differ"
+            for k in differ
+        )
+        raise SystemExit(
+            f"{path} holds a run trained with other settings: {shown}. Refusing to score it "
+            "as this call's; pass --retrain to train again, or another --work"
+        )
+    print(f"scoring the finished run in {path.parent} (same settings; --retrain to train again)")
+    return run
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 from medlabel.image import MedicalImage
 from medlabel.io import read_image
 from medlabel.segment.api import open_segmenter
@@ -42,6 +42,7 @@ RIGHT = {  # model -> (data folder, value=class mapping)
     "cxr-lungs": ("jsrt-lungs-224", "150=lung_right,200=lung_left,250=heart"),
 }
 
+KERMANY = "cxr-pneumonia-224/train"  # the neighbouring domain of cxr-lungs
 WRONG = {  # model -> files under ../shared/data it is not made for
     "mri-hippocampus": [
         "mri-lesions/brain1_image.nrrd",
@@ -106,17 +107,17 @@ def record_reference(data: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument(
         "--record-reference",
         action="store_true",
         help="write the bundled models' validation entropy reference into their bundle.json",
     )
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data")
-        return
+    data = require_data(
+        *(folder for folder, _ in RIGHT.values()),
+        *(() if args.record_reference else (*(f for fs in WRONG.values() for f in fs), KERMANY)),
+    )
     if args.record_reference:
         record_reference(data)
         return
@@ -170,11 +171,11 @@ def main() -> None:
             findings.append(found)
         record(model, "wrong images: " + ", ".join(Path(r).name for r in WRONG[model]), findings)
     seg = open_segmenter("cxr-lungs")
-    files = sorted((data / "cxr-pneumonia-224" / "train").glob("*/*.jpeg"))
+    files = sorted((data / KERMANY).glob("*/*.jpeg"))
     step = max(1, len(files) // N_NEIGHBOUR)
     findings = [_flag(seg, _grey(read_image(f))) for f in files[::step][:N_NEIGHBOUR]]
     record("cxr-lungs", "Kermany paediatric chest X-rays (neighbouring domain)", findings)
-    lines += ["", "Command: `python benchmarks/bench_plausibility.py`."]
+    lines += ["", f"Command: `{invocation()}`."]
     save_results("plausibility", rows, lines)
 
 

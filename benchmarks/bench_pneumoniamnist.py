@@ -31,7 +31,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data, thread_prefix, threads_clause
+from common import (
+    description,
+    invocation,
+    machine,
+    require_data,
+    save_results,
+    thread_prefix,
+    threads_clause,
+)
 from medlabel.classify.bundle import load_bundle, save_bundle, save_classic_bundle
 from medlabel.classify.classic import train_classic
 from medlabel.classify.ensemble import calibrate_ensemble
@@ -135,7 +143,7 @@ def apply_settings(cfg: TrainConfig, settings: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ema", type=float, default=0.0, help="weight averaging decay (0: off)")
@@ -161,10 +169,7 @@ def main() -> None:
     if args.render is not None:
         write(json.loads(args.render.read_text()), TrainConfig)
         return
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/medmnist/pneumoniamnist.npz")
-        return
+    data = require_data("medmnist/pneumoniamnist.npz")
     ds = open_dataset(data / "medmnist" / "pneumoniamnist.npz")
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-pneumonia-"))
     rows: dict[str, Any] = {
@@ -177,6 +182,7 @@ def main() -> None:
         "tag": args.tag,
         "settings": args.settings,
         "threads": os.environ.get("OMP_NUM_THREADS"),
+        "command": invocation(),
     }
     members = []
     for seed in range(args.seeds):
@@ -280,10 +286,10 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
     settings = rows.get("settings") or []
     if settings:
         lines += ["", "Settings changed from the auto recipe: " + ", ".join(settings) + "."]
-    lines += [
-        "",
-        "95% bootstrap CIs are in the JSON file. Command: `"
-        + thread_prefix(rows.get("threads"))
+    # results from before the command was recorded (--render): the settings they name
+    command = rows.setdefault(
+        "command",
+        thread_prefix(rows.get("threads"))
         + "python benchmarks/bench_pneumoniamnist.py --budget-minutes "
         f"{rows['budget_minutes']:g} --seeds {len(d)}"
         + (f" --ema {rows['ema']:g}" if rows.get("ema") else "")
@@ -291,9 +297,9 @@ def write(rows: dict[str, Any], _cfg: Any) -> None:
         + (f" --size {rows['size']}" if rows.get("size") else "")
         + (f" --tag {rows['tag']}" if rows.get("tag") else "")
         + "".join(f" --set {item}" for item in settings)
-        + (" --no-extras" if "classic" not in rows else "")
-        + "`.",
-    ]
+        + (" --no-extras" if "classic" not in rows else ""),
+    )
+    lines += ["", f"95% bootstrap CIs are in the JSON file. Command: `{command}`."]
     save_results(stem, rows, lines)
 
 

@@ -10,11 +10,13 @@
 The TotalSegmentator labels are a model's output, not manual truth: read these Dice values
 as agreement with TotalSegmentator.
 
-Run: ``python benchmarks/bench_recipes.py``.
+Run: ``python benchmarks/bench_recipes.py [--repeat 3] [--cxr-cases N]`` (``--repeat 1
+--cxr-cases 10`` for a quick check: fewer timed runs, the first N JSRT cases only).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data, timeit
+from common import description, invocation, machine, require_data, save_results, timeit
 from medlabel.evaluate.segmentation import mask_metrics
 from medlabel.image import MedicalImage, same_grid
 from medlabel.io import read_image, read_label
@@ -47,7 +49,7 @@ def _round(m: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if v is None else round(float(v), 4)) for k, v in m.items()}
 
 
-def ct_rows(data: Path) -> list[dict[str, Any]]:
+def ct_rows(data: Path, repeat: int = 3) -> list[dict[str, Any]]:
     rows = []
     cases = [
         (
@@ -66,7 +68,9 @@ def ct_rows(data: Path) -> list[dict[str, Any]]:
         truth = _truth(ct, seg_path)
         timing = {}
         for name in [r for r in list_recipes() if r.startswith("ct-")]:
-            timing[name] = timeit(lambda n=name, im=ct: run_recipe(n, im), repeat=3)["median_s"]
+            timing[name] = timeit(lambda n=name, im=ct: run_recipe(n, im), repeat=repeat)[
+                "median_s"
+            ]
         bone = run_recipe("ct-bone", ct).array == 1
         row: dict[str, Any] = {
             "case": case,
@@ -94,12 +98,12 @@ def ct_rows(data: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def cxr_rows(data: Path) -> dict[str, Any]:
+def cxr_rows(data: Path, limit: int | None = None) -> dict[str, Any]:
     folder = data / "jsrt-lungs-224"
     dice, seconds = [], []
     import time
 
-    for image_path in sorted((folder / "images").glob("*.png")):
+    for image_path in sorted((folder / "images").glob("*.png"))[:limit]:
         image = read_image(image_path)
         mask = read_label(folder / "masks" / image_path.name).array
         start = time.perf_counter()
@@ -119,14 +123,44 @@ def cxr_rows(data: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data (ct-abdomen, jsrt-lungs-224)")
-        return
-    rows = {"machine": machine(), "ct": ct_rows(data), "cxr": cxr_rows(data)}
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of each CT recipe per volume"
+    )
+    parser.add_argument(
+        "--cxr-cases", type=int, default=None, help="only the first N JSRT cases (default: all)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or (args.cxr_cases is not None and args.cxr_cases < 1):
+        parser.error("--repeat and --cxr-cases must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Score and time the recipes; ``argv`` as on the command line (``None``: ``sys.argv[1:]``)."""
+    args = parse_args(argv)
+    data = require_data(
+        "ct-abdomen/example_ct_sm.nii.gz",
+        "ct-abdomen/example_seg.nii.gz",
+        "ct-abdomen/dicom-series",
+        "ct-abdomen/dicom-series-seg.nii.gz",
+        "jsrt-lungs-224/images",
+        "jsrt-lungs-224/masks",
+    )
+    rows = {
+        "machine": machine(),
+        "repeat": args.repeat,
+        "ct": ct_rows(data, args.repeat),
+        "cxr": cxr_rows(data, args.cxr_cases),
+        "command": invocation(),
+    }
     print(json.dumps(rows["cxr"]))
     write(rows)
+
+
+def _runs(n: int) -> str:
+    return f"median of {n} runs" if n > 1 else "one run"
 
 
 def _fmt(v: Any) -> str:
@@ -159,7 +193,7 @@ def write(rows: dict[str, Any]) -> None:
     )
     lines += [
         "",
-        "Seconds per volume (median of 3):",
+        f"Seconds per volume ({_runs(rows.get('repeat', 3))} after one warm-up run):",
         "",
         "| case | " + " | ".join(rows["ct"][0]["seconds"]) + " |",
         "|---|" + "---|" * len(rows["ct"][0]["seconds"]),
@@ -175,7 +209,7 @@ def write(rows: dict[str, Any]) -> None:
         f"cxr-lungs-classical: {c['seconds_per_image'] * 1000:.0f} ms per 224 px image; "
         f"worst case Dice {c['dice_both_min']:.3f}.",
         "",
-        "Command: `python benchmarks/bench_recipes.py`.",
+        f"Command: `{rows.get('command', 'python benchmarks/bench_recipes.py')}`.",
     ]
     save_results("recipes", rows, lines)
 

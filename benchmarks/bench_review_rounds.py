@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 
 ARMS = ("anew", "fine-tune", "fine-tune, leaky")
 
@@ -260,7 +260,7 @@ def write(rows: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, nargs=2, default=[1.0, 1.5])
     parser.add_argument("--rounds", type=int, nargs="+", default=[400, 1200, 2400])
@@ -271,10 +271,10 @@ def main() -> None:
     if args.render is not None:
         write(json.loads(args.render.read_text()))
         return
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data (medmnist, jsrt-lungs-224)")
-        return
+    data = require_data(
+        *(["medmnist/pneumoniamnist.npz"] if "classify" in args.task else []),
+        *(["jsrt-lungs-224/images", "jsrt-lungs-224/masks"] if "segment" in args.task else []),
+    )
     work = Path(tempfile.mkdtemp(prefix="review-rounds-"))
     runs: list[dict[str, Any]] = []
     for seed in range(args.seeds):
@@ -287,7 +287,7 @@ def main() -> None:
             "machine": machine(),
             "minutes": args.minutes,
             "runs": runs,
-            "command": " ".join(["python benchmarks/bench_review_rounds.py", *sys.argv[1:]]),
+            "command": invocation(),
         }
     )
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 from medlabel.segment.api import open_segmenter
 from medlabel.segment.dataset import open_segmentation_dataset
 from seg_common import hold_out
@@ -73,7 +73,7 @@ def agreement(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data", choices=sorted(DATASETS), default="hippocampus")
     parser.add_argument("--model", action="append", required=True, help="NAME=BUNDLE")
     parser.add_argument(
@@ -87,11 +87,8 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.model)
     if len(models) < 2:
         parser.error("give at least two --model NAME=BUNDLE")
-    data = shared_data()
     folder, labels, tta = DATASETS[args.data]
-    if data is None:
-        print(f"needs ../shared/data/{folder}")
-        return
+    data = require_data(folder)
     ds = hold_out(open_segmentation_dataset(data / folder, labels), 40)
     segmenters = {name: open_segmenter(path) for name, path in models.items()}
     preds: dict[str, list[np.ndarray]] = {name: [] for name in models}
@@ -143,12 +140,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "Command: `python benchmarks/bench_seg_agreement.py --data "
-        + args.data
-        + (f" --split {args.split}" if args.split != "test" else "")
-        + "".join(f" --model {n}={p}" for n, p in models.items())
-        + (f" --tag {args.tag}" if args.tag else "")
-        + "`.",
+        f"Command: `{invocation()}`.",
     ]
     save_results(stem, rows, lines)
 

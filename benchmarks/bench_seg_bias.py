@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 from medlabel.evaluate.segmentation import case_metrics
 from medlabel.segment.bundle import SegmentationBundle, load_segmentation_bundle
 from medlabel.segment.dataset import open_segmentation_dataset
@@ -71,14 +71,11 @@ def table(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--model", default="src/medlabel/models/cxr-lungs")
     parser.add_argument("--class", dest="name", default="heart")
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/jsrt-lungs-224")
-        return
+    data = require_data(DATA[0])
     ensemble = load_segmentation_bundle(args.model)
     channel = next(k for k, n in ensemble.classes.items() if n == args.name)
     ds = open_segmentation_dataset(data / DATA[0], DATA[1])
@@ -149,7 +146,7 @@ def main() -> None:
     ]
     lines += [
         "",
-        f"Command: `python benchmarks/bench_seg_bias.py --model {args.model} --class {args.name}`.",
+        f"Command: `{invocation()}`.",
     ]
     save_results(f"seg-bias-{Path(args.model).name}-{args.name}", rows, lines)
 

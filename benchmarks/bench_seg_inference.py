@@ -22,8 +22,12 @@ bfloat16 (where the CPU has it natively; forced bfloat16 is left out elsewhere).
 Faster is only worth having if the masks stay the same, so the run also segments the held-out
 test cases of ``bench_hippocampus.py`` (40 hippocampus crops) and ``bench_jsrt.py`` (40 JSRT
 radiographs) with the bundled ``mri-hippocampus`` and ``cxr-lungs`` in float32 and in bfloat16,
-with mirroring TTA as those benchmarks test, and reports both test Dice figures and the Dice
-between the two precisions' masks.
+both with mirroring TTA (as ``bench_hippocampus.py`` tests by default; ``bench_jsrt.py`` tests
+without TTA, so the JSRT figures here are not its test figures), and reports both test Dice
+figures and the Dice between the two precisions' masks.
+
+Every timing is the best of ``--repeat`` runs after one untimed warm-up run of the same
+pipeline or command.
 
 Run: ``python benchmarks/bench_seg_inference.py [--bundle mri-hippocampus] [--repeat 3]``; a
 CPU without native bfloat16 writes ``seg-inference-no-bf16-<date>``, without the forced
@@ -43,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 
 
 def _rss_mb() -> float:
@@ -67,6 +71,7 @@ def run_medlabel(bundle_name: str, path: str, repeat: int, pipeline: str) -> dic
     engine, precision = SETTINGS[pipeline]
     bundle = load_segmentation_bundle(bundle_name, engine=engine, precision=precision)
     base = _rss_mb()
+    bundle.predict(read_image(path))  # untimed warm-up (sessions, allocator, file cache)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -118,7 +123,7 @@ def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
     )
     base = _rss_mb()
     times = []
-    for _ in range(repeat):
+    for k in range(repeat + 1):  # the first run is an untimed warm-up
         start = time.perf_counter()
         data = pre({"image": path})
         image = data["image"]
@@ -134,7 +139,8 @@ def run_monai(bundle_name: str, path: str, repeat: int) -> dict[str, Any]:
             applied_operations=image.applied_operations,
         )
         out = post(data)
-        times.append(time.perf_counter() - start)
+        if k:
+            times.append(time.perf_counter() - start)
     return {
         "seconds": min(times),
         "peak_mb": _rss_mb(),
@@ -200,11 +206,11 @@ def precision_fidelity(data: Path) -> dict[str, Any]:
 
 def command_times(data: Path, repeat: int, bf16: bool) -> dict[str, Any]:
     """Seconds for one whole ``medlabel segment`` command (process start, imports, reading,
-    predicting, writing), best of ``repeat``, on an input that fits one window: with its
-    default for one image (ONNX Runtime in float32, which never imports torch), the same
-    command with torch imported first (what every run paid before the ONNX path stopped
-    importing it), and torch in bfloat16 (``--precision bf16``, only where the CPU computes in
-    it natively)."""
+    predicting, writing), best of ``repeat`` after one untimed warm-up run, on an input that
+    fits one window: with its default for one image (ONNX Runtime in float32, which never
+    imports torch), the same command with torch imported first (what every run paid before
+    the ONNX path stopped importing it), and torch in bfloat16 (``--precision bf16``, only
+    where the CPU computes in it natively)."""
     import tempfile
 
     cases = {
@@ -234,12 +240,13 @@ def command_times(data: Path, repeat: int, bf16: bool) -> dict[str, Any]:
                 target = Path(tmp) / f"mask{''.join(path.suffixes)}"
                 command = [*start, "segment", str(path), "--model", bundle, *extra]
                 times = []
-                for _ in range(repeat):
+                for k in range(repeat + 1):  # the first run is an untimed warm-up
                     begin = time.perf_counter()
                     subprocess.run(
                         [*command, "--out", str(target)], capture_output=True, check=True
                     )
-                    times.append(time.perf_counter() - begin)
+                    if k:
+                        times.append(time.perf_counter() - begin)
                 row[variant] = min(times)
             out[name] = row
             print(name, row, flush=True)
@@ -247,9 +254,11 @@ def command_times(data: Path, repeat: int, bf16: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bundle", default="mri-hippocampus")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--bundle", default="mri-hippocampus", help="a 3D segmentation bundle")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs (after one untimed warm-up run)"
+    )
     parser.add_argument("--one", nargs=2, metavar=("PIPELINE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -260,10 +269,15 @@ def main() -> None:
             result = run_medlabel(args.bundle, path, args.repeat, kind)
         print(json.dumps(result))
         return
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data (msd-hippocampus, ct-abdomen)")
-        return
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    data = require_data(
+        "msd-hippocampus/imagesTr/hippocampus_001.nii.gz",
+        "msd-hippocampus/labelsTr",
+        "ct-abdomen/example_ct_sm.nii.gz",
+        "jsrt-lungs-224/images",
+        "jsrt-lungs-224/masks",
+    )
     cases = {
         "hippocampus_001": data / "msd-hippocampus" / "imagesTr" / "hippocampus_001.nii.gz",
         "ct-abdomen example": data / "ct-abdomen" / "example_ct_sm.nii.gz",
@@ -276,6 +290,7 @@ def main() -> None:
         "machine": machine(),
         "native_bf16": native_bf16(torch.device("cpu")),
         "bundle": args.bundle,
+        "repeat": args.repeat,
         "cases": {},
     }
     for name, path in cases.items():
@@ -302,17 +317,25 @@ def main() -> None:
             print(name, pipeline, rows["cases"][name][pipeline], flush=True)
     rows["commands"] = command_times(data, args.repeat, rows["native_bf16"])
     rows["fidelity"] = precision_fidelity(data) if rows["native_bf16"] else None
-    rows["command"] = " ".join(["python benchmarks/bench_seg_inference.py", *sys.argv[1:]])
+    rows["command"] = invocation()
     write(rows)
 
 
 def write(rows: dict[str, Any]) -> None:
+    repeat = rows.get("repeat")
+    best = (
+        "Best of repeated runs"  # results from before the count was recorded
+        if not repeat
+        else f"Best of {repeat} runs after one untimed warm-up run"
+        if repeat > 1
+        else "One run after one untimed warm-up run"
+    )
     lines = [
         f"# Segmentation inference per volume, {rows['machine']['date']}",
         "",
         f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores; native "
         f"bfloat16: {'yes' if rows.get('native_bf16') else 'no'}. Network: bundle "
-        f"`{rows['bundle']}`. Best of repeated runs; peak resident memory of a fresh process.",
+        f"`{rows['bundle']}`. {best}; peak resident memory of a fresh process.",
         "",
         "| volume | medlabel (s), defaults | forced ONNX (s) | forced torch fp32 (s) | "
         "forced torch bf16 (s) | MONAI, fp32 (s) | speed-up vs MONAI | "
@@ -334,7 +357,7 @@ def write(rows: dict[str, Any]) -> None:
         lines += [
             "",
             "One whole `medlabel segment` command (process start, imports, reading, writing), "
-            "best of repeated runs: its default for one image that fits one window (float32 "
+            f"{best[0].lower()}{best[1:]}: its default for one image that fits one window (float32 "
             "on ONNX Runtime, which never imports torch), the same with torch imported first "
             "(as every run did before 2026-12-07), and `--precision bf16` (torch):",
             "",
@@ -351,7 +374,8 @@ def write(rows: dict[str, Any]) -> None:
         lines += [
             "",
             "Same masks? Held-out test cases (40 each, as `bench_hippocampus.py` and "
-            "`bench_jsrt.py` hold them out), mirroring TTA, torch in float32 and in bfloat16:",
+            "`bench_jsrt.py` hold them out), mirroring TTA on both (`bench_jsrt.py` itself tests "
+            "without it), torch in float32 and in bfloat16:",
             "",
             "| bundle | class | test Dice fp32 | test Dice bf16 | worst fp32 / bf16 | "
             "Dice bf16 vs fp32 mean (min) | seconds fp32 / bf16 |",

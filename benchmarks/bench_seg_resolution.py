@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 from medlabel.evaluate.segmentation import case_metrics
 from medlabel.image import MedicalImage
 from medlabel.models.files import trained_ids
@@ -52,14 +52,11 @@ def thinned(image: MedicalImage, step: int, axis: int) -> MedicalImage:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--model", default="mri-hippocampus")
     parser.add_argument("--steps", default="1,2,3,5", help="keep every k-th slice, per version")
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print("needs ../shared/data/msd-hippocampus")
-        return
+    data = require_data("msd-hippocampus/imagesTr", "msd-hippocampus/labelsTr")
     seg = open_segmenter(args.model)
     assert seg.bundle is not None, "needs a segmentation bundle"
     seen = trained_ids(seg.bundle.meta)
@@ -113,8 +110,7 @@ def main() -> None:
         "",
         "Dice is measured on each thinned grid, against the reference thinned alike.",
         "",
-        f"Command: `python benchmarks/bench_seg_resolution.py --model {args.model} "
-        f"--steps {args.steps}`.",
+        f"Command: `{invocation()}`.",
     ]
     save_results(f"seg-resolution-{Path(args.model).name}", rows, lines)
 

@@ -7,11 +7,16 @@ convex-hull rule for one class is tried on the plain prediction. Everything is s
 validation cases recorded in the bundle (those that picked its weights), never on the
 held-out test cases, so a view that helps here can then be tested once.
 
-Only bundles whose network grid is the image grid (whole-image 2D models such as
-``cxr-lungs`` on JSRT) are accepted: the views are applied to the image itself.
+Only bundles whose network grid is the image grid (whole-image 2D models such as one trained
+by ``bench_jsrt.py`` on JSRT) are accepted: the views are applied to the image itself. Only
+single-model bundles are accepted too: an ensemble's recorded validation cases are its
+members' pooled out-of-fold cases, each of which trained the other members (the shipped
+``cxr-lungs`` is a 5-fold ensemble), so screening on them would be screening on training
+cases. Train a single model for the screen, e.g. ``python benchmarks/bench_jsrt.py
+--budget-minutes 10 --save /tmp/cxr-lungs-single``.
 
-Run: ``python benchmarks/bench_seg_tta.py [--model src/medlabel/models/cxr-lungs]
-[--shift 4] [--zoom 0.08] [--hull heart]``.
+Run: ``python benchmarks/bench_seg_tta.py --model BUNDLE [--shift 4] [--zoom 0.08]
+[--hull heart]``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from skimage.morphology import convex_hull_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, shared_data
+from common import description, invocation, machine, require_data, save_results
 from medlabel.segment.bundle import load_segmentation_bundle
 from medlabel.segment.dataset import open_segmentation_dataset
 
@@ -90,18 +95,28 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, default=Path("src/medlabel/models/cxr-lungs"))
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a single-model 2D bundle (ensembles such as the shipped cxr-lungs are refused)",
+    )
     parser.add_argument("--shift", type=float, default=4.0, help="pixels")
     parser.add_argument("--zoom", type=float, default=0.08, help="relative")
     parser.add_argument("--hull", default="heart", help="class whose convex hull is tried")
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        print(f"needs ../shared/data/{DATA[0]}")
-        return
+    data = require_data(DATA[0])
     bundle = load_segmentation_bundle(args.model)
-    val_ids = set((bundle.meta.get("data") or {}).get("val_ids") or [])
+    if len(bundle.members) > 1:
+        parser.error(
+            f"{args.model} is an ensemble of {len(bundle.members)} members: an ensemble's "
+            "recorded validation cases each trained other members, so screening on them would "
+            "score training cases; pass a single-model bundle (e.g. from bench_jsrt.py --save)"
+        )
+    recorded = bundle.meta.get("data") or {}
+    # a case the bundle trained on is never screened on, whatever else its record says
+    val_ids = set(recorded.get("val_ids") or []) - set(recorded.get("train_ids") or [])
     ds = open_segmentation_dataset(data / DATA[0], DATA[1])
     cases = [i for i, c in enumerate(ds.cases) if c.id in val_ids]
     if not cases:
@@ -139,8 +154,7 @@ def main() -> None:
         "n": len(cases),
         "dice": {k: {n: float(np.mean(v)) for n, v in s.items()} for k, s in scores.items()},
         "worst": {k: {n: float(np.min(v)) for n, v in s.items()} for k, s in scores.items()},
-        "command": "python benchmarks/bench_seg_tta.py --model "
-        + f"{args.model} --shift {args.shift:g} --zoom {args.zoom:g} --hull {args.hull}",
+        "command": invocation(),
     }
     names = list(classes.values())
     lines = [

@@ -5,11 +5,13 @@ backward pass, AdamW update. Each network is timed both ways in the same run, on
 inputs of the shapes its plan or recipe uses; the ratio is what ``bf16`` buys on this CPU.
 Autocast pays off only where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX).
 
-Run: ``python benchmarks/bench_training_step.py`` (about 4 minutes on 2 cores).
+Run: ``python benchmarks/bench_training_step.py [--steps 4] [--warmup 2] [--limit N]`` (about 4
+minutes on 2 cores with the defaults; ``--steps 1 --warmup 1 --limit 1`` for a quick check).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save_results, timeit
+from common import description, invocation, machine, plural, save_results, timeit
 from medlabel.classify.networks import build_network
 from medlabel.devices import bf16_autocast, native_bf16
 from medlabel.segment.networks import build_segmentation_network
@@ -103,8 +105,15 @@ CASES: list[tuple[str, Callable[[], torch.nn.Module], tuple[int, ...], int]] = [
 ]
 
 
-def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: bool) -> float:
-    """Median seconds of one training step."""
+def step_time(
+    net: torch.nn.Module,
+    shape: tuple[int, ...],
+    classes: int,
+    bf16: bool,
+    steps: int = 4,
+    warmup: int = 2,
+) -> float:
+    """Median seconds of one training step (``steps`` timed after ``warmup`` untimed)."""
     torch.manual_seed(0)
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
     x = torch.randn(shape)
@@ -123,24 +132,49 @@ def step_time(net: torch.nn.Module, shape: tuple[int, ...], classes: int, bf16: 
         loss.backward()
         opt.step()
 
-    return timeit(step, repeat=4, warmup=2)["median_s"]
+    return timeit(step, repeat=steps, warmup=warmup)["median_s"]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per network and mode")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help=f"only the first N of the {len(CASES)} networks (default: all)",
+    )
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or (args.limit is not None and args.limit < 1):
+        parser.error("--steps and --limit must be at least 1, --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time every network; ``argv`` as on the command line (``None``: ``sys.argv[1:]``)."""
+    args = parse_args(argv)
     native = native_bf16(torch.device("cpu"))
-    rows: dict[str, Any] = {"machine": machine(), "native_bf16": native, "cases": []}
-    for name, build, shape, classes in CASES:
+    rows: dict[str, Any] = {
+        "machine": machine(),
+        "native_bf16": native,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "cases": [],
+        "command": invocation(),
+    }
+    for name, build, shape, classes in CASES[: args.limit]:
         net = build()
-        fp32 = step_time(net, shape, classes, bf16=False)
-        bf16 = step_time(net, shape, classes, bf16=True)
+        fp32 = step_time(net, shape, classes, False, args.steps, args.warmup)
+        bf16 = step_time(net, shape, classes, True, args.steps, args.warmup)
         rows["cases"].append({"network": name, "fp32_s": fp32, "bf16_s": bf16})
         print(f"{name}: fp32 {fp32:.3f} s, bf16 {bf16:.3f} s ({fp32 / bf16:.2f}x)", flush=True)
     lines = [
         f"# Training step, float32 vs bfloat16 autocast, {rows['machine']['date']}",
         "",
         f"Machine: {rows['machine']['cpu']}, {rows['machine']['cores']} cores; native bfloat16: "
-        f"{'yes' if native else 'no'}. Median of 4 steps after 2 warm-up steps (forward, "
-        "float32 loss, backward, AdamW).",
+        f"{'yes' if native else 'no'}. Median of {plural(args.steps, 'step')} after "
+        f"{plural(args.warmup, 'warm-up step')} (forward, float32 loss, backward, AdamW).",
         "",
         "| network, batch | float32 | bfloat16 autocast | speed-up |",
         "|---|---|---|---|",
@@ -150,7 +184,7 @@ def main() -> None:
             f"| {r['network']} | {r['fp32_s']:.3f} s | {r['bf16_s']:.3f} s | "
             f"{r['fp32_s'] / r['bf16_s']:.2f}x |"
         )
-    lines += ["", "Command: `python benchmarks/bench_training_step.py`."]
+    lines += ["", f"Command: `{rows['command']}`."]
     save_results("training-step", rows, lines)
 
 

@@ -7,7 +7,9 @@ import gc
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -23,6 +25,60 @@ REPO = Path(__file__).resolve().parents[1]
 def shared_data() -> Path | None:
     """``$MEDLABEL_DATA`` when set, else ``../shared/data`` beside the repository."""
     return find_shared_data(REPO)
+
+
+def data_location() -> tuple[Path, str]:
+    """Where the shared data is looked for, and why there (``$MEDLABEL_DATA`` or the default
+    ``../shared/data`` beside the repository); the folder need not exist."""
+    env = os.environ.get("MEDLABEL_DATA")
+    if env:
+        return Path(env), "from $MEDLABEL_DATA"
+    return REPO.parent / "shared" / "data", "../shared/data beside the repository"
+
+
+def require_data(*parts: str) -> Path:
+    """The shared data folder, once it and each of ``parts`` (paths inside it: folders, which
+    must not be empty, or files) exist.
+
+    Raises:
+        SystemExit: with a non-zero status and a message naming the folder looked in (and
+            whether ``$MEDLABEL_DATA`` chose it) and what is missing, so that a benchmark run
+            without its data fails instead of passing having run nothing.
+    """
+    root, origin = data_location()
+    hint = "set MEDLABEL_DATA or place the shared data at ../shared/data beside the repository"
+    if not root.is_dir():
+        raise SystemExit(f"benchmark data not found: {root} ({origin}) is not a folder; {hint}")
+    missing = [
+        f"{part} (absent)" if not path.exists() else f"{part} (an empty folder)"
+        for part, path in ((part, root / part) for part in parts)
+        if not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    ]
+    if missing:
+        raise SystemExit(f"benchmark data missing in {root} ({origin}): " + ", ".join(missing))
+    return root
+
+
+def invocation() -> str:
+    """The command this process was started with, as ``python benchmarks/<script> <args>``
+    (``OMP_NUM_THREADS=N`` in front when that limit is set: budgeted runs depend on it), for
+    the results files."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "?"
+    return (
+        thread_prefix(os.environ.get("OMP_NUM_THREADS"))
+        + f"python benchmarks/{script}"
+        + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
+    )
+
+
+def description(doc: str | None) -> str:
+    """The first paragraph of a script's docstring on one line, for its ``--help``."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def timeit(func: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str, float]:
@@ -86,26 +142,43 @@ def _torch_threads() -> int | None:
     return int(torch.get_num_threads())
 
 
+def _replacing(*paths: Path) -> None:
+    """Say so when results files of the same name (an earlier run the same day) are replaced."""
+    there = [str(path) for path in paths if path.exists()]
+    if there:
+        print(f"note: replacing {' and '.join(there)} (an earlier run the same day)", flush=True)
+
+
 def save_results(stem: str, rows: dict[str, Any], lines: list[str]) -> Path:
     """Write ``results/<stem>-<date>.json`` (``rows``, dated by ``rows["machine"]``) and the
-    markdown ``lines`` as ``.md``; print and return the ``.md`` path."""
+    markdown ``lines`` as ``.md``; print and return the ``.md`` path.
+
+    ``rows`` gets the command that was run (:func:`invocation`) under ``command`` unless the
+    caller gave one; a note is printed when an earlier file of the same name is replaced.
+    """
     stamp = rows["machine"]["date"][:10]
+    rows.setdefault("command", invocation())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}-{stamp}.json").write_text(json.dumps(rows, indent=2))
-    md = RESULTS / f"{stem}-{stamp}.md"
+    js, md = RESULTS / f"{stem}-{stamp}.json", RESULTS / f"{stem}-{stamp}.md"
+    _replacing(js, md)
+    js.write_text(json.dumps(rows, indent=2, default=str))
     md.write_text("\n".join(lines) + "\n")
     print(f"results: {md}")
     return md
 
 
-def write_results(name: str, rows: list[dict[str, Any]], notes: str = "") -> Path:
-    """Write ``results/<name>-<date>.json`` and ``.md`` (a table with ratios); return the .md."""
+def write_results(
+    name: str, rows: list[dict[str, Any]], notes: str = "", command: str | None = None
+) -> Path:
+    """Write ``results/<name>-<date>.json`` and ``.md`` (a table with ratios, and the command
+    that was run: ``command``, else :func:`invocation`); return the .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = machine()
     stamp = info["date"][:10]
-    (RESULTS / f"{name}-{stamp}.json").write_text(
-        json.dumps({"machine": info, "results": rows}, indent=2)
-    )
+    command = command or invocation()
+    js, md = RESULTS / f"{name}-{stamp}.json", RESULTS / f"{name}-{stamp}.md"
+    _replacing(js, md)
+    js.write_text(json.dumps({"machine": info, "results": rows, "command": command}, indent=2))
     lines = [
         f"# {name} benchmark, {info['date']}",
         "",
@@ -123,6 +196,6 @@ def write_results(name: str, rows: list[dict[str, Any]], notes: str = "") -> Pat
         )
     if notes:
         lines += ["", notes]
-    md = RESULTS / f"{name}-{stamp}.md"
+    lines += ["", f"Command: `{command}`."]
     md.write_text("\n".join(lines) + "\n")
     return md

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import shared_data
+from common import require_data
 from medlabel.data.sources import open_dataset
 from medlabel.models.files import file_digest, trained_ids
 from medlabel.segment.dataset import open_segmentation_dataset
@@ -61,9 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
-    data = shared_data()
-    if data is None:
-        raise SystemExit("needs ../shared/data (or $MEDLABEL_DATA)")
+    data = require_data(*(folder for folder, _ in DATA.values()))
     for model in DATA:
         path = MODELS / model / "bundle.json"
         meta = json.loads(path.read_text())

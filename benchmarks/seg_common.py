@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from common import machine, save_results, thread_prefix, threads_clause
+from common import machine, plural, save_results, thread_prefix, threads_clause
 from medlabel.evaluate.segmentation import distance_key
 from medlabel.segment.api import Segmenter
 from medlabel.segment.augment import SegAugment
@@ -252,8 +252,8 @@ def write_table(rows: dict[str, Any], stem: str, title: str, notes: list[str]) -
         + ". Self-configured "
         f"{plan['dims']}D {plan['network']['name']} (patch {plan['patch_size']}, batch "
         f"{plan['batch_size']}), {rows['train_seconds'] / 60:.1f} min in all "
-        f"({rows['epochs']} epochs). Held-out test: {rows['test_n']} cases never used for "
-        "training or selection; metrics on each case's original grid"
+        f"({plural(rows['epochs'], 'epoch')}). Held-out test: {rows['test_n']} cases never "
+        "used for training or selection; metrics on each case's original grid"
         + (" with mirroring test-time augmentation." if rows.get("tta") else "."),
         "",
         f"| class | test Dice mean [95% CI] | test Dice worst | test HD95 ({unit}) | "
