@@ -640,13 +640,11 @@ def _train_digests(
 ) -> dict[str, list[str]]:
     """``{"train_digests": [...]}``: the file digests of the training samples (and of those
     the starting bundle recorded), for data sets of files; ``{}`` otherwise."""
-    from medlabel.models.files import SampleIds, file_digests
+    from medlabel.models.files import file_digests
 
     if ds.files is None:  # MedMNIST: its ids are its split and index
         return {}
-    earlier = seen.digests if isinstance(seen, SampleIds) else frozenset()
-    mine = file_digests(ds.file(int(i)) for i in indices)
-    return {"train_digests": mine + sorted(earlier - set(mine))}
+    return {"train_digests": file_digests((ds.file(int(i)) for i in indices), seen)}
 
 
 def _fit_ood(

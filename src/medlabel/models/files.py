@@ -462,9 +462,20 @@ def file_digest(path: str | os.PathLike[str] | None) -> str | None:
         return None
 
 
-def file_digests(paths: Iterable[str | os.PathLike[str] | None]) -> list[str]:
-    """:func:`file_digest` of each readable file, for a bundle's ``data["train_digests"]``."""
-    return [d for d in map(file_digest, paths) if d is not None]
+def file_digests(
+    paths: Iterable[str | os.PathLike[str] | None], seen: Collection[str] = ()
+) -> list[str]:
+    """:func:`file_digest` of each readable file, for a bundle's ``data["train_digests"]``,
+    followed by those ``seen`` records (the starting bundle's, when fine-tuning) that are not
+    among them.
+
+    Example:
+        >>> file_digests([None], SampleIds(digests=["abc"]))
+        ['abc']
+    """
+    mine = [d for d in map(file_digest, paths) if d is not None]
+    earlier = seen.digests if isinstance(seen, SampleIds) else frozenset()
+    return mine + sorted(earlier - set(mine))
 
 
 class SampleIds(frozenset[str]):

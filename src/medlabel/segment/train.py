@@ -19,9 +19,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from medlabel.devices import bf16_autocast, native_bf16, resolve_device
 from medlabel.errors import MedlabelError
 from medlabel.evaluate.segmentation import case_metrics, summarize_cases
 from medlabel.image import MedicalImage
-from medlabel.models.files import SampleIds, file_digests, trained_ids
+from medlabel.models.files import file_digests, trained_ids
 from medlabel.segment.augment import SegAugment
 from medlabel.segment.dataset import SegmentationDataset, skipped_record
 from medlabel.segment.fingerprint import Fingerprint, fingerprint_cases
@@ -319,13 +318,6 @@ def _readable(
             log.warning("%s; case %s left out of the fingerprint", err, ds.cases[i].id)
 
 
-def _train_digests(images: list[Path], seen: Collection[str]) -> list[str]:
-    """File digests of the training images and of those the starting bundle recorded."""
-    earlier = seen.digests if isinstance(seen, SampleIds) else frozenset()
-    mine = file_digests(images)
-    return mine + sorted(earlier - set(mine))
-
-
 def train_segmenter(
     dataset: SegmentationDataset,
     config: SegTrainConfig | None = None,
@@ -483,7 +475,7 @@ def train_segmenter(
             "train_ids": [ds.cases[i].id for i in train_idx]
             + sorted(set(seen) - {ds.cases[i].id for i in train_idx}),
             # ... and recognises its training images under other names by their bytes
-            "train_digests": _train_digests([ds.cases[i].image for i in train_idx], seen),
+            "train_digests": file_digests((ds.cases[i].image for i in train_idx), seen),
             "val_ids": [ds.cases[i].id for i in val_idx],
         },
         seconds=time.perf_counter() - start_all,
