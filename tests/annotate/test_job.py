@@ -204,6 +204,13 @@ def test_dicom_seg_from_the_job_and_bad_requests(mixed_archive: Path, tmp_path: 
         annotate(mixed_archive, fresh, device="cuda:0", engine="ray", progress=False)
     with pytest.raises(MedlabelError, match="unknown precision 'fp16'"):
         annotate(mixed_archive, fresh, precision="fp16", progress=False)
+    for engine in ("local", "ray"):
+        with pytest.raises(MedlabelError, match="workers must be at least 1, not 0"):
+            annotate(mixed_archive, fresh, workers=0, engine=engine, progress=False)
+        with pytest.raises(MedlabelError, match="batch_size must be at least 1, not -2"):
+            annotate(mixed_archive, fresh, batch_size=-2, engine=engine, progress=False)
+    with pytest.raises(MedlabelError, match="is not host:port"):
+        annotate(mixed_archive, fresh, engine="ray", ray_address="nonsense", progress=False)
     assert not fresh.exists()  # refused before anything was written
 
 

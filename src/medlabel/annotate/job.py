@@ -167,8 +167,9 @@ def annotate(
 
     Raises:
         MedlabelError: the input does not exist or holds no images, an unknown output format,
-            model, engine or device, a GPU with the Ray engine, or an output folder that is
-            the input itself.
+            model, engine or device, ``batch_size`` or ``workers`` below 1, a GPU with the Ray
+            engine, a Ray address that cannot be reached, or an output folder that is the
+            input itself.
     """
     start = time.perf_counter()
     src, target = Path(source), Path(out)
@@ -177,6 +178,9 @@ def annotate(
         raise MedlabelError(None, f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     if engine not in ("local", "ray"):
         raise MedlabelError(None, f"unknown engine {engine!r}; choose local or ray")
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if value < 1:
+            raise MedlabelError(None, f"{name} must be at least 1, not {value}")
     from medlabel.segment.bundle import PRECISIONS
 
     if precision not in PRECISIONS:
@@ -189,6 +193,10 @@ def annotate(
         if device.startswith("cuda"):
             raise MedlabelError(None, "the Ray engine runs on the CPU; use --engine local on a GPU")
         device = "cpu" if device == "auto" else device
+        if ray_address is not None:  # before any model is opened or folder made
+            from medlabel.annotate.ray_engine import check_address
+
+            check_address(ray_address)
     on = device_name(device)
     if target.resolve() == src.resolve():
         raise MedlabelError(target, "the output folder must not be the input folder")
