@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medlabel.demo import find_shared_data
+from medlabel.demo import find_shared_data, shared_data_location
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -25,15 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 def shared_data() -> Path | None:
     """``$MEDLABEL_DATA`` when set, else ``../shared/data`` beside the repository."""
     return find_shared_data(REPO)
-
-
-def data_location() -> tuple[Path, str]:
-    """Where the shared data is looked for, and why there (``$MEDLABEL_DATA`` or the default
-    ``../shared/data`` beside the repository); the folder need not exist."""
-    env = os.environ.get("MEDLABEL_DATA")
-    if env:
-        return Path(env), "from $MEDLABEL_DATA"
-    return REPO.parent / "shared" / "data", "../shared/data beside the repository"
 
 
 def require_data(*parts: str) -> Path:
@@ -45,7 +36,7 @@ def require_data(*parts: str) -> Path:
             whether ``$MEDLABEL_DATA`` chose it) and what is missing, so that a benchmark run
             without its data fails instead of passing having run nothing.
     """
-    root, origin = data_location()
+    root, origin = shared_data_location(REPO)
     hint = "set MEDLABEL_DATA or place the shared data at ../shared/data beside the repository"
     if not root.is_dir():
         raise SystemExit(f"benchmark data not found: {root} ({origin}) is not a folder; {hint}")

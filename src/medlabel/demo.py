@@ -39,7 +39,13 @@ from medlabel.io.atomic import atomic_output
 from medlabel.preprocess import clahe, resample_to_reference, window
 from medlabel.visualize.preview import render_preview
 
-__all__ = ["demo_studies", "find_shared_data", "run_demo", "run_demo_annotation"]
+__all__ = [
+    "demo_studies",
+    "find_shared_data",
+    "run_demo",
+    "run_demo_annotation",
+    "shared_data_location",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +62,25 @@ class _Case:
     seconds: float = 0.0
 
 
-def find_shared_data(base: Path | None = None) -> Path | None:
-    """``$MEDLABEL_DATA`` when set, else ``shared/data`` beside ``base`` (default: the
-    working directory, i.e. ``../shared/data``).
+def shared_data_location(base: Path | None = None) -> tuple[Path, str]:
+    """Where the shared data set is looked for, and why there: ``$MEDLABEL_DATA`` when set,
+    else ``shared/data`` beside ``base`` (default: the working directory, i.e.
+    ``../shared/data``). The folder need not exist.
 
-    Returns ``None`` when that folder does not exist.
+    Example:
+        >>> folder, why = shared_data_location(Path("/repo"))
+        >>> why in ("from $MEDLABEL_DATA", "the default ../shared/data")
+        True
     """
     env = os.environ.get("MEDLABEL_DATA")
-    candidate = Path(env) if env else (base or Path.cwd()).parent / "shared" / "data"
+    if env:
+        return Path(env), "from $MEDLABEL_DATA"
+    return (base or Path.cwd()).parent / "shared" / "data", "the default ../shared/data"
+
+
+def find_shared_data(base: Path | None = None) -> Path | None:
+    """:func:`shared_data_location`, or ``None`` when that folder does not exist."""
+    candidate, _ = shared_data_location(base)
     return candidate if candidate.is_dir() else None
 
 

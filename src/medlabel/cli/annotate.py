@@ -263,12 +263,9 @@ def annotate(
 
 
 def _check_ray(address: str | None, workers: int) -> None:
-    """Before any work: refuse a Ray cluster that cannot be reached; question a local Ray with
-    more workers than CPU cores (each actor holds its own copy of the models)."""
-    from medlabel.annotate.ray_engine import check_address
-
+    """Question a local Ray with more workers than CPU cores (each actor holds its own copy of
+    the models). A cluster's address is checked by the job, before any work."""
     if address is not None:
-        check_address(address)
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cores and workers > cores:
